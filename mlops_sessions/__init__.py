@@ -1,0 +1,43 @@
+"""mlops-sessions: turn one ``mlops.yaml`` into reproducible Nox sessions.
+
+In a ``noxfile.py``::
+
+    import mlops_sessions
+    mlops_sessions.register("mlops.yaml")
+
+Importing this package is cheap: TensorFlow, Docker and Kubernetes are imported only by
+the executors that need them.
+"""
+
+from __future__ import annotations
+
+from mlops_sessions.contract import DataContext, TrainContext, TrainResult
+from mlops_sessions.errors import ConfigError, MlopsError, StepError
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConfigError",
+    "DataContext",
+    "MlopsError",
+    "StepError",
+    "TrainContext",
+    "TrainResult",
+    "__version__",
+    "load",
+    "register",
+]
+
+
+def load(path: str = "mlops.yaml", profile: str | None = None) -> object:
+    """Load and validate a config file (see :func:`mlops_sessions.loader.load`)."""
+    from mlops_sessions.loader import load as _load
+
+    return _load(path, profile=profile)
+
+
+def register(path: str = "mlops.yaml", **kwargs: object) -> object:
+    """Register the pipeline sessions declared in path with nox (see noxplugin.register)."""
+    from mlops_sessions.noxplugin import register as _register
+
+    return _register(path, **kwargs)  # type: ignore[arg-type]

@@ -1,0 +1,90 @@
+"""Content hashes for cache keys: files, directories, and data that may be large.
+
+Large data files are re-hashed only when their size or mtime changed: a small side table
+(``.mlops/cache/filehash.json``) remembers (size, mtime_ns) -> sha256, the way DVC and
+make-like tools avoid re-reading unchanged inputs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+from mlops_sessions import gitinfo
+from mlops_sessions.store import write_json_atomic
+
+_CHUNK = 1 << 20
+_SKIP_DIRS = {"__pycache__", ".git", ".mlops", ".nox", ".venv", ".pytest_cache", ".mypy_cache", ".ruff_cache"}
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def sha256_json(data: object) -> str:
+    return sha256_text(json.dumps(data, sort_keys=True, separators=(",", ":"), default=str))
+
+
+class FileHashCache:
+    """sha256 of files, memoised on (path, size, mtime_ns) and persisted between runs."""
+
+    def __init__(self, table: Path | None) -> None:
+        self.table = table
+        self.entries: dict[str, list[object]] = {}
+        self.hashed = 0  # files actually read (tests use this to prove the cache works)
+        if table is not None and table.is_file():
+            try:
+                self.entries = json.loads(table.read_text())
+            except (OSError, ValueError):
+                self.entries = {}
+        self._dirty = False
+
+    def file(self, path: Path) -> str:
+        stat = path.stat()
+        key = str(path.resolve())
+        entry = self.entries.get(key)
+        if entry and entry[0] == stat.st_size and entry[1] == stat.st_mtime_ns:
+            return str(entry[2])
+        digest = sha256_file(path)
+        self.hashed += 1
+        self.entries[key] = [stat.st_size, stat.st_mtime_ns, digest]
+        self._dirty = True
+        return digest
+
+    def tree(self, directory: Path) -> str:
+        """Hash of a directory: relative names and contents of its files, sorted."""
+        digest = hashlib.sha256()
+        for path in _files_under(directory):
+            rel = path.relative_to(directory).as_posix()
+            digest.update(rel.encode() + b"\0" + self.file(path).encode() + b"\n")
+        return digest.hexdigest()
+
+    def path(self, target: Path) -> str:
+        return self.tree(target) if target.is_dir() else self.file(target)
+
+    def save(self) -> None:
+        if self.table is not None and self._dirty:
+            write_json_atomic(self.table, self.entries)
+            self._dirty = False
+
+
+def _files_under(directory: Path) -> Iterable[Path]:
+    listed = gitinfo.list_files(directory)
+    if listed is not None:
+        return [p for p in listed if not (_SKIP_DIRS & set(p.relative_to(directory).parts))]
+    found = []
+    for base, dirs, files in os.walk(directory):
+        dirs[:] = sorted(d for d in dirs if d not in _SKIP_DIRS)
+        found.extend(Path(base) / name for name in files)
+    return sorted(found)
