@@ -1,0 +1,34 @@
+"""Shared test plumbing.
+
+``require_real(reason)`` is how a test says "this needs a real component (Docker engine,
+registry, Prometheus, wrk ...) that is absent here". Locally that is a skip with the reason;
+with ``MLOPS_REQUIRE_REAL=1`` (set by ``.ci/run``) it is a failure, so a green CI always
+means the real thing ran.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+REQUIRE_REAL_ENV = "MLOPS_REQUIRE_REAL"
+
+
+def require_real(reason: str) -> None:
+    """Skip (locally) or fail (in CI) because a real component is missing."""
+    if os.environ.get(REQUIRE_REAL_ENV) == "1":
+        pytest.fail(f"{reason} ({REQUIRE_REAL_ENV}=1 turns this skip into a failure)")
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def repo_root() -> Path:
+    return REPO
+
+
+@pytest.fixture
+def example_config() -> Path:
+    return REPO / "mlops.yaml"
