@@ -20,7 +20,7 @@ from mlops_sessions import config as cfg
 _RENAMES = {"apiVersion": "api_version"}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls, vars(cfg))
 

@@ -37,7 +37,9 @@ def state(root: Path) -> GitState:
         return GitState(None, None, None)
     status = _git(root, "status", "--porcelain", "--untracked-files=no")
     branch = _git(root, "rev-parse", "--abbrev-ref", "HEAD")
-    return GitState(commit.strip(), bool(status and status.strip()), branch.strip() if branch else None)
+    return GitState(
+        commit.strip(), bool(status and status.strip()), branch.strip() if branch else None
+    )
 
 
 def resolve(root: Path, ref: str) -> str | None:
@@ -54,4 +56,6 @@ def list_files(directory: Path) -> list[Path] | None:
     out = _git(directory, "ls-files", "-z", "--cached", "--others", "--exclude-standard", "--", ".")
     if out is None:
         return None
-    return sorted({directory / name for name in out.split("\0") if name and (directory / name).is_file()})
+    return sorted(
+        {directory / name for name in out.split("\0") if name and (directory / name).is_file()}
+    )

@@ -17,7 +17,16 @@ from mlops_sessions import gitinfo
 from mlops_sessions.store import write_json_atomic
 
 _CHUNK = 1 << 20
-_SKIP_DIRS = {"__pycache__", ".git", ".mlops", ".nox", ".venv", ".pytest_cache", ".mypy_cache", ".ruff_cache"}
+_SKIP_DIRS = {
+    "__pycache__",
+    ".git",
+    ".mlops",
+    ".nox",
+    ".venv",
+    ".pytest_cache",
+    ".mypy_cache",
+    ".ruff_cache",
+}
 
 
 def sha256_file(path: Path) -> str:
@@ -83,7 +92,7 @@ def _files_under(directory: Path) -> Iterable[Path]:
     listed = gitinfo.list_files(directory)
     if listed is not None:
         return [p for p in listed if not (_SKIP_DIRS & set(p.relative_to(directory).parts))]
-    found = []
+    found: list[Path] = []
     for base, dirs, files in os.walk(directory):
         dirs[:] = sorted(d for d in dirs if d not in _SKIP_DIRS)
         found.extend(Path(base) / name for name in files)

@@ -49,23 +49,80 @@ class SessionSpec:
 # Order here is the order `nox -l` shows. Only sessions whose step the CLI implements are
 # registered (see `specs`), so nothing is listed that does not work.
 SESSIONS: tuple[SessionSpec, ...] = (
-    SessionSpec("validate", "validate", "Check mlops.yaml against the schema and cross-field rules.", None,
-                default=True),
-    SessionSpec("test", "test", "Run the team's tests in the training environment.", ("train",), ("validate",),
-                lock=True, default=True),
-    SessionSpec("train", "train", "Train each model (skipped when its inputs are unchanged; -- --force retrains).",
-                ("train",), ("validate",), lock=True, default=True),
-    SessionSpec("evaluate", "evaluate", "Evaluate the trained model against the gate; bless it when it passes.",
-                ("train",), ("train",), lock=True, default=True),
-    SessionSpec("pipeline", None, "The main job: validate -> train -> evaluate.", None, ("evaluate",),
-                default=True),
-    SessionSpec("lineage", "lineage", "Show the chain from commit to model: -- <run|model-hash|commit>.", None),
-    SessionSpec("serve", "serve", "Serve the blessed model locally (TF Serving REST API, /metrics).",
-                ("serve",), lock=True),
+    SessionSpec(
+        "validate",
+        "validate",
+        "Check mlops.yaml against the schema and cross-field rules.",
+        None,
+        default=True,
+    ),
+    SessionSpec(
+        "test",
+        "test",
+        "Run the team's tests in the training environment.",
+        ("train",),
+        ("validate",),
+        lock=True,
+        default=True,
+    ),
+    SessionSpec(
+        "train",
+        "train",
+        "Train each model (skipped when its inputs are unchanged; -- --force retrains).",
+        ("train",),
+        ("validate",),
+        lock=True,
+        default=True,
+    ),
+    SessionSpec(
+        "evaluate",
+        "evaluate",
+        "Evaluate the trained model against the gate; bless it when it passes.",
+        ("train",),
+        ("train",),
+        lock=True,
+        default=True,
+    ),
+    SessionSpec(
+        "pipeline",
+        None,
+        "The main job: validate -> train -> evaluate.",
+        None,
+        ("evaluate",),
+        default=True,
+    ),
+    SessionSpec(
+        "lineage",
+        "lineage",
+        "Show the chain from commit to model: -- <run|model-hash|commit>.",
+        None,
+    ),
+    SessionSpec(
+        "serve",
+        "serve",
+        "Serve the blessed model locally (TF Serving REST API, /metrics).",
+        ("serve",),
+        lock=True,
+    ),
     SessionSpec("render", "render", "Render Kubernetes and Istio manifests (offline).", None),
-    SessionSpec("deploy", "deploy", "Apply the manifests to the cluster and wait for the rollout.", ("deploy",)),
-    SessionSpec("rollback", "rollback", "Return to the previous (or a named) deployed revision.", ("deploy",)),
-    SessionSpec("status", "status", "Show what runs on the cluster: image, commit, model, weights.", ("deploy",)),
+    SessionSpec(
+        "deploy",
+        "deploy",
+        "Apply the manifests to the cluster and wait for the rollout.",
+        ("deploy",),
+    ),
+    SessionSpec(
+        "rollback",
+        "rollback",
+        "Return to the previous (or a named) deployed revision.",
+        ("deploy",),
+    ),
+    SessionSpec(
+        "status",
+        "status",
+        "Show what runs on the cluster: image, commit, model, weights.",
+        ("deploy",),
+    ),
 )
 
 
@@ -108,7 +165,7 @@ def install_source(extras: Sequence[str]) -> list[str]:
         info = json.loads(direct)
         url = info.get("url", "")
         if url.startswith("file://"):
-            path = url[len("file://"):]
+            path = url[len("file://") :]
             if info.get("dir_info", {}).get("editable"):
                 return ["-e", f"{path}{suffix}"]
             return [f"{path}{suffix}"]
@@ -145,7 +202,9 @@ def _requested_sessions(session: Any) -> set[str] | None:
     return set(names) if names else None
 
 
-def _make_session(spec: SessionSpec, config_path: Path, profile: str | None, config: Config) -> Callable[[Any], None]:
+def _make_session(
+    spec: SessionSpec, config_path: Path, profile: str | None, config: Config
+) -> Callable[[Any], None]:
     def run_session(session: Any) -> None:
         models, options = _split_posargs(session.posargs)
         requested = _requested_sessions(session)
@@ -214,8 +273,9 @@ def register(
     taken = [prefix + s.name for s in chosen if prefix + s.name in registry]
     if taken:
         raise MlopsError(
-            f"mlops-sessions: session name(s) {', '.join(taken)} already defined in your noxfile; "
-            f"rename yours, or register with a prefix: mlops_sessions.register({str(path)!r}, prefix='mlops-')"
+            f"mlops-sessions: session name(s) {', '.join(taken)} already defined in your "
+            "noxfile; rename yours, or register with a prefix: "
+            f"mlops_sessions.register({str(path)!r}, prefix='mlops-')"
         )
     backend = venv_backend(config)
     if backend == "uv|virtualenv" and shutil.which("uv") is None:

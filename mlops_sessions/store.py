@@ -124,7 +124,9 @@ class Store:
             write_json_atomic(marker, {"layout": LAYOUT_VERSION})
         gitignore = self.root / ".gitignore"
         if not gitignore.exists():
-            write_text_atomic(gitignore, "# mlops-sessions artifact store; not for version control\n*\n")
+            write_text_atomic(
+                gitignore, "# mlops-sessions artifact store; not for version control\n*\n"
+            )
 
     def clean_tmp(self) -> int:
         """Remove leftovers of interrupted steps; returns how many were removed."""
@@ -132,7 +134,9 @@ class Store:
             return 0
         count = 0
         for child in self.tmp.iterdir():
-            shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink(missing_ok=True)
+            shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink(
+                missing_ok=True
+            )
             count += 1
         return count
 

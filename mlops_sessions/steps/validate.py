@@ -11,8 +11,11 @@ HELP = "Check mlops.yaml against the schema and cross-field rules."
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--all-profiles", action="store_true",
-                        help="validate the file under every profile it declares, and without one")
+    parser.add_argument(
+        "--all-profiles",
+        action="store_true",
+        help="validate the file under every profile it declares, and without one",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -31,7 +34,11 @@ def run(args: argparse.Namespace) -> int:
         if problems:
             raise ConfigError(problems)
     models = list(config.models)
-    emit(args, {"valid": True, "file": args.config, "profiles": checked, "models": models},
-         f"{args.config}: valid ({len(models)} model{'s' if len(models) != 1 else ''}: {', '.join(models)}; "
-         f"checked: {', '.join(checked)})")
+    plural = "s" if len(models) != 1 else ""
+    emit(
+        args,
+        {"valid": True, "file": args.config, "profiles": checked, "models": models},
+        f"{args.config}: valid ({len(models)} model{plural}: {', '.join(models)}; "
+        f"checked: {', '.join(checked)})",
+    )
     return 0

@@ -1,0 +1,180 @@
+"""The nox front end: which sessions exist, how they chain, and how they refuse collisions.
+
+Sessions are registered into a plain dict (the registry injection point) for unit checks,
+and real `nox` processes are run for the listing golden file and error output.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mlops_sessions import noxplugin
+from mlops_sessions.cli import STEPS
+from mlops_sessions.errors import MlopsError
+
+GOLDEN = Path(__file__).parent / "golden" / "nox-list.json"
+
+
+def _register(example_config: Path, **kwargs: Any) -> dict[str, Any]:
+    registry: dict[str, Any] = {}
+    noxplugin.register(example_config, registry=registry, **kwargs)
+    return registry
+
+
+def test_registers_a_session_per_available_step(example_config: Path) -> None:
+    registry = _register(example_config)
+    expected = [s.name for s in noxplugin.SESSIONS if s.step is None or s.step in STEPS]
+    assert list(registry) == [n for n in expected if n in registry]
+    assert {"validate", "pipeline"} <= set(registry)
+    for name, func in registry.items():
+        assert func.name == name
+        assert func.__doc__, f"session {name} has no description for `nox -l`"
+        assert "mlops" in func.tags
+
+
+def test_sessions_chain_through_requires(example_config: Path) -> None:
+    registry = _register(example_config)
+    if "train" in registry:
+        assert registry["train"].requires == ["validate"]
+    if "evaluate" in registry:
+        assert registry["evaluate"].requires == ["train"]
+        assert registry["pipeline"].requires == ["evaluate"]
+    for func in registry.values():
+        assert all(req in registry for req in func.requires)
+
+
+def test_only_offline_steps_run_by_default(example_config: Path) -> None:
+    registry = _register(example_config)
+    for never_default in ("serve", "deploy", "rollback", "render", "status", "lineage"):
+        if never_default in registry:
+            assert registry[never_default].default is False, never_default
+    assert registry["validate"].default is True
+
+
+def test_validate_runs_without_a_venv(example_config: Path) -> None:
+    func = _register(example_config)["validate"]
+    assert func.venv_backend == "none"
+    assert func.python is False
+
+
+def test_collision_with_a_user_session_is_refused(example_config: Path) -> None:
+    registry: dict[str, Any] = {"validate": object()}
+    with pytest.raises(MlopsError) as caught:
+        noxplugin.register(example_config, registry=registry)
+    message = str(caught.value)
+    assert "validate" in message and "prefix='mlops-'" in message
+    assert list(registry) == ["validate"], "nothing may be registered after a refusal"
+
+
+def test_prefix_keeps_both_and_prefixes_requires(example_config: Path) -> None:
+    registry: dict[str, Any] = {"validate": object()}
+    noxplugin.register(example_config, registry=registry, prefix="mlops-")
+    assert "mlops-validate" in registry and "validate" in registry
+    for name, func in registry.items():
+        if name.startswith("mlops-"):
+            assert all(req.startswith("mlops-") for req in func.requires)
+
+
+def test_sessions_whose_prerequisite_is_missing_are_dropped() -> None:
+    chosen = [s.name for s in noxplugin.specs(["validate", "evaluate"])]
+    # evaluate requires train, which is missing -> evaluate and pipeline cannot run.
+    assert chosen == ["validate"]
+    chosen = [s.name for s in noxplugin.specs(["validate", "train", "evaluate"])]
+    assert chosen == ["validate", "train", "evaluate", "pipeline"]
+
+
+@pytest.mark.parametrize(
+    ("posargs", "models", "options"),
+    [
+        ([], [], []),
+        (["digits"], ["digits"], []),
+        (["a", "b", "--force"], ["a", "b"], ["--force"]),
+        (["--run", "x1"], [], ["--run", "x1"]),
+        (["digits", "--param", "epochs=1"], ["digits"], ["--param", "epochs=1"]),
+    ],
+)
+def test_posargs_split_models_from_options(
+    posargs: list[str], models: list[str], options: list[str]
+) -> None:
+    assert noxplugin._split_posargs(posargs) == (models, options)
+
+
+def test_install_source_is_this_checkout_when_editable(repo_root: Path) -> None:
+    args = noxplugin.install_source(["train"])
+    if args[0] == "-e":
+        assert Path(args[1].split("[")[0]).resolve() == repo_root
+        assert args[1].endswith("[train]")
+    else:  # installed from an index or a wheel: the same version, with the extras
+        assert args[0].startswith("mlops-sessions[train]")
+
+
+def test_venv_backend_prefers_uv_with_fallback(example_config: Path) -> None:
+    from mlops_sessions.loader import load
+
+    assert noxplugin.venv_backend(load(example_config)) == "uv|virtualenv"
+
+
+def _nox(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NOX")}
+    return subprocess.run(
+        [sys.executable, "-m", "nox", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+
+
+def _project(tmp_path: Path, repo_root: Path, config_text: str | None = None) -> Path:
+    shutil.copy(repo_root / "mlops.yaml", tmp_path / "mlops.yaml")
+    shutil.copy(repo_root / "requirements.lock", tmp_path / "requirements.lock")
+    if config_text is not None:
+        (tmp_path / "mlops.yaml").write_text(config_text)
+    (tmp_path / "noxfile.py").write_text(
+        'import mlops_sessions\n\nmlops_sessions.register("mlops.yaml")\n'
+    )
+    return tmp_path
+
+
+def test_nox_list_json_matches_golden(tmp_path: Path, repo_root: Path) -> None:
+    done = _nox(_project(tmp_path, repo_root), "-l", "--json")
+    assert done.returncode == 0, done.stderr
+    listing = json.loads(done.stdout)
+    if os.environ.get("MLOPS_UPDATE_GOLDEN") == "1":
+        GOLDEN.write_text(json.dumps(listing, indent=2) + "\n")
+    assert listing == json.loads(GOLDEN.read_text()), (
+        "nox -l --json changed; if intended, regenerate: MLOPS_UPDATE_GOLDEN=1 pytest tests/plugin"
+    )
+
+
+def test_repo_noxfile_lists_dev_and_pipeline_sessions(repo_root: Path) -> None:
+    done = _nox(repo_root, "-l")
+    assert done.returncode == 0, done.stderr
+    for name in ("lint", "typecheck", "tests", "validate", "pipeline"):
+        assert f" {name} " in done.stdout, name
+
+
+def test_invalid_config_fails_nox_with_located_message_not_traceback(
+    tmp_path: Path, repo_root: Path
+) -> None:
+    broken = (repo_root / "mlops.yaml").read_text().replace("seed: 1234", "seed: -3")
+    done = _nox(_project(tmp_path, repo_root, broken), "-l")
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert "models.digits.train.seed: -3 is less than the minimum of 0" in done.stderr
+    assert "mlops.yaml:" in done.stderr
+
+
+def test_validate_session_runs_for_real(tmp_path: Path, repo_root: Path) -> None:
+    done = _nox(_project(tmp_path, repo_root), "-s", "validate")
+    assert done.returncode == 0, done.stderr
+    assert "valid (1 model: digits" in done.stdout + done.stderr
