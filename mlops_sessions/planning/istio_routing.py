@@ -1,0 +1,126 @@
+"""Istio routing for one model: a DestinationRule with track subsets and a VirtualService.
+
+The DestinationRule names one subset per track (``stable``, ``canary``), selected by the
+pods' ``track`` label. The VirtualService sends an A/B slice (a header, or a cookie
+regex) always to the canary, and splits the rest by the weights in ``rollout:``, which
+must add up to 100. Both use ``networking.istio.io/v1``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from mlops_sessions.config import Config, ModelConfig, RolloutConfig
+from mlops_sessions.errors import StepError
+from mlops_sessions.planning.k8s_common import Track, metadata, service_host
+
+API_VERSION = "networking.istio.io/v1"
+
+
+def weights(model: ModelConfig) -> dict[Track, int]:
+    """Traffic per track in percent; stable's weight defaults to what the canary leaves."""
+    rollout = _rollout(model)
+    canary = rollout.canary.weight if rollout.canary is not None else None
+    stable = rollout.stable.weight if rollout.stable is not None else 100 - (canary or 0)
+    split: dict[Track, int] = {"stable": stable}
+    if canary is not None:
+        split["canary"] = canary
+    if sum(split.values()) != 100:
+        detail = " + ".join(f"{track} {weight}" for track, weight in split.items())
+        raise StepError(
+            f"traffic weights of model {model.name!r} add up to {sum(split.values())}, not 100 "
+            f"({detail}); edit models.{model.name}.rollout so stable.weight + canary.weight = 100"
+        )
+    return split
+
+
+def destination_rule(
+    config: Config, model: ModelConfig, tracks: tuple[Track, ...]
+) -> dict[str, Any]:
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "DestinationRule",
+        "metadata": metadata(config, model, model.name),
+        "spec": {
+            "host": service_host(model),
+            "subsets": [{"name": track, "labels": {"track": track}} for track in tracks],
+        },
+    }
+
+
+def virtual_service(config: Config, model: ModelConfig) -> dict[str, Any]:
+    rollout = _rollout(model)
+    http: list[dict[str, Any]] = []
+    matches = ab_matches(rollout)
+    if matches:
+        http.append(
+            {
+                "name": "ab-canary",
+                "match": matches,
+                "route": [_destination(model, "canary", 100)],
+            }
+        )
+    http.append(
+        {
+            "name": "weighted",
+            "route": [
+                _destination(model, track, weight) for track, weight in weights(model).items()
+            ],
+        }
+    )
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "VirtualService",
+        "metadata": metadata(config, model, model.name),
+        "spec": {
+            "hosts": list(rollout.hosts),
+            "gateways": list(rollout.gateways),
+            "http": http,
+        },
+    }
+
+
+def ab_matches(rollout: RolloutConfig) -> list[dict[str, Any]]:
+    """Istio HTTPMatchRequests for the A/B slice; entries are ORed, so header or cookie."""
+    ab = rollout.ab
+    if ab is None:
+        return []
+    if ab.header is None and ab.cookie is None:
+        raise StepError(
+            "rollout.ab needs a header or a cookie to select the A/B slice; "
+            "add header: x-canary (with value: ...) or cookie: <regex>"
+        )
+    matches: list[dict[str, Any]] = []
+    if ab.header is not None:
+        # Header names are matched lower-case by Istio (HTTP/2 lower-cases them anyway).
+        rule = {"exact": ab.value} if ab.value is not None else {"regex": ".+"}
+        matches.append({"headers": {ab.header.lower(): rule}})
+    if ab.cookie is not None:
+        try:
+            re.compile(ab.cookie)
+        except re.error as exc:
+            raise StepError(
+                f"rollout.ab.cookie {ab.cookie!r} is not a valid regular expression ({exc}); "
+                "write e.g. 'beta=1' or 'group=(a|b)'"
+            ) from None
+        # The cookie regex may sit anywhere in the Cookie header's '; '-separated list.
+        matches.append({"headers": {"cookie": {"regex": f"^(.*?;\\s*)?({ab.cookie})(;.*)?$"}}})
+    return matches
+
+
+def _destination(model: ModelConfig, subset: Track, weight: int) -> dict[str, Any]:
+    return {
+        "destination": {
+            "host": service_host(model),
+            "subset": subset,
+            "port": {"number": model.serve.port},
+        },
+        "weight": weight,
+    }
+
+
+def _rollout(model: ModelConfig) -> RolloutConfig:
+    if model.rollout is None:
+        raise StepError(f"model {model.name!r} has no rollout section; add rollout.hosts")
+    return model.rollout

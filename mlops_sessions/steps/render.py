@@ -1,0 +1,105 @@
+"""``mlops render``: write the Kubernetes and Istio manifests a deploy would apply.
+
+Front end only: finds each model's image digests (:mod:`planning.k8s_inputs`), renders
+(:mod:`planning.manifests`), validates every object offline (:mod:`planning.k8s_validate`)
+and writes one YAML file per object plus ``all.yaml`` to ``k8s/rendered/<profile>/`` (or
+``--out``). Output is byte-for-byte deterministic, so the directory can be committed and
+diffed in review. Files from an earlier render that this one no longer produces (say, a
+NetworkPolicy switched off) are removed; files render did not name are never touched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+from typing import Any
+
+from mlops_sessions.config import Config
+from mlops_sessions.planning import k8s_inputs, k8s_validate, manifests
+from mlops_sessions.steps.common import add_models, emit, load_config
+from mlops_sessions.store import write_text_atomic
+
+HELP = "Render Kubernetes and Istio manifests (offline, deterministic) to k8s/rendered/<profile>/."
+ALL_FILE = "all.yaml"
+# What render writes: 'NN-kind-name.yaml' and all.yaml; only these are ever removed.
+_OURS = re.compile(r"^[0-9]{2}-[a-z]+-[a-z0-9.-]+\.yaml$")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_models(parser)
+    parser.add_argument(
+        "--out",
+        metavar="DIR",
+        default=None,
+        help="directory to write (default: k8s/rendered/<profile>/ next to mlops.yaml)",
+    )
+    parser.add_argument(
+        "--image", metavar="NAME=REF@sha256:DIGEST", action="append", default=[],
+        help="use this image for NAME (a key under 'images:') instead of the recorded build; "
+        "repeatable",
+    )  # fmt: skip
+
+
+def default_out(config: Config) -> Path:
+    return config.root / "k8s" / "rendered" / (config.profile or "default")
+
+
+def header(config: Config) -> str:
+    profile = f" --profile {config.profile}" if config.profile else ""
+    return (
+        f"# Rendered by `mlops render{profile}` from {config.source_file.name}.\n"
+        "# Do not edit: change the config and render again.\n"
+    )
+
+
+def render_all(
+    config: Config, model_names: list[str], overrides: dict[str, str]
+) -> list[manifests.Manifest]:
+    """Objects of every selected model, each model's validated, in model then render order."""
+    objects: list[manifests.Manifest] = []
+    for model in config.select_models(model_names):
+        inputs = k8s_inputs.inputs_for(config, model, overrides)
+        rendered = manifests.render(config, model, inputs)
+        k8s_validate.validate_objects(rendered, model.deploy.kubernetes_version)
+        objects += rendered
+    return objects
+
+
+def write(out: Path, objects: list[manifests.Manifest], top: str) -> list[str]:
+    """Write the files; returns their names (all.yaml last)."""
+    names = manifests.file_names(objects)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, obj in zip(names, objects, strict=True):
+        write_text_atomic(out / name, top + "---\n" + manifests.to_yaml(obj))
+    write_text_atomic(out / ALL_FILE, top + manifests.to_yaml_stream(objects))
+    keep = {*names, ALL_FILE}
+    for stale in sorted(out.iterdir()):
+        if stale.is_file() and _OURS.match(stale.name) and stale.name not in keep:
+            stale.unlink()
+    return [*names, ALL_FILE]
+
+
+def run(args: argparse.Namespace) -> int:
+    config = load_config(args)
+    overrides = k8s_inputs.parse_overrides(args.image, config)
+    objects = render_all(config, list(args.models), overrides)
+    out = Path(args.out).resolve() if args.out else default_out(config)
+    files = write(out, objects, header(config))
+    result: dict[str, Any] = {
+        "out": str(out),
+        "profile": config.profile,
+        "files": files,
+        "objects": [
+            {
+                "kind": obj["kind"],
+                "name": obj["metadata"]["name"],
+                "namespace": obj["metadata"].get("namespace"),
+            }
+            for obj in objects
+        ],
+    }
+    lines = [f"rendered {len(objects)} objects to {out}"]
+    lines += [f"  {name}" for name in files]
+    emit(args, result, "\n".join(lines))
+    return 0
