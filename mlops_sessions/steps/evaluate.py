@@ -1,0 +1,337 @@
+"""``mlops evaluate``: measure a trained run's exported model, judge it, report, bless it.
+
+By default the run evaluated is the one ``mlops train`` would reuse for the current code,
+params and data (``planning.training.current_run``); ``--run`` picks another. The record of
+an evaluation is staged and renamed into ``.mlops/runs/<run>/eval/<eval-id>/`` (verdict.json,
+metrics.json, report.md, report.html); a passing model is then blessed. A failing gate exits
+with 1 and its first output lines say which metric failed, by how much, against what.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from mlops_sessions.config import Config, EvaluateConfig, ModelConfig
+from mlops_sessions.contract import DataContext
+from mlops_sessions.errors import StepError
+from mlops_sessions.planning import baseline as baselines
+from mlops_sessions.planning.gate import Verdict, decide, fmt
+from mlops_sessions.steps.common import add_models, emit, load_config, store_for
+from mlops_sessions.store import Store, write_json_atomic, write_text_atomic
+
+HELP = "Gate the trained model on its metrics; bless it when it passes."
+
+
+@dataclass
+class Outcome:
+    """One model's evaluation, as the CLI prints it and --json emits it."""
+
+    model: str
+    run_id: str
+    eval_id: str
+    path: Path
+    verdict: Verdict
+    baseline: baselines.Baseline
+    blessed: bool
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return self.verdict.passed
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "run_id": self.run_id,
+            "eval_id": self.eval_id,
+            "passed": self.passed,
+            "blessed": self.blessed,
+            "verdict": str(self.path / "verdict.json"),
+            "report_md": str(self.path / "report.md"),
+            "report_html": str(self.path / "report.html"),
+            "baseline": self.baseline.as_dict(),
+            "first_run": self.verdict.first_run,
+            "failures": self.verdict.failure_lines(),
+            "notes": [*self.verdict.notes, *self.notes],
+            "metrics": {c.metric: c.as_dict() for c in self.verdict.checks},
+        }
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_models(parser)
+    parser.add_argument(
+        "--run",
+        metavar="RUN_ID",
+        default=None,
+        help="evaluate this stored run instead of the one matching the current inputs",
+    )
+    parser.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="find the run `mlops train --param KEY=VALUE` made (same overrides, repeatable)",
+    )
+    parser.add_argument(
+        "--baseline",
+        metavar="SPEC",
+        default=None,
+        help="compare against 'none', 'blessed', 'run:<id>' or 'git:<ref>' "
+        "(default: evaluate.baseline in mlops.yaml)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    config = load_config(args)
+    store = store_for(config)
+    overrides: dict[str, Any] = {}
+    if args.param:
+        from mlops_sessions.steps.train import parse_params
+
+        if args.run is not None:
+            raise StepError("--run names the run already; drop --param (or --run)")
+        overrides = parse_params(list(args.param))
+    targets = _targets(config, store, list(args.models), args.run, overrides)
+    outcomes = [
+        evaluate_model(config, store, model, run_record, baseline_spec=args.baseline)
+        for model, run_record in targets
+    ]
+    passed = all(o.passed for o in outcomes)
+    if args.json and not passed:
+        # stdout carries the JSON document; CI logs still lead with what failed.
+        for outcome in outcomes:
+            for line in outcome.verdict.failure_lines():
+                print(f"{outcome.model}: {line}", file=sys.stderr)
+    emit(
+        args,
+        {"passed": passed, "models": {o.model: o.as_dict() for o in outcomes}},
+        render_text(outcomes),
+    )
+    return 0 if passed else 1
+
+
+def _targets(
+    config: Config,
+    store: Store,
+    names: list[str],
+    run_id: str | None,
+    overrides: dict[str, Any] | None = None,
+) -> list[tuple[ModelConfig, dict[str, Any]]]:
+    """(model, run.json) pairs to evaluate."""
+    if run_id is not None:
+        record = store.load_run(run_id)
+        if record is None:
+            known = [r["run_id"] for r in store.list_runs()][-5:]
+            raise StepError(
+                f"run '{run_id}' is not in the store ({store.runs}); "
+                + (f"recent runs: {', '.join(known)}" if known else "train one with `mlops train`")
+            )
+        owner = str(record.get("model"))
+        if names and names != [owner]:
+            raise StepError(
+                f"run '{run_id}' trained model '{owner}'; name only that model with --run "
+                f"(or drop the model names)"
+            )
+        (model,) = config.select_models([owner])
+        _evaluate_section(model)
+        return [(model, record)]
+    models = config.select_models(names)
+    if names:
+        for model in models:
+            _evaluate_section(model)
+    else:
+        models = [m for m in models if m.evaluate is not None]
+        if not models:
+            raise StepError(
+                f"no model in {config.source_file} has an 'evaluate' section; add one to gate it"
+            )
+    out = []
+    for model in models:
+        record = _current(config, store, model, overrides or {})
+        if record is None:
+            with_params = "".join(f" --param {k}={v}" for k, v in (overrides or {}).items())
+            raise StepError(
+                f"no trained run of '{model.name}' matches the current code, params and data; "
+                f"run `mlops train {model.name}{with_params}` (or `nox -s train`) first, or "
+                "pick a stored run with --run RUN_ID"
+            )
+        out.append((model, record))
+    return out
+
+
+def _current(
+    config: Config, store: Store, model: ModelConfig, overrides: dict[str, Any]
+) -> dict[str, Any] | None:
+    """The run `mlops train` (with the same --param overrides) would reuse now."""
+    from mlops_sessions.planning import training
+
+    if not overrides:
+        return training.current_run(config, store, model.name)
+    if model.train is None:
+        return None
+    plan = training.plan_training(
+        config, model, params_override=overrides, hash_cache=training.hash_cache_for(config)
+    )
+    return training.reusable_run(store, plan.key)
+
+
+def _evaluate_section(model: ModelConfig) -> EvaluateConfig:
+    if model.evaluate is None:
+        raise StepError(
+            f"model '{model.name}' has no 'evaluate' section; add evaluate.dataset and "
+            "thresholds to mlops.yaml to gate it"
+        )
+    return model.evaluate
+
+
+def new_eval_id(now: datetime | None = None) -> str:
+    stamp = (now or datetime.now(timezone.utc)).strftime("%Y%m%dT%H%M%SZ")
+    return f"{stamp}-{os.urandom(3).hex()}"
+
+
+def evaluate_model(
+    config: Config,
+    store: Store,
+    model: ModelConfig,
+    run_record: dict[str, Any],
+    *,
+    baseline_spec: str | None = None,
+) -> Outcome:
+    """Measure, judge, record and (on pass) bless one run of one model."""
+    from mlops_sessions.executors import report, tf_evaluate
+    from mlops_sessions.planning.datainputs import resolve_inputs
+
+    evaluate = _evaluate_section(model)
+    run_id = str(run_record["run_id"])
+    run_dir = store.run_dir(run_id)
+    model_dir = run_dir / str(run_record.get("model_dir", "model"))
+    spec = baselines.check_spec(baseline_spec or evaluate.baseline)
+    baseline = baselines.resolve_baseline(store, model.name, spec, config.root)
+
+    train = model.train
+    source = config.resolve(train.source) if train is not None else config.root
+    ctx = DataContext(
+        model=model.name,
+        params=dict(run_record.get("params") or {}),
+        seed=int(run_record.get("seed", train.seed if train else 0)),
+        inputs=resolve_inputs(config, train.inputs) if train is not None else {},
+    )
+    measured = tf_evaluate.measure(model_dir, evaluate, ctx, source)
+    produced = evaluate.produced_metrics()
+    values = dict(measured.values)  # measured order: quality, custom, latency, size, drift
+    verdict = decide(
+        values,
+        evaluate.thresholds,
+        produced,
+        baseline.metrics,
+        allow_first_run=evaluate.allow_first_run,
+        baseline_label=baseline.label,
+    )
+    notes = []
+    if baseline.available and baseline.dataset_sha256 not in (None, measured.dataset_sha256):
+        notes.append(
+            "the baseline was evaluated on different held-out data (dataset sha256 "
+            f"{str(baseline.dataset_sha256)[:12]} vs {measured.dataset_sha256[:12]}); deltas "
+            "compare different datasets"
+        )
+
+    now = datetime.now(timezone.utc)
+    eval_id = new_eval_id(now)
+    final = baselines.eval_dir(store, run_id) / eval_id
+    common = {
+        "model": model.name,
+        "run_id": run_id,
+        "eval_id": eval_id,
+        "model_hash": run_record.get("model_hash"),
+        "created_at": now.isoformat(),
+    }
+    verdict_record = {
+        **common,
+        **verdict.as_dict(),
+        "baseline": baseline.as_dict(),
+        "config_hash": config.model_hash(model.name),
+    }
+    verdict_record["notes"] = [*verdict_record["notes"], *notes]
+    document = report.ReportInput(
+        model=model.name,
+        run=run_record,
+        eval_id=eval_id,
+        verdict=verdict,
+        baseline=baseline.as_dict(),
+        measurements=measured.as_dict(),
+        created_at=now.isoformat(),
+        extra_notes=tuple(notes),
+    )
+    with store.staging(final) as stage:
+        write_json_atomic(
+            stage / "metrics.json", {**common, **measured.as_dict(), "values": values}
+        )
+        write_json_atomic(stage / "verdict.json", verdict_record)
+        write_text_atomic(stage / "report.md", report.markdown(document))
+        write_text_atomic(stage / "report.html", report.html_report(document))
+
+    if verdict.passed:
+        git = (run_record.get("lineage") or {}).get("git") or {}
+        store.bless(
+            model.name,
+            {
+                "model": model.name,
+                "run_id": run_id,
+                "model_hash": run_record.get("model_hash"),
+                "git_commit": git.get("commit"),
+                "git_dirty": git.get("dirty"),
+                "eval_id": eval_id,
+                "verdict": str(final / "verdict.json"),
+                "first_run": verdict.first_run,
+                "blessed_at": now.isoformat(),
+            },
+        )
+    return Outcome(model.name, run_id, eval_id, final, verdict, baseline, verdict.passed, notes)
+
+
+def render_text(outcomes: list[Outcome]) -> str:
+    """Failures first (one line each), then per model a table and where the reports are."""
+    lines = [f"{o.model}: {line}" for o in outcomes for line in o.verdict.failure_lines()]
+    for outcome in outcomes:
+        verdict = outcome.verdict
+        status = "PASS" if verdict.passed else "FAIL"
+        if lines:
+            lines.append("")
+        lines.append(
+            f"{outcome.model}: gate {status} — run {outcome.run_id}, "
+            f"baseline: {outcome.baseline.label}"
+        )
+        lines += [f"  note: {note}" for note in [*verdict.notes, *outcome.notes]]
+        rows = [("metric", "value", "threshold", "baseline", "delta", "")]
+        for check in verdict.checks:
+            delta = "—" if check.delta is None else f"{check.delta:+.4g}"
+            mark = "FAIL" if not check.passed else ("ok" if check.has_threshold else "")
+            rows.append(
+                (
+                    check.metric,
+                    fmt(check.value),
+                    check.threshold_text() or "—",
+                    fmt(check.baseline),
+                    delta,
+                    mark,
+                )
+            )
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+        for row in rows:
+            lines.append(
+                "  "
+                + "  ".join(
+                    cell.ljust(width) for cell, width in zip(row, widths, strict=True)
+                ).rstrip()
+            )
+        lines.append(f"  report: {outcome.path / 'report.md'}")
+        lines.append(f"          {outcome.path / 'report.html'}")
+        if outcome.blessed:
+            lines.append(f"  blessed: {outcome.model} run {outcome.run_id}")
+    return "\n".join(lines)
