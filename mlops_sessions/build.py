@@ -50,6 +50,8 @@ def convert(tp: Any, value: Any) -> Any:
         return value
     if dataclasses.is_dataclass(tp) and isinstance(tp, type):
         return _dataclass(tp, value)
+    if tp is int and isinstance(value, float) and not isinstance(value, bool):
+        return int(value)  # JSON Schema's 'integer' accepts 2.0
     if tp is float and isinstance(value, int):
         return float(value)
     if tp is str and isinstance(value, (int, float)) and not isinstance(value, bool):

@@ -56,23 +56,49 @@ def _references(doc: dict[str, Any], locator: Locator, root: Path) -> list[Probl
         refs.append(((*base, "rollout", "canary", "image"), canary.get("image")))
         for path, ref in refs:
             if ref is not None and ref not in images:
-                out.append(locator.problem(path, f"unknown image '{ref}'", _name_hint(ref, images, "images", "images")))
+                out.append(
+                    locator.problem(
+                        path, f"unknown image '{ref}'", _name_hint(ref, images, "images", "images")
+                    )
+                )
         for index, item in enumerate(train.get("inputs", [])):
             if item not in data:
-                out.append(locator.problem((*base, "train", "inputs", index), f"unknown data input '{item}'",
-                                           _name_hint(item, data, "data inputs", "data")))
+                out.append(
+                    locator.problem(
+                        (*base, "train", "inputs", index),
+                        f"unknown data input '{item}'",
+                        _name_hint(item, data, "data inputs", "data"),
+                    )
+                )
         if train.get("container") and not (train.get("image") or model.get("image")):
-            out.append(locator.problem((*base, "train", "container"), "container training needs an image",
-                                       "set train.image (or the model's image) to an entry under 'images'"))
+            out.append(
+                locator.problem(
+                    (*base, "train", "container"),
+                    "container training needs an image",
+                    "set train.image (or the model's image) to an entry under 'images'",
+                )
+            )
     return out
 
 
 _CPU = re.compile(r"^([0-9.]+)(m?)$")
-_MEM_UNITS = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+_MEM_UNITS = {
+    "": 1,
+    "K": 10**3,
+    "M": 10**6,
+    "G": 10**9,
+    "T": 10**12,
+    "Ki": 2**10,
+    "Mi": 2**20,
+    "Gi": 2**30,
+    "Ti": 2**40,
+}
 
 
 def cpu_cores(value: str | float | int) -> float:
-    match = _CPU.match(str(value))
+    if isinstance(value, (int, float)):
+        return float(value)  # `cpu: 0.00001` is a number; str() would give '1e-05'
+    match = _CPU.match(value)
     assert match, value
     number = float(match.group(1))
     return number / 1000 if match.group(2) else number
@@ -94,16 +120,37 @@ def _resources(doc: dict[str, Any], locator: Locator, root: Path) -> list[Proble
             base = ("models", name, section, "resources")
             limits = res.get("limits") or {}
             if "gpu" in limits and limits["gpu"] < res.get("gpu", 0):
-                out.append(locator.problem((*base, "limits", "gpu"),
-                                           f"GPU limit {limits['gpu']} is below the request {res.get('gpu', 0)}",
-                                           "raise limits.gpu or lower gpu; Kubernetes needs limit >= request"))
-            if "cpu" in limits and "cpu" in res and cpu_cores(limits["cpu"]) < cpu_cores(res["cpu"]):
-                out.append(locator.problem((*base, "limits", "cpu"), f"CPU limit {limits['cpu']} is below the request {res['cpu']}",
-                                           "raise limits.cpu or lower cpu"))
-            if "memory" in limits and "memory" in res and memory_bytes(limits["memory"]) < memory_bytes(res["memory"]):
-                out.append(locator.problem((*base, "limits", "memory"),
-                                           f"memory limit {limits['memory']} is below the request {res['memory']}",
-                                           "raise limits.memory or lower memory"))
+                out.append(
+                    locator.problem(
+                        (*base, "limits", "gpu"),
+                        f"GPU limit {limits['gpu']} is below the request {res.get('gpu', 0)}",
+                        "raise limits.gpu or lower gpu; Kubernetes needs limit >= request",
+                    )
+                )
+            if (
+                "cpu" in limits
+                and "cpu" in res
+                and cpu_cores(limits["cpu"]) < cpu_cores(res["cpu"])
+            ):
+                out.append(
+                    locator.problem(
+                        (*base, "limits", "cpu"),
+                        f"CPU limit {limits['cpu']} is below the request {res['cpu']}",
+                        "raise limits.cpu or lower cpu",
+                    )
+                )
+            if (
+                "memory" in limits
+                and "memory" in res
+                and memory_bytes(limits["memory"]) < memory_bytes(res["memory"])
+            ):
+                out.append(
+                    locator.problem(
+                        (*base, "limits", "memory"),
+                        f"memory limit {limits['memory']} is below the request {res['memory']}",
+                        "raise limits.memory or lower memory",
+                    )
+                )
     return out
 
 
@@ -119,13 +166,20 @@ def _thresholds(doc: dict[str, Any], locator: Locator, root: Path) -> list[Probl
         for index, metric in enumerate(ev.get("metrics", ["accuracy"])):
             if isinstance(metric, dict):
                 if metric["name"] in BUILTIN_METRICS or metric["name"] in custom_names:
-                    out.append(locator.problem((*base, "metrics", index, "name"), f"metric name '{metric['name']}' is already taken",
-                                               "give the custom metric a name of its own"))
+                    out.append(
+                        locator.problem(
+                            (*base, "metrics", index, "name"),
+                            f"metric name '{metric['name']}' is already taken",
+                            "give the custom metric a name of its own",
+                        )
+                    )
                 custom_names.add(metric["name"])
                 produced[metric["name"]] = metric.get("higher_is_better", True)
             else:
                 produced[metric] = BUILTIN_METRICS[metric]
-        for batch in (ev.get("latency") or {}).get("batch_sizes", [1] if ev.get("latency") is not None else []):
+        for batch in (ev.get("latency") or {}).get(
+            "batch_sizes", [1] if ev.get("latency") is not None else []
+        ):
             for pct in LATENCY_PERCENTILES:
                 produced[f"latency_b{batch}_p{pct}_ms"] = False
         if ev.get("drift"):
@@ -134,14 +188,34 @@ def _thresholds(doc: dict[str, Any], locator: Locator, root: Path) -> list[Probl
             path = (*base, "thresholds", metric)
             if metric not in produced:
                 hint = _suggest(metric, list(produced)) or (
-                    "add it to evaluate.metrics (or evaluate.latency / evaluate.drift); produced now: " + ", ".join(sorted(produced))
+                    "add it to evaluate.metrics (or evaluate.latency / evaluate.drift); "
+                    "produced now: " + ", ".join(sorted(produced))
                 )
-                out.append(locator.problem(path, f"threshold for '{metric}', a metric this evaluation never produces", hint, key=True))
+                out.append(
+                    locator.problem(
+                        path,
+                        f"threshold for '{metric}', a metric this evaluation never produces",
+                        hint,
+                        key=True,
+                    )
+                )
             if "min" in bound and "max" in bound and bound["min"] > bound["max"]:
-                out.append(locator.problem(path, f"min {bound['min']} is greater than max {bound['max']}", "no value can pass; swap them"))
+                out.append(
+                    locator.problem(
+                        path,
+                        f"min {bound['min']} is greater than max {bound['max']}",
+                        "no value can pass; swap them",
+                    )
+                )
             if bound.get("vs_baseline") and ev.get("baseline", "blessed") == "none":
-                out.append(locator.problem((*path, "vs_baseline"), "a relative threshold needs a baseline, but evaluate.baseline is 'none'",
-                                           "set evaluate.baseline to 'blessed', 'run:<id>' or 'git:<ref>', or drop vs_baseline"))
+                out.append(
+                    locator.problem(
+                        (*path, "vs_baseline"),
+                        "a relative threshold needs a baseline, but evaluate.baseline is 'none'",
+                        "set evaluate.baseline to 'blessed', 'run:<id>' or 'git:<ref>', "
+                        "or drop vs_baseline",
+                    )
+                )
     return out
 
 
@@ -155,19 +229,48 @@ def _rollout(doc: dict[str, Any], locator: Locator, root: Path) -> list[Problem]
         stable = (rollout.get("stable") or {}).get("weight")
         canary = (rollout.get("canary") or {}).get("weight")
         if stable is not None and canary is not None and stable + canary != 100:
-            out.append(locator.problem((*base, "canary", "weight"), f"weights add up to {stable + canary}, not 100 (stable {stable} + canary {canary})",
-                                       f"set canary.weight to {100 - stable}, or adjust stable.weight"))
+            out.append(
+                locator.problem(
+                    (*base, "canary", "weight"),
+                    f"weights add up to {stable + canary}, not 100 "
+                    f"(stable {stable} + canary {canary})",
+                    f"set canary.weight to {100 - stable}, or adjust stable.weight",
+                )
+            )
         elif stable is not None and canary is None and stable != 100:
-            out.append(locator.problem((*base, "stable", "weight"), f"stable weight is {stable} but there is no canary to take the other {100 - stable}",
-                                       "declare rollout.canary, or set stable.weight to 100"))
+            out.append(
+                locator.problem(
+                    (*base, "stable", "weight"),
+                    f"stable weight is {stable} but there is no canary "
+                    f"to take the other {100 - stable}",
+                    "declare rollout.canary, or set stable.weight to 100",
+                )
+            )
         if rollout.get("ab") and not rollout.get("canary"):
-            out.append(locator.problem((*base, "ab"), "an A/B route sends traffic to the canary, but no canary is declared",
-                                       "declare rollout.canary (its weight may be 0)"))
+            out.append(
+                locator.problem(
+                    (*base, "ab"),
+                    "an A/B route sends traffic to the canary, but no canary is declared",
+                    "declare rollout.canary (its weight may be 0)",
+                )
+            )
         steps = rollout.get("steps", [])
-        if steps and any(b <= a for a, b in zip(steps, steps[1:])):
-            out.append(locator.problem((*base, "steps"), f"steps {steps} must increase", "list canary weights in rising order, e.g. [10, 25, 50, 100]"))
+        stalled = next((i for i in range(1, len(steps)) if steps[i] <= steps[i - 1]), None)
+        if stalled is not None:
+            out.append(
+                locator.problem(
+                    (*base, "steps", stalled),
+                    f"steps {steps} must increase, "
+                    f"but {steps[stalled]} follows {steps[stalled - 1]}",
+                    "list canary weights in rising order, e.g. [10, 25, 50, 100]",
+                )
+            )
         if steps and not rollout.get("canary"):
-            out.append(locator.problem((*base, "steps"), "rollout steps need a canary", "declare rollout.canary"))
+            out.append(
+                locator.problem(
+                    (*base, "steps"), "rollout steps need a canary", "declare rollout.canary"
+                )
+            )
     return out
 
 
@@ -177,18 +280,46 @@ def _images(doc: dict[str, Any], locator: Locator, root: Path) -> list[Problem]:
         tag = image.get("tag") or {}
         path = ("images", name, "tag")
         if tag.get("policy") == "template" and not tag.get("template"):
-            out.append(locator.problem((*path, "policy"), "policy 'template' needs a template", "add tag.template, e.g. 'prod-{date}'"))
+            out.append(
+                locator.problem(
+                    (*path, "policy"),
+                    "policy 'template' needs a template",
+                    "add tag.template, e.g. 'prod-{date}'",
+                )
+            )
         if tag.get("template") and tag.get("policy", "git-commit") != "template":
-            out.append(locator.problem((*path, "template"), "a template is only used with policy 'template'", "set tag.policy: template, or remove tag.template"))
+            out.append(
+                locator.problem(
+                    (*path, "template"),
+                    "a template is only used with policy 'template'",
+                    "set tag.policy: template, or remove tag.template",
+                )
+            )
         template = tag.get("template", "")
         if template and template.strip().lower() == "latest":
-            out.append(locator.problem((*path, "template"), "the tag 'latest' is never produced: it is not reproducible",
-                                       "use a template with {commit}, {date} or {version}"))
-        if template and not re.search(r"\{(commit|short|date|version)\}", template):
-            out.append(locator.problem((*path, "template"), f"template '{template}' gives every build the same tag",
-                                       "include {commit}, {short}, {date} or {version} so each build is unique"))
+            out.append(
+                locator.problem(
+                    (*path, "template"),
+                    "the tag 'latest' is never produced: it is not reproducible",
+                    "use a template with {commit}, {date} or {version}",
+                )
+            )
+        elif template and not re.search(r"\{(commit|short|date|version)\}", template):
+            out.append(
+                locator.problem(
+                    (*path, "template"),
+                    f"template '{template}' gives every build the same tag",
+                    "include {commit}, {short}, {date} or {version} so each build is unique",
+                )
+            )
         if image.get("base", {}).get("gpu") is not None and "image" not in image.get("base", {}):
-            out.append(locator.problem(("images", name, "base", "gpu"), "'gpu' only applies to a named base image", "remove it; variants say it already"))
+            out.append(
+                locator.problem(
+                    ("images", name, "base", "gpu"),
+                    "'gpu' only applies to a named base image",
+                    "remove it; variants say it already",
+                )
+            )
     return out
 
 
@@ -199,21 +330,41 @@ def _deploy(doc: dict[str, Any], locator: Locator, root: Path) -> list[Problem]:
         base = ("models", name, "deploy")
         auto = deploy.get("autoscaling")
         if auto and auto["min_replicas"] > auto["max_replicas"]:
-            out.append(locator.problem((*base, "autoscaling", "min_replicas"),
-                                       f"min_replicas {auto['min_replicas']} is above max_replicas {auto['max_replicas']}", "swap them"))
+            out.append(
+                locator.problem(
+                    (*base, "autoscaling", "min_replicas"),
+                    f"min_replicas {auto['min_replicas']} is above "
+                    f"max_replicas {auto['max_replicas']}",
+                    "swap them",
+                )
+            )
         source = deploy.get("model_source") or {}
         if source.get("type") == "s3" and not source.get("uri"):
-            out.append(locator.problem((*base, "model_source"), "model_source type 's3' needs a uri", "add uri: s3://bucket/path/model.tar.gz"))
+            out.append(
+                locator.problem(
+                    (*base, "model_source"),
+                    "model_source type 's3' needs a uri",
+                    "add uri: s3://bucket/path/model.tar.gz",
+                )
+            )
         seen: dict[str, int] = {}
         for index, secret in enumerate(deploy.get("secrets", [])):
             if secret["env"] in seen:
-                out.append(locator.problem((*base, "secrets", index, "env"), f"environment variable '{secret['env']}' is set twice",
-                                           f"remove one of secrets[{seen[secret['env']]}] and secrets[{index}]"))
+                out.append(
+                    locator.problem(
+                        (*base, "secrets", index, "env"),
+                        f"environment variable '{secret['env']}' is set twice",
+                        f"remove one of secrets[{seen[secret['env']]}] and secrets[{index}]",
+                    )
+                )
             seen[secret["env"]] = index
     return out
 
 
-_TF_PIN = re.compile(r"^\s*(tensorflow|tensorflow-cpu|tensorflow-gpu|tensorflow\[and-cuda\])\s*==\s*([0-9.]+)", re.I | re.M)
+_TF_PIN = re.compile(
+    r"^\s*(tensorflow|tensorflow-cpu|tensorflow-gpu|tensorflow\[and-cuda\])\s*==\s*([0-9.]+)",
+    re.I | re.M,
+)
 
 
 def _gpu_images(doc: dict[str, Any], locator: Locator, root: Path) -> list[Problem]:
@@ -229,21 +380,35 @@ def _gpu_images(doc: dict[str, Any], locator: Locator, root: Path) -> list[Probl
         base = images[image_name].get("base", {})
         has_gpu = base.get("variant") in ("gpu", "gpu-jupyter") or bool(base.get("gpu"))
         if not has_gpu:
-            out.append(locator.problem(("models", name, "train", "resources", "gpu"),
-                                       f"{gpus} GPU(s) requested but image '{image_name}' has a CPU-only base",
-                                       f"set images.{image_name}.base.variant to 'gpu' (or gpu: true for a named CUDA image)"))
+            out.append(
+                locator.problem(
+                    ("models", name, "train", "resources", "gpu"),
+                    f"{gpus} GPU(s) requested but image '{image_name}' has a CPU-only base",
+                    f"set images.{image_name}.base.variant to 'gpu' "
+                    "(or gpu: true for a named CUDA image)",
+                )
+            )
     requirements = (doc.get("python") or {}).get("requirements")
     pinned = None
     if requirements:
         try:
             match = _TF_PIN.search((root / requirements).read_text())
             pinned = match.group(2) if match else None
-        except OSError:
-            pinned = None
+        except (OSError, UnicodeDecodeError, ValueError):
+            pinned = None  # an unreadable lock is reported by the steps that install it
     for image_name, image in images.items():
         tf_version = image.get("base", {}).get("tensorflow")
-        if pinned and tf_version and not pinned.startswith(tf_version) and not tf_version.startswith(pinned):
-            out.append(locator.problem(("images", image_name, "base", "tensorflow"),
-                                       f"base TensorFlow {tf_version} differs from {pinned} pinned in {requirements}",
-                                       "train and serve must use the same TensorFlow: align the base with the lock"))
+        if (
+            pinned
+            and tf_version
+            and not pinned.startswith(tf_version)
+            and not tf_version.startswith(pinned)
+        ):
+            out.append(
+                locator.problem(
+                    ("images", image_name, "base", "tensorflow"),
+                    f"base TensorFlow {tf_version} differs from {pinned} pinned in {requirements}",
+                    "train and serve must use the same TensorFlow: align the base with the lock",
+                )
+            )
     return out

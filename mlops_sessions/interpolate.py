@@ -8,6 +8,7 @@ literal ``${``. A plain (unquoted) YAML scalar is re-typed after substitution, s
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -50,12 +51,15 @@ def substitute(text: str, env: Mapping[str, str]) -> str:
 
 def retype(text: str) -> Any:
     """Type a substituted plain scalar as YAML would have typed it, keeping strings that
-    would parse as collections (a value must not grow structure from an env var)."""
+    would parse as collections (a value must not grow structure from an env var) or as
+    values JSON cannot hold (dates, NaN, infinity)."""
     try:
         value = yaml.safe_load(text)
     except yaml.YAMLError:
         return text
-    if isinstance(value, (dict, list)):
+    if isinstance(value, float) and not math.isfinite(value):
+        return text
+    if value is not None and not isinstance(value, (str, int, float, bool)):
         return text
     return value
 

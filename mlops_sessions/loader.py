@@ -6,7 +6,8 @@ Steps, each collecting problems rather than stopping at the first:
 2. overlay the chosen profile (``--profile`` / ``MLOPS_PROFILE``) and merge ``defaults``
    under every model, remembering where each merged value was written;
 3. substitute ``${VAR}`` / ``${VAR:-default}``;
-4. validate against ``schemas/mlops.schema.json`` (JSON Schema 2020-12);
+4. validate against ``schemas/mlops.schema.json`` (JSON Schema 2020-12), unless this exact
+   effective document already passed under this exact schema (see ``_verdict_file``);
 5. run cross-field checks (:mod:`mlops_sessions.checks`);
 6. build the frozen :class:`~mlops_sessions.config.Config`.
 
@@ -18,9 +19,10 @@ from __future__ import annotations
 import copy
 import difflib
 import functools
+import hashlib
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -32,14 +34,23 @@ from mlops_sessions.config import API_VERSION, Config
 from mlops_sessions.errors import ConfigError, Problem
 
 PROFILE_ENV = "MLOPS_PROFILE"
+# Where schema verdicts are remembered (default: $XDG_CACHE_HOME/mlops-sessions), and the
+# switch that turns the memo off.
+CACHE_ENV = "MLOPS_CACHE_DIR"
+NO_CACHE_ENV = "MLOPS_NO_CACHE"
+_VERDICTS_KEPT = 512
 Path_ = yamlpos.Path_
+
+
+@functools.lru_cache(maxsize=1)
+def _schema_text() -> str:
+    return resources.files("mlops_sessions").joinpath("_schemas/mlops.schema.json").read_text()
 
 
 @functools.lru_cache(maxsize=1)
 def schema() -> dict[str, Any]:
     """The packaged JSON Schema for mlops.yaml."""
-    text = resources.files("mlops_sessions").joinpath("_schemas/mlops.schema.json").read_text()
-    loaded: dict[str, Any] = json.loads(text)
+    loaded: dict[str, Any] = json.loads(_schema_text())
     return loaded
 
 
@@ -47,7 +58,35 @@ def schema() -> dict[str, Any]:
 def _validator() -> Any:
     import jsonschema
 
-    return jsonschema.Draft202012Validator(schema())
+    return jsonschema.Draft202012Validator(_inline_refs(schema(), schema()["$defs"], ()))
+
+
+_OWN_DESCRIPTION = "x-mlops-property-description"  # an annotation validators ignore
+
+
+def _inline_refs(node: Any, defs: Mapping[str, Any], active: tuple[str, ...]) -> Any:
+    """The schema with every local ``$ref`` replaced by its definition.
+
+    Resolving references through ``referencing`` on every descent is about half of the
+    validation time of a large file; the schema is static, so it is resolved once. The
+    definition's keywords win over the annotations written next to a ``$ref`` (our
+    schema puts only descriptions there), which keeps ``error.schema`` — and with it the
+    hints in messages — what it was with references. ``$defs`` stay for any cycle.
+    """
+    if isinstance(node, list):
+        return [_inline_refs(item, defs, active) for item in node]
+    if not isinstance(node, dict):
+        return node
+    ref = node.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/$defs/") and ref not in active:
+        target = _inline_refs(defs[ref.rsplit("/", 1)[-1]], defs, (*active, ref))
+        siblings = {k: _inline_refs(v, defs, active) for k, v in node.items() if k != "$ref"}
+        merged = {**siblings, **target}
+        if "description" in siblings:
+            # What this property is for (its own description), used by 'missing key' hints.
+            merged[_OWN_DESCRIPTION] = siblings["description"]
+        return merged
+    return {k: v if k == "$defs" else _inline_refs(v, defs, active) for k, v in node.items()}
 
 
 class Locator:
@@ -71,7 +110,9 @@ class Locator:
                 return parts, None
             parts = parts[:-1]
 
-    def problem(self, path: Iterable[str | int], message: str, hint: str = "", key: bool = False) -> Problem:
+    def problem(
+        self, path: Iterable[str | int], message: str, hint: str = "", key: bool = False
+    ) -> Problem:
         parts = tuple(path)
         found, loc = self._find(parts, key)
         shown = _dotted(parts)
@@ -116,10 +157,21 @@ def load(
         text = file.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(
-            [Problem(shown, None, None, "", "file not found", "run `mlops init` to create one, or pass --config PATH")]
+            [
+                Problem(
+                    shown,
+                    None,
+                    None,
+                    "",
+                    "file not found",
+                    "run `mlops init` to create one, or pass --config PATH",
+                )
+            ]
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError([Problem(shown, None, None, "", f"cannot read the file: {exc}")]) from None
+        raise ConfigError(
+            [Problem(shown, None, None, "", f"cannot read the file: {exc}")]
+        ) from None
     return loads(text, file=shown, root=file.resolve().parent, profile=profile, env=env)
 
 
@@ -132,8 +184,11 @@ def loads(
 ) -> Config:
     """Like load(), from text already read (tests and `mlops validate -` use this)."""
     env = os.environ if env is None else env
-    document, locator = effective_document(text, file, profile, env)
-    problems = _schema_problems(document, locator)
+    document, locator, unresolved = _effective(text, file, profile, env)
+    # An unset ${VAR} is reported together with every schema problem elsewhere in the
+    # file; the value still holding '${VAR}' is not judged by the schema a second time.
+    problems = [p for _, p in unresolved]
+    problems += _schema_problems(document, locator, skip={path for path, _ in unresolved})
     if not problems:
         problems = checks.cross_field(document, locator, root or Path.cwd())
     if problems:
@@ -145,43 +200,101 @@ def effective_document(
     text: str, file: str, profile: str | None, env: Mapping[str, str]
 ) -> tuple[dict[str, Any], Locator]:
     """Parse and merge, without schema validation: the document `mlops config` prints."""
+    document, locator, unresolved = _effective(text, file, profile, env)
+    if unresolved:
+        raise ConfigError([problem for _, problem in unresolved])
+    return document, locator
+
+
+def _effective(
+    text: str, file: str, profile: str | None, env: Mapping[str, str]
+) -> tuple[dict[str, Any], Locator, list[tuple[Path_, Problem]]]:
+    """effective_document(), returning ${...} problems (with their paths) instead of raising."""
     try:
         parsed = yamlpos.parse(text)
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
+        raise ConfigError([_yaml_problem(file, exc, text)]) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError([Problem(file, None, None, "", f"invalid YAML: {exc}")]) from None
+    except RecursionError:
         raise ConfigError(
             [
                 Problem(
                     file,
-                    mark.line + 1 if mark else None,
-                    mark.column + 1 if mark else None,
+                    None,
+                    None,
                     "",
-                    f"invalid YAML: {exc.problem}",
-                    "check indentation and quoting near this position",
+                    "the document is nested too deeply to read",
+                    "flatten the structure; no mlops.yaml needs more than a few levels",
                 )
             ]
         ) from None
-    except yaml.YAMLError as exc:
-        raise ConfigError([Problem(file, None, None, "", f"invalid YAML: {exc}")]) from None
     locator = Locator(file, dict(parsed.values), dict(parsed.keys))
     problems = [
-        locator.problem(p, f"duplicate key '{p[-1]}'", "remove one of them; YAML keeps only the last", key=True)
+        locator.problem(
+            p, f"duplicate key '{p[-1]}'", "remove one of them; YAML keeps only the last", key=True
+        )
         for p, _ in parsed.duplicates
+    ]
+    problems += [
+        Problem(file, loc.line, loc.column, _dotted(p), message, hint)
+        for p, loc, message, hint in parsed.issues
     ]
     doc = parsed.data
     if not isinstance(doc, dict):
-        kind = "empty" if doc is None else f"a {type(doc).__name__}"
+        kind = "empty" if doc is None else _article(_kind(doc))
         problems.append(
-            Problem(file, 1, 1, "", f"the file is {kind}, expected a mapping",
-                    f"start with 'apiVersion: {API_VERSION}'; `mlops init` writes a complete example")
+            Problem(
+                file,
+                1,
+                1,
+                "",
+                f"the file is {kind}, expected a mapping",
+                f"start with 'apiVersion: {API_VERSION}'; `mlops init` writes a complete example",
+            )
         )
         raise ConfigError(problems)
     if problems:
         raise ConfigError(problems)
     doc = _apply_profile(doc, profile, locator)
     doc = _apply_defaults(doc, locator)
-    doc = _interpolate(doc, locator, env)
-    return doc, locator
+    return _interpolate(doc, locator, env)
+
+
+def _yaml_problem(file: str, exc: yaml.MarkedYAMLError, text: str) -> Problem:
+    """A YAML syntax or tag error, located at the mark and naming where the construct began."""
+    mark = exc.problem_mark or exc.context_mark
+    message = f"invalid YAML: {exc.problem or exc.context}"
+    if exc.context and exc.problem:
+        where = ""
+        if (
+            exc.context_mark is not None
+            and exc.problem_mark is not None
+            and (exc.context_mark.line != exc.problem_mark.line)
+        ):
+            where = f" (line {exc.context_mark.line + 1}, column {exc.context_mark.column + 1})"
+        if exc.problem.startswith("but "):
+            message = f"invalid YAML: {exc.context}{where}, {exc.problem}"
+        else:
+            message = f"invalid YAML: {exc.problem} {exc.context}{where}"
+    if isinstance(exc, yamlpos.AliasError):
+        hint = "reuse an anchor (*name) only outside the value it names, and not in bulk"
+    elif isinstance(exc, yaml.constructor.ConstructorError):
+        hint = (
+            "mlops.yaml takes plain YAML: strings, numbers, booleans, lists and mappings (no tags)"
+        )
+    elif mark is not None and _char_at(text, mark.line, mark.column) == "\t":
+        hint = "indent with spaces; YAML does not allow tabs for indentation"
+    else:
+        hint = "check indentation and quoting near this position"
+    return Problem(
+        file, mark.line + 1 if mark else None, mark.column + 1 if mark else None, "", message, hint
+    )
+
+
+def _char_at(text: str, line: int, column: int) -> str:
+    lines = text.splitlines()
+    return lines[line][column : column + 1] if line < len(lines) else ""
 
 
 def _overlay(base: Any, over: Any) -> Any:
@@ -194,13 +307,21 @@ def _overlay(base: Any, over: Any) -> Any:
     return copy.deepcopy(over)
 
 
-def _relocate(locator: Locator, source_prefix: Path_, target_prefix: Path_, only_missing: bool) -> None:
-    """Make locations under source_prefix answer for paths under target_prefix too."""
+def _relocate(
+    locator: Locator, source_prefix: Path_, targets: Iterable[Path_], only_missing: bool
+) -> None:
+    """Make locations under source_prefix answer for paths under each target prefix too.
+
+    One pass collects the entries under the source; copying them is then linear in what
+    is copied (a defaults section merged under 50 models must not rescan the file 50x).
+    """
     n = len(source_prefix)
+    target_list = list(targets)
     for table in (locator.values, locator.keys):
-        for path, loc in list(table.items()):
-            if path[:n] == source_prefix:
-                target = target_prefix + path[n:]
+        under = [(path[n:], loc) for path, loc in table.items() if path[:n] == source_prefix]
+        for prefix in target_list:
+            for rest, loc in under:
+                target = prefix + rest
                 if only_missing and target in table:
                     continue
                 table[target] = loc
@@ -213,18 +334,30 @@ def _apply_profile(doc: dict[str, Any], profile: str | None, locator: Locator) -
     if not isinstance(profiles, dict) or profile not in profiles:
         names = sorted(profiles) if isinstance(profiles, dict) else []
         hint = suggest(profile, names) or (
-            f"available profiles: {', '.join(names)}" if names else "this file declares no profiles"
+            f"available profiles: {', '.join(names)}"
+            if names
+            else "this file declares no profiles: add one under 'profiles:' or drop --profile"
         )
         raise ConfigError([locator.problem(("profiles",), f"unknown profile '{profile}'", hint)])
     overlay = profiles[profile]
     if not isinstance(overlay, dict):
-        raise ConfigError([locator.problem(("profiles", profile), "a profile must be a mapping of overrides")])
+        raise ConfigError(
+            [locator.problem(("profiles", profile), "a profile must be a mapping of overrides")]
+        )
     for forbidden in ("apiVersion", "profiles"):
         if forbidden in overlay:
             raise ConfigError(
-                [locator.problem(("profiles", profile, forbidden), f"a profile cannot override '{forbidden}'", key=True)]
+                [
+                    locator.problem(
+                        ("profiles", profile, forbidden),
+                        f"a profile cannot override '{forbidden}'",
+                        f"remove '{forbidden}' from profiles.{profile}; "
+                        "it applies to the whole file",
+                        key=True,
+                    )
+                ]
             )
-    _relocate(locator, ("profiles", profile), (), only_missing=False)
+    _relocate(locator, ("profiles", profile), [()], only_missing=False)
     return dict(_overlay(doc, overlay))
 
 
@@ -235,17 +368,20 @@ def _apply_defaults(doc: dict[str, Any], locator: Locator) -> dict[str, Any]:
         return doc
     merged_models: dict[str, Any] = {}
     for name, model in models.items():
-        if not isinstance(model, dict):
-            merged_models[name] = model
-            continue
-        for section in defaults:
-            _relocate(locator, ("defaults", section), ("models", name, section), only_missing=True)
-        merged_models[name] = _overlay(copy.deepcopy(defaults), model)
+        merged_models[name] = (
+            _overlay(copy.deepcopy(defaults), model) if isinstance(model, dict) else model
+        )
+    merged = [name for name, model in models.items() if isinstance(model, dict)]
+    for section in defaults:
+        targets = [("models", name, section) for name in merged]
+        _relocate(locator, ("defaults", section), targets, only_missing=True)
     return {**doc, "models": merged_models}
 
 
-def _interpolate(doc: dict[str, Any], locator: Locator, env: Mapping[str, str]) -> dict[str, Any]:
-    problems: list[Problem] = []
+def _interpolate(
+    doc: dict[str, Any], locator: Locator, env: Mapping[str, str]
+) -> tuple[dict[str, Any], Locator, list[tuple[Path_, Problem]]]:
+    problems: list[tuple[Path_, Problem]] = []
 
     def visit(path: tuple[str | int, ...], value: str) -> Any:
         if path and path[0] == "profiles":
@@ -254,16 +390,26 @@ def _interpolate(doc: dict[str, Any], locator: Locator, env: Mapping[str, str]) 
             substituted = interpolate.substitute(value, env)
         except interpolate.UnsetVariable as unset:
             problems.append(
-                locator.problem(
+                (
                     path,
-                    f"environment variable '{unset.name}' is not set",
-                    f"export {unset.name}=..., or give a default: ${{{unset.name}:-value}}",
+                    locator.problem(
+                        path,
+                        f"environment variable '{unset.name}' is not set",
+                        f"export {unset.name}=..., or give a default: ${{{unset.name}:-value}}",
+                    ),
                 )
             )
             return value
         except interpolate.BadReference as bad:
             problems.append(
-                locator.problem(path, f"malformed reference '{bad.text}'", "write ${NAME} or ${NAME:-default}; $${ is a literal ${")
+                (
+                    path,
+                    locator.problem(
+                        path,
+                        f"malformed reference '{bad.text}'",
+                        "write ${NAME} or ${NAME:-default}; $${ is a literal ${",
+                    ),
+                )
             )
             return value
         if substituted == value:
@@ -272,19 +418,66 @@ def _interpolate(doc: dict[str, Any], locator: Locator, env: Mapping[str, str]) 
         return interpolate.retype(substituted) if loc is not None and loc.plain else substituted
 
     result = interpolate.walk_strings(doc, visit)
-    if problems:
-        raise ConfigError(problems)
     assert isinstance(result, dict)
-    return result
+    return result, locator, problems
 
 
 # --- schema errors -> problems ----------------------------------------------------------
 
 
-def _schema_problems(document: dict[str, Any], locator: Locator) -> list[Problem]:
+def _verdict_file(document: dict[str, Any]) -> Path | None:
+    """Where the verdict 'this document is schema-valid' is remembered, or None (no memo).
+
+    Importing jsonschema costs more than everything else `mlops validate` does, and every
+    step loads the config again; an unchanged file under an unchanged schema is therefore
+    validated once. The key is the hash of the schema text and of the canonical JSON of
+    the effective document, so any change in either validates afresh. Only passes are
+    remembered: a failing file is always fully explained.
+    """
+    if os.environ.get(NO_CACHE_ENV):
+        return None
+    try:
+        blob = json.dumps(document, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError):
+        return None
+    digest = hashlib.sha256(_schema_text().encode() + b"\0" + blob.encode()).hexdigest()
+    base = os.environ.get(CACHE_ENV) or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "mlops-sessions"
+    )
+    if not os.path.isabs(base):
+        return None  # no HOME: never scatter a cache into the working directory
+    return Path(base) / "schema-valid" / digest
+
+
+def _remember_valid(marker: Path) -> None:
+    try:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.touch()
+        kept = sorted(marker.parent.iterdir(), key=lambda p: p.stat().st_mtime)
+        for old in kept[: max(0, len(kept) - _VERDICTS_KEPT)]:
+            old.unlink(missing_ok=True)
+    except OSError:
+        pass  # a read-only or full cache only costs speed
+
+
+def _schema_problems(
+    document: dict[str, Any], locator: Locator, skip: Collection[Path_] = ()
+) -> list[Problem]:
+    marker = _verdict_file(document)
+    if marker is not None and marker.exists():
+        return []
+    problems = _validate(document, locator, skip)
+    if not problems and marker is not None:
+        _remember_valid(marker)
+    return problems
+
+
+def _validate(document: dict[str, Any], locator: Locator, skip: Collection[Path_]) -> list[Problem]:
     problems: list[Problem] = []
     seen: set[tuple[str, int | None, int | None, str]] = set()
     for error in _validator().iter_errors(document):
+        if tuple(error.absolute_path) in skip:
+            continue  # a value still holding an unresolved ${...}, reported already
         for problem in _explain(error, locator):
             key = (problem.path, problem.line, problem.column, problem.message)
             if key not in seen:
@@ -298,69 +491,163 @@ def _subschema_description(error: Any) -> str:
     return str(desc)
 
 
+_DNS_HINT = "use lowercase letters, digits and '-' (a DNS-1123 label, at most 63 characters)"
+
+
 def _explain(error: Any, locator: Locator) -> list[Problem]:
     path = tuple(error.absolute_path)
     validator = error.validator
     instance = error.instance
+    if "propertyNames" in error.relative_schema_path:
+        # The instance is a key (a model, image or data name); point at the key itself.
+        fixed = str(instance).lower().replace("_", "-")
+        hint = _DNS_HINT + (
+            f", e.g. '{fixed}'" if error.validator_value and fixed != instance else ""
+        )
+        return [
+            locator.problem((*path, instance), f"name {instance!r} is not allowed", hint, key=True)
+        ]
     if validator == "additionalProperties" and isinstance(instance, dict):
         allowed = list(error.schema.get("properties", {}))
         extras = [k for k in instance if k not in allowed]
         out = []
         for extra in extras:
-            hint = suggest(extra, allowed) or (f"allowed keys here: {', '.join(allowed)}" if allowed else "")
+            hint = suggest(extra, allowed) or (
+                f"allowed keys here: {', '.join(allowed)}" if allowed else ""
+            )
             out.append(locator.problem((*path, extra), f"unknown key '{extra}'", hint, key=True))
         if out:
             return out
     if validator == "required":
         missing = error.message.split("'")[1] if "'" in error.message else error.message
         prop = error.schema.get("properties", {}).get(missing, {})
-        desc = prop.get("description", "") if isinstance(prop, dict) else ""
-        return [locator.problem(path, f"missing required key '{missing}'", desc and f"add '{missing}': {desc}")]
+        prop = prop if isinstance(prop, dict) else {}
+        if "const" in prop:
+            hint = f"add '{missing}: {prop['const']}'"
+        else:
+            desc = prop.get(_OWN_DESCRIPTION) or prop.get("description", "")
+            hint = f"add '{missing}': {desc}" if desc else f"add '{missing}'"
+        return [locator.problem(path, f"missing required key '{missing}'", hint)]
     if validator == "const":
-        return [locator.problem(path, f"must be '{error.validator_value}', got {instance!r}",
-                                f"set it to {error.validator_value}")]
+        return [
+            locator.problem(
+                path,
+                f"must be '{error.validator_value}', got {instance!r}",
+                f"set it to {error.validator_value}",
+            )
+        ]
     if validator == "enum":
         options = [str(v) for v in error.validator_value]
         hint = suggest(str(instance), options) if isinstance(instance, str) else ""
         return [locator.problem(path, f"{instance!r} is not one of: {', '.join(options)}", hint)]
     if validator == "not" and isinstance(instance, str) and instance.endswith(":latest"):
-        return [locator.problem(path, f"'{instance}' uses the tag 'latest', which is not reproducible",
-                                "pin a version tag (e.g. :2.16.1) or a digest (@sha256:...)")]
+        return [
+            locator.problem(
+                path,
+                f"'{instance}' uses the tag 'latest', which is not reproducible",
+                "pin a version tag (e.g. :2.16.1) or a digest (@sha256:...)",
+            )
+        ]
     if validator == "pattern":
-        return [locator.problem(path, f"{instance!r} is not in the expected form", _subschema_description(error) or f"must match {error.validator_value}")]
-    if validator == "propertyNames":
-        bad = instance if isinstance(instance, str) else ""
-        return [locator.problem(path, f"name {bad!r} is not allowed", "use lowercase letters, digits and '-' (a DNS-1123 label)")]
+        return [
+            locator.problem(
+                path,
+                f"{instance!r} is not in the expected form",
+                _subschema_description(error) or f"must match {error.validator_value}",
+            )
+        ]
     if validator == "oneOf":
         return [_explain_one_of(error, path, instance, locator)]
     if validator == "type":
         expected = error.validator_value
-        expected_text = " or ".join(expected) if isinstance(expected, list) else expected
-        return [locator.problem(path, f"expected {_article(expected_text)}, got {_kind(instance)} {instance!r}",
-                                _subschema_description(error))]
+        names = [
+            _TYPE_NAMES.get(str(t), str(t))
+            for t in (expected if isinstance(expected, list) else [expected])
+        ]
+        got = _kind(instance)
+        shown = "" if instance is None or isinstance(instance, (dict, list)) else f" {instance!r}"
+        hint = _subschema_description(error)
+        if "string" in names and not isinstance(instance, (dict, list)):
+            hint = (hint + " " if hint else "") + "Quote the value to keep it a string."
+        got = "null" if instance is None else _article(got)
+        return [
+            locator.problem(
+                path, f"expected {_article(' or '.join(names))}, got {got}{shown}", hint
+            )
+        ]
+    if validator == "minProperties":
+        props = list(error.schema.get("properties", {}))
+        need = (
+            f"at least one of: {', '.join(props)}"
+            if props
+            else f"at least {error.validator_value} entry"
+        )
+        return [
+            locator.problem(
+                path, f"this mapping is empty; it needs {need}", _subschema_description(error)
+            )
+        ]
+    if validator == "minItems":
+        count = error.validator_value
+        return [
+            locator.problem(
+                path,
+                f"this list needs at least {count} item{'s' if count != 1 else ''}",
+                _subschema_description(error),
+            )
+        ]
+    if validator == "uniqueItems" and isinstance(instance, list):
+        repeated = next(v for i, v in enumerate(instance) if v in instance[:i])
+        return [
+            locator.problem(path, f"{repeated!r} is listed more than once", "list each item once")
+        ]
     return [locator.problem(path, error.message, _subschema_description(error))]
 
 
 def _explain_one_of(error: Any, path: Path_, instance: Any, locator: Locator) -> Problem:
-    # Built-in metric names: the common case is a typo.
-    branches = error.validator_value
-    enums = [b.get("enum") for b in branches if isinstance(b, dict) and "enum" in b]
+    branches = [b for b in error.validator_value if isinstance(b, dict)]
+    enums = [b["enum"] for b in branches if "enum" in b]
     if isinstance(instance, str) and enums:
+        # Built-in metric names: the common case is a typo.
         names = enums[0]
-        hint = suggest(instance, names) or f"built-in metrics: {', '.join(names)}; a custom metric is {{name: ..., function: module:callable}}"
+        hint = suggest(instance, names) or (
+            f"built-in metrics: {', '.join(names)}; "
+            "a custom metric is {name: ..., function: module:callable}"
+        )
         return locator.problem(path, f"unknown metric {instance!r}", hint)
-    desc = _subschema_description(error)
-    if isinstance(instance, dict):
-        # Report the most relevant sub-error (e.g. an unknown key inside a data input).
-        inner = [e for e in (error.context or []) if e.validator in ("additionalProperties", "type", "pattern", "enum", "not")]
-        for sub in inner:
-            if sub.validator == "additionalProperties":
-                explained = _explain(sub, locator)
-                if explained:
-                    return explained[0]
+    forms = [b["required"] for b in branches if "required" in b]
+    if isinstance(instance, dict) and forms and len(forms) == len(branches):
+        # Mutually exclusive key sets (data input, image base): say which forms exist.
+        either = " or ".join("'" + "' + '".join(form) + "'" for form in forms)
+        complete = [form for form in forms if all(k in instance for k in form)]
+        used = [form for form in forms if any(k in instance for k in form)]
         keys = ", ".join(sorted(instance)) or "nothing"
-        return locator.problem(path, f"this combination of keys is not valid (found: {keys})", desc)
-    return locator.problem(path, f"{instance!r} does not fit any accepted form", desc)
+        if len(used) > 1:
+            message = f"give either {either}, not both (found: {keys})"
+        elif complete:
+            message = f"{keys} cannot be combined; give either {either}"
+        else:
+            message = f"incomplete: give either {either} (found: {keys})"
+        return locator.problem(path, message, _subschema_description(error))
+    # Otherwise explain the failure of the branch that has the instance's type (e.g. a
+    # custom metric mapping missing 'function'), skipping branches of another type.
+    context = list(error.context or [])
+    wrong_type = {
+        sub.relative_schema_path[0]
+        for sub in context
+        if sub.validator == "type" and tuple(sub.absolute_path) == path
+    }
+    for sub in context:
+        if sub.relative_schema_path[0] in wrong_type:
+            continue
+        explained = _explain(sub, locator)
+        if explained:
+            return explained[0]
+    hint = f"built-in metrics: {', '.join(enums[0])}" if enums else _subschema_description(error)
+    return locator.problem(path, f"{instance!r} does not fit any accepted form", hint)
+
+
+_TYPE_NAMES = {"object": "mapping", "array": "list"}
 
 
 def _article(text: str) -> str:
@@ -368,4 +655,13 @@ def _article(text: str) -> str:
 
 
 def _kind(value: Any) -> str:
-    return {dict: "mapping", list: "list", str: "string", bool: "boolean", int: "integer", float: "number", type(None): "null"}.get(type(value), type(value).__name__)
+    kinds = {
+        dict: "mapping",
+        list: "list",
+        str: "string",
+        bool: "boolean",
+        int: "integer",
+        float: "number",
+        type(None): "null",
+    }
+    return kinds.get(type(value), type(value).__name__)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 from yaml.constructor import ConstructorError
@@ -24,10 +24,14 @@ Path_ = tuple[str | int, ...]
 
 # A generous cap on values produced by one file: real configs have a few thousand; an
 # alias bomb ("billion laughs") would otherwise expand without end.
-MAX_VALUES = 200_000
+MAX_VALUES = 100_000
 
 # libyaml's parser when present (several times faster on large files); same nodes and marks.
 _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class AliasError(ConstructorError):
+    """An alias that would recurse forever or expand the document beyond MAX_VALUES."""
 
 
 @dataclass(frozen=True)
@@ -53,14 +57,17 @@ class Parsed:
 class _JsonConstructor(yaml.constructor.SafeConstructor):
     """SafeConstructor limited to JSON's value types."""
 
-    def construct_yaml_timestamp(self, node: yaml.Node) -> Any:  # type: ignore[override]
+    def construct_yaml_timestamp(self, node: yaml.ScalarNode) -> Any:
         # `host: 2020-01-01` is the string the user wrote, not a datetime.date.
-        return self.construct_scalar(node)  # type: ignore[arg-type]
+        return self.construct_scalar(node)
+
+    # The class-level table SafeConstructor consults; copied so SafeLoader stays untouched.
+    yaml_constructors: ClassVar[dict[Any, Any]] = {
+        **yaml.constructor.SafeConstructor.yaml_constructors,
+        "tag:yaml.org,2002:timestamp": construct_yaml_timestamp,
+    }
 
 
-_JsonConstructor.add_constructor(
-    "tag:yaml.org,2002:timestamp", _JsonConstructor.construct_yaml_timestamp
-)
 _UNSUPPORTED_TAGS = ("binary", "set", "omap", "pairs")
 
 
@@ -99,13 +106,14 @@ class _Walker:
         if isinstance(node, yaml.ScalarNode):
             return self._scalar(node, path)
         if id(node) in self.active:
-            raise ConstructorError(
+            raise AliasError(
                 None, None, "an alias refers to a collection that contains it", node.start_mark
             )
         self.active.add(id(node))
         try:
             if isinstance(node, yaml.MappingNode):
                 return self._mapping(node, path)
+            assert isinstance(node, yaml.SequenceNode)
             return self._sequence(node, path)
         finally:
             self.active.discard(id(node))
@@ -133,11 +141,28 @@ class _Walker:
         return items
 
     def _scalar(self, node: yaml.ScalarNode, path: Path_) -> Any:
-        loc = _loc(path, node, plain=node.style is None)
+        # libyaml marks a plain scalar with style '', the pure-Python parser with None.
+        loc = _loc(path, node, plain=not node.style)
         self.out.values[path] = loc
         if node.tag in (f"tag:yaml.org,2002:{t}" for t in _UNSUPPORTED_TAGS):
             return self._unsupported(node, path)
-        value = self.ctor.construct_object(node, deep=True)
+        try:
+            value = self.ctor.construct_object(node, deep=True)
+        except yaml.YAMLError:
+            raise  # unknown tags: reported with their position by the loader
+        except Exception:
+            # An explicit tag the text does not fit (`!!int abc`, `!!bool maybe`, `!!int ''`):
+            # PyYAML's constructors fail with whatever int()/dict lookups raise.
+            tag = node.tag.rsplit(":", 1)[-1]
+            self.out.issues.append(
+                (
+                    path,
+                    loc,
+                    f"{node.value!r} cannot be read as '!!{tag}'",
+                    "remove the tag or fix the value",
+                )
+            )
+            return node.value
         if isinstance(value, float) and not math.isfinite(value):
             self.out.issues.append(
                 (
@@ -166,4 +191,5 @@ class _Walker:
         # The key as written (`null:` is 'null', `1:` is '1'): JSON keys are strings.
         if isinstance(node, yaml.ScalarNode):
             return str(node.value)
-        return str(self.ctor.construct_object(node, deep=True))
+        # A list or mapping used as a key is never valid here; do not expand it (aliases).
+        return "<list>" if isinstance(node, yaml.SequenceNode) else "<mapping>"
