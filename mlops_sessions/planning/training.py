@@ -1,0 +1,264 @@
+"""Plan a training run: effective params, resolved inputs and the cache key. Pure, offline.
+
+The cache key works like a DVC stage's: it is the sha256 of everything that can change the
+trained weights —
+
+* the content of the declared code (``train.source``, the files git would track there),
+* the effective params (after ``--param`` overrides), the seed and op determinism,
+* the sha256 of every declared data input,
+* the sha256 of the requirements lock (``python.requirements``),
+* the train-relevant config (entrypoint, inputs, GPU request, container/image),
+* the key format version (bumped when the way we export models changes).
+
+Settings that cannot change the weights (evaluation thresholds, deploy, rollout) stay out of
+the key, so editing them does not retrain; the whole model's config hash is still recorded in
+the run's lineage. Data files are hashed through :class:`FileHashCache`, which re-reads a file
+only when its size or mtime changed.
+
+``current_run`` answers "which stored run would ``mlops train`` reuse right now?" — what the
+evaluate step needs — without importing TensorFlow.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from mlops_sessions import gitinfo
+from mlops_sessions.config import Config, ModelConfig, TrainConfig
+from mlops_sessions.errors import StepError
+from mlops_sessions.hashing import FileHashCache, sha256_json
+from mlops_sessions.planning.datainputs import resolve_inputs
+from mlops_sessions.store import Store
+
+# Bump when the executor's export or the key's composition changes: old runs then miss.
+KEY_FORMAT = 1
+STEP = "train"
+_DURATION = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+@dataclass(frozen=True)
+class TrainPlan:
+    """Everything the train executor needs, and the key that identifies its result."""
+
+    model: str
+    key: str
+    params: Mapping[str, Any]
+    seed: int
+    inputs: Mapping[str, Path]
+    source: Path
+    entrypoint: str
+    deterministic: bool = True
+    gpu: int = 0
+    allow_cpu_fallback: bool = False
+    timeout_s: float | None = None
+    container: bool = False
+    image: str | None = None
+    # Lineage parts (also the ingredients of the key).
+    code_hash: str = ""
+    data_hashes: Mapping[str, str] = field(default_factory=dict)
+    requirements_hash: str | None = None
+    config_hash: str = ""
+    git: gitinfo.GitState = field(default_factory=lambda: gitinfo.GitState(None, None, None))
+    key_parts: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def short_key(self) -> str:
+        return self.key[:8]
+
+    def lineage(self) -> dict[str, Any]:
+        """The lineage block of run.json, minus the environment (known only at run time)."""
+        return {
+            "git": self.git.as_dict(),
+            "config_hash": self.config_hash,
+            "code_hash": self.code_hash,
+            "data_hashes": dict(self.data_hashes),
+            "requirements_hash": self.requirements_hash,
+        }
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-friendly summary for --dry-run and logs."""
+        return {
+            "model": self.model,
+            "key": self.key,
+            "entrypoint": self.entrypoint,
+            "source": str(self.source),
+            "params": dict(self.params),
+            "seed": self.seed,
+            "deterministic": self.deterministic,
+            "gpu": self.gpu,
+            "inputs": {name: str(path) for name, path in self.inputs.items()},
+            "lineage": self.lineage(),
+        }
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a schema duration such as '500ms', '30s', '5m' or '1h'."""
+    match = _DURATION.match(text.strip())
+    if match is None:
+        raise StepError(f"cannot read duration '{text}'; write it like '500ms', '30s' or '5m'")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def apply_overrides(params: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """params with overrides applied; 'a.b' keys reach into nested mappings.
+
+    An override for a key the config does not declare is refused: it is almost always a
+    typo, and a silently ignored hyper-parameter would still change the cache key.
+    """
+    merged: dict[str, Any] = copy.deepcopy(dict(params))
+    for dotted, value in overrides.items():
+        parts = dotted.split(".")
+        target: dict[str, Any] = merged
+        for depth, part in enumerate(parts):
+            if part not in target:
+                known = ", ".join(sorted(target)) or "none"
+                where = ".".join(parts[:depth]) or "train.params"
+                raise StepError(
+                    f"--param {dotted}: '{part}' is not a param of {where} (declared: {known}); "
+                    "add it to train.params in mlops.yaml first"
+                )
+            if depth == len(parts) - 1:
+                target[part] = value
+            elif isinstance(target[part], dict):
+                target = target[part]
+            else:
+                parent = ".".join(parts[: depth + 1])
+                raise StepError(f"--param {dotted}: '{parent}' is not a mapping")
+    return merged
+
+
+def hash_cache_for(config: Config) -> FileHashCache:
+    """The persistent file-hash memo of a project's store."""
+    return FileHashCache(config.store_path / "cache" / "filehash.json")
+
+
+def train_config(model: ModelConfig) -> TrainConfig:
+    if model.train is None:
+        raise StepError(f"model '{model.name}' has no 'train' section; add one to train it")
+    return model.train
+
+
+def plan_training(
+    config: Config,
+    model: ModelConfig,
+    *,
+    params_override: Mapping[str, Any] | None = None,
+    hash_cache: FileHashCache | None = None,
+) -> TrainPlan:
+    """Resolve inputs, hash everything that can change the result, and compute the key."""
+    train = train_config(model)
+    cache = hash_cache if hash_cache is not None else hash_cache_for(config)
+    params = apply_overrides(train.params, params_override or {})
+    source = config.resolve(train.source)
+    if not source.is_dir():
+        raise StepError(
+            f"model '{model.name}': train.source {source} is not a directory; point it at the "
+            "folder that holds the training code (relative to mlops.yaml)"
+        )
+    inputs = resolve_inputs(config, train.inputs)
+    data_hashes = {name: _hash_data(cache, path) for name, path in inputs.items()}
+    code_hash = cache.tree(source)
+    requirements_hash = _requirements_hash(config, cache)
+    image = (train.image or model.image) if train.container else None
+    relevant = {
+        "entrypoint": train.entrypoint,
+        "seed": train.seed,
+        "deterministic": train.deterministic,
+        "inputs": list(train.inputs),
+        "gpu": train.resources.gpu,
+        "container": train.container,
+        "image": image,
+    }
+    from mlops_sessions import __version__
+
+    key_parts: dict[str, Any] = {
+        "format": KEY_FORMAT,
+        "mlops_sessions": __version__,
+        "model": model.name,
+        "config": relevant,
+        "params": params,
+        "code": code_hash,
+        "data": data_hashes,
+        "requirements": requirements_hash,
+    }
+    cache.save()
+    return TrainPlan(
+        model=model.name,
+        key=sha256_json(key_parts),
+        params=params,
+        seed=train.seed,
+        inputs=inputs,
+        source=source,
+        entrypoint=train.entrypoint,
+        deterministic=train.deterministic,
+        gpu=train.resources.gpu,
+        allow_cpu_fallback=train.allow_cpu_fallback,
+        timeout_s=parse_duration(train.timeout) if train.timeout else None,
+        container=train.container,
+        image=image,
+        code_hash=code_hash,
+        data_hashes=data_hashes,
+        requirements_hash=requirements_hash,
+        config_hash=config.model_hash(model.name),
+        git=gitinfo.state(config.root),
+        key_parts=key_parts,
+    )
+
+
+def current_run(config: Config, store: Store, model_name: str) -> dict[str, Any] | None:
+    """The complete stored run whose key matches the current inputs, else None."""
+    (model,) = config.select_models([model_name])
+    if model.train is None:
+        return None
+    cache = FileHashCache(store.root / "cache" / "filehash.json")
+    plan = plan_training(config, model, hash_cache=cache)
+    return reusable_run(store, plan.key)
+
+
+def reusable_run(store: Store, key: str) -> dict[str, Any] | None:
+    """The run recorded for key if it is complete and its SavedModel is present."""
+    run = store.cached_run(STEP, key)
+    if run is None or run.get("status") != "complete" or run.get("key") != key:
+        return None
+    model_dir = store.run_dir(str(run["run_id"])) / str(run.get("model_dir", "model"))
+    if not (model_dir / "saved_model.pb").is_file():
+        return None
+    return run
+
+
+def new_run_id(store: Store, key: str, now: datetime | None = None) -> str:
+    """'<UTC yyyymmddThhmmssZ>-<key[:8]>', with a short suffix if that id is taken."""
+    stamp = (now or datetime.now(timezone.utc)).strftime("%Y%m%dT%H%M%SZ")
+    run_id = f"{stamp}-{key[:8]}"
+    if not store.run_dir(run_id).exists():
+        return run_id
+    return f"{run_id}-{os.urandom(2).hex()}"
+
+
+def _requirements_hash(config: Config, cache: FileHashCache) -> str | None:
+    if config.python.requirements is None:
+        return None
+    path = config.resolve(config.python.requirements)
+    if not path.is_file():
+        raise StepError(
+            f"python.requirements names {path}, which does not exist; lock the requirements "
+            "(e.g. `uv pip compile requirements.in -o requirements.lock`) or fix the path"
+        )
+    return cache.file(path)
+
+
+def _hash_data(cache: FileHashCache, path: Path) -> str:
+    """sha256 of a data file, or of every file under a data directory.
+
+    Directories are walked directly rather than through git: data folders are usually
+    git-ignored, and an ignored file must still count.
+    """
+    return cache.tree(path, git_aware=False) if path.is_dir() else cache.file(path)

@@ -1,0 +1,323 @@
+"""``mlops train``: train models, or reuse the stored run whose cache key still matches.
+
+For each model: plan (key over code, params, data, lock, config) -> reuse the complete run
+recorded for that key unless ``--force`` -> otherwise clean leftovers of killed runs, train
+in-process into a staging directory under ``.mlops/tmp``, write run.json there, rename it
+into ``.mlops/runs/<run-id>`` and only then record the key. A run killed at any point leaves
+no directory under runs/ and no cache entry, so it can never be reused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import socket
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, TextIO
+
+import yaml
+
+from mlops_sessions.config import Config, ModelConfig
+from mlops_sessions.errors import StepError
+from mlops_sessions.hashing import FileHashCache
+from mlops_sessions.planning.training import (
+    STEP,
+    TrainPlan,
+    hash_cache_for,
+    new_run_id,
+    plan_training,
+    reusable_run,
+)
+from mlops_sessions.steps.common import add_models, emit, load_config, store_for
+from mlops_sessions.store import Store, write_json_atomic
+
+HELP = "Train models; an unchanged cache key reuses the stored run (--force retrains)."
+OWNER_FILE = ".mlops-owner.json"
+# Staging dirs without an owner file (another step's, or killed before writing it) are
+# removed only once they are clearly abandoned.
+ABANDONED_AFTER_S = 24 * 3600
+_FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_models(parser)
+    parser.add_argument(
+        "--force", action="store_true", help="retrain even when a run with the same key exists"
+    )
+    parser.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a train param for this run (value read as YAML; part of the cache key); "
+        "repeatable, 'a.b=1' reaches nested params",
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the plan and whether it is cached; train nothing",
+    )
+
+
+def parse_params(items: list[str]) -> dict[str, Any]:
+    """'KEY=VALUE' strings -> {key: YAML-typed value}."""
+    overrides: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise StepError(f"--param '{item}' is not KEY=VALUE (for example --param epochs=5)")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError as exc:
+            raise StepError(f"--param {key}: '{raw}' is not a YAML value ({exc})") from None
+        overrides[key] = _number_or_same(value)
+    return overrides
+
+
+def _number_or_same(value: Any) -> Any:
+    """YAML 1.1 reads '1e-3' (no dot) as a string; on a command line it means a float."""
+    if isinstance(value, str):
+        try:
+            return float(value) if _FLOAT.match(value) else value
+        except ValueError:
+            return value
+    return value
+
+
+def trainable(config: Config, names: list[str]) -> list[ModelConfig]:
+    models = config.select_models(names)
+    if names:
+        missing = [m.name for m in models if m.train is None]
+        if missing:
+            raise StepError(
+                f"model(s) without a 'train' section: {', '.join(missing)}; add one to train them"
+            )
+    chosen = [m for m in models if m.train is not None]
+    if not chosen:
+        raise StepError(f"no model in {config.source_file} has a 'train' section")
+    return chosen
+
+
+def run(args: argparse.Namespace) -> int:
+    config = load_config(args)
+    store = store_for(config)
+    overrides = parse_params(args.param)
+    models = trainable(config, list(args.models))
+    # Progress goes to stderr with --json so stdout stays one JSON document.
+    stream = sys.stderr if args.json else sys.stdout
+    cache = hash_cache_for(config)
+    if args.dry_run:
+        plans = [
+            dry_run(store, plan_training(config, m, params_override=overrides, hash_cache=cache))
+            for m in models
+        ]
+        emit(args, {"dry_run": True, "plans": plans}, "\n".join(_dry_text(p) for p in plans))
+        return 0
+    results = [
+        train_model(
+            config, store, m, overrides=overrides, force=args.force, stream=stream, cache=cache
+        )
+        for m in models
+    ]
+    emit(args, {"runs": results}, "\n".join(_result_text(r) for r in results))
+    return 0
+
+
+def dry_run(store: Store, plan: TrainPlan) -> dict[str, Any]:
+    cached = reusable_run(store, plan.key)
+    return {
+        **plan.describe(),
+        "cached": cached is not None,
+        "run_id": cached["run_id"] if cached else None,
+    }
+
+
+def train_model(
+    config: Config,
+    store: Store,
+    model: ModelConfig,
+    *,
+    overrides: dict[str, Any] | None = None,
+    force: bool = False,
+    stream: TextIO | None = None,
+    cache: FileHashCache | None = None,
+) -> dict[str, Any]:
+    """Train one model (or reuse its cached run); returns a summary for output."""
+    out = stream if stream is not None else sys.stdout
+    plan = plan_training(config, model, params_override=overrides, hash_cache=cache)
+    if not force:
+        cached = reusable_run(store, plan.key)
+        if cached is not None:
+            return _summary(store, cached, reused=True)
+    removed = clean_stale_staging(store)
+    if removed:
+        print(
+            f"[{model.name}] removed {removed} leftover(s) of interrupted runs from {store.tmp}",
+            file=out,
+            flush=True,
+        )
+    run_id = new_run_id(store, plan.key)
+    print(
+        f"[{model.name}] training {plan.entrypoint} (key {plan.short_key}) -> run {run_id}",
+        file=out,
+        flush=True,
+    )
+    record = _train_into_store(store, plan, run_id, out)
+    store.record_cache(STEP, plan.key, run_id)
+    return _summary(store, record, reused=False)
+
+
+def _train_into_store(store: Store, plan: TrainPlan, run_id: str, out: TextIO) -> dict[str, Any]:
+    from mlops_sessions.executors.progress import reporter_for
+    from mlops_sessions.executors.tf_train import quiet_tensorflow, run_training
+
+    quiet_tensorflow()
+    started = datetime.now(timezone.utc)
+    clock = time.monotonic()
+    with store.staging(store.run_dir(run_id)) as stage:
+        owner = stage / OWNER_FILE
+        write_json_atomic(
+            owner,
+            {
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "run_id": run_id,
+                "started_at": started.isoformat(),
+            },
+        )
+        outcome = run_training(plan, stage, reporter_for(plan.model, out))
+        finished = datetime.now(timezone.utc)
+        record: dict[str, Any] = {
+            "run_id": run_id,
+            "model": plan.model,
+            "key": plan.key,
+            "status": "complete",
+            "started_at": started.isoformat(),
+            "finished_at": finished.isoformat(),
+            "duration_s": round(time.monotonic() - clock, 3),
+            "params": dict(plan.params),
+            "seed": plan.seed,
+            "deterministic": plan.deterministic,
+            "entrypoint": plan.entrypoint,
+            "inputs": {
+                name: {"path": str(path), "sha256": plan.data_hashes[name]}
+                for name, path in plan.inputs.items()
+            },
+            "model_dir": "model",
+            "model_hash": outcome.model_hash,
+            "weights_hash": outcome.weights_hash,
+            "signature": outcome.signature,
+            "history": outcome.history,
+            "warnings": outcome.warnings,
+            "lineage": {
+                **plan.lineage(),
+                "model_hash": outcome.model_hash,
+                "environment": outcome.environment,
+            },
+        }
+        owner.unlink()
+        write_json_atomic(stage / "run.json", record)
+    return record
+
+
+def clean_stale_staging(store: Store) -> int:
+    """Remove staging dirs of runs whose process is gone; returns how many were removed."""
+    if not store.tmp.is_dir():
+        return 0
+    removed = 0
+    host = socket.gethostname()
+    for child in store.tmp.iterdir():
+        if not child.is_dir():
+            continue
+        owner = child / OWNER_FILE
+        if owner.is_file():
+            try:
+                info = json.loads(owner.read_text())
+                stale = info.get("host") == host and not _alive(int(info["pid"]))
+            except (OSError, ValueError, KeyError):
+                stale = False
+        else:
+            try:
+                stale = time.time() - child.stat().st_mtime > ABANDONED_AFTER_S
+            except OSError:
+                stale = False
+        if stale:
+            shutil.rmtree(child, ignore_errors=True)
+            removed += 1
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return True
+
+
+def _summary(store: Store, record: dict[str, Any], *, reused: bool) -> dict[str, Any]:
+    history = record.get("history") or {}
+    final = {name: values[-1] for name, values in history.items() if values}
+    return {
+        "model": record["model"],
+        "run_id": record["run_id"],
+        "reused": reused,
+        "key": record["key"],
+        "run_dir": str(store.run_dir(record["run_id"])),
+        "model_hash": record.get("model_hash"),
+        "duration_s": record.get("duration_s"),
+        "final_metrics": final,
+        "warnings": record.get("warnings", []),
+    }
+
+
+def _result_text(result: dict[str, Any]) -> str:
+    if result["reused"]:
+        return (
+            f"{result['model']}: reused run {result['run_id']} (key {result['key'][:8]} "
+            "unchanged; --force retrains)"
+        )
+    metrics = ", ".join(
+        f"{k} {v:.4f}" for k, v in result["final_metrics"].items() if isinstance(v, (int, float))
+    )
+    return (
+        f"{result['model']}: created run {result['run_id']} in {result['duration_s']:.1f}s"
+        f"{f' ({metrics})' if metrics else ''} -> {_rel(Path(result['run_dir']))}"
+    )
+
+
+def _dry_text(plan: dict[str, Any]) -> str:
+    state = (
+        f"cached: would reuse run {plan['run_id']}" if plan["cached"] else "not cached: would train"
+    )
+    hashes = plan["lineage"]["data_hashes"]
+    inputs = (
+        "".join(
+            f"\n    {name}: {path} (sha256 {hashes[name][:12]})"
+            for name, path in plan["inputs"].items()
+        )
+        or " none"
+    )
+    return (
+        f"{plan['model']}: key {plan['key']} — {state}\n"
+        f"  entrypoint: {plan['entrypoint']} (source {_rel(Path(plan['source']))})\n"
+        f"  params: {json.dumps(plan['params'], sort_keys=True)}\n"
+        f"  seed: {plan['seed']} (op determinism {'on' if plan['deterministic'] else 'off'})\n"
+        f"  inputs:{inputs}"
+    )
+
+
+def _rel(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
