@@ -51,8 +51,11 @@ def resolve(root: Path, ref: str) -> str | None:
 def list_files(directory: Path) -> list[Path] | None:
     """Files git would consider part of directory (tracked + untracked, not ignored).
 
-    None when directory is not inside a git checkout; callers then walk the tree.
+    None when directory is not inside a git checkout, or is itself git-ignored (git would
+    list nothing there, yet every file counts); callers then walk the tree.
     """
+    if _git(directory, "check-ignore", "-q", ".") is not None:
+        return None
     out = _git(directory, "ls-files", "-z", "--cached", "--others", "--exclude-standard", "--", ".")
     if out is None:
         return None

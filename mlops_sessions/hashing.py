@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from mlops_sessions import gitinfo
@@ -71,13 +71,15 @@ class FileHashCache:
         self._dirty = True
         return digest
 
-    def tree(self, directory: Path) -> str:
-        """Hash of a directory: relative names and contents of its files, sorted."""
-        digest = hashlib.sha256()
-        for path in _files_under(directory):
-            rel = path.relative_to(directory).as_posix()
-            digest.update(rel.encode() + b"\0" + self.file(path).encode() + b"\n")
-        return digest.hexdigest()
+    def tree(self, directory: Path, *, git_aware: bool = True) -> str:
+        """Hash of a directory: relative names and contents of its files.
+
+        git_aware (for code): only the files git would track there — every file when the
+        directory is not in a checkout or is ignored. Off (for data): every file, since an
+        ignored data file still changes the result.
+        """
+        files = _files_under(directory) if git_aware else _walk(directory, skip=())
+        return _tree_digest(directory, files, self.file)
 
     def path(self, target: Path) -> str:
         return self.tree(target) if target.is_dir() else self.file(target)
@@ -88,12 +90,33 @@ class FileHashCache:
             self._dirty = False
 
 
+def sha256_dir(directory: Path) -> str:
+    """Hash of every file under directory, walking the file system (no git, no memo):
+    for artifacts such as a SavedModel, where every file counts."""
+    files = sorted(p for p in directory.rglob("*") if p.is_file())
+    return _tree_digest(directory, files, sha256_file)
+
+
+def _tree_digest(directory: Path, files: Iterable[Path], file_hash: Callable[[Path], str]) -> str:
+    # One line per file, 'relative/path NUL sha256 LF', in path order: names and contents
+    # both count, and the result does not depend on the walk order.
+    digest = hashlib.sha256()
+    for rel, path in sorted((p.relative_to(directory).as_posix(), p) for p in files):
+        digest.update(rel.encode() + b"\0" + file_hash(path).encode() + b"\n")
+    return digest.hexdigest()
+
+
 def _files_under(directory: Path) -> Iterable[Path]:
     listed = gitinfo.list_files(directory)
     if listed is not None:
         return [p for p in listed if not (_SKIP_DIRS & set(p.relative_to(directory).parts))]
+    return _walk(directory, skip=_SKIP_DIRS)
+
+
+def _walk(directory: Path, skip: Iterable[str]) -> list[Path]:
+    skipped = set(skip)
     found: list[Path] = []
     for base, dirs, files in os.walk(directory):
-        dirs[:] = sorted(d for d in dirs if d not in _SKIP_DIRS)
+        dirs[:] = sorted(d for d in dirs if d not in skipped)
         found.extend(Path(base) / name for name in files)
     return sorted(found)
