@@ -1,0 +1,406 @@
+"""Apply one revision of rendered manifests, wait for it, restore the previous one on failure.
+
+The flow (``deploy`` and ``rollback`` both come through :func:`apply_revision`):
+
+1. check every Secret the pods reference exists (with its key) — before any write;
+2. read the history (ConfigMap ``<app>-mlops-history``) and the live objects, and plan the
+   changes (:mod:`~mlops_sessions.planning.deploy_plan`); with nothing to change, stop:
+   a repeated deploy writes nothing;
+3. record the revision as ``applying`` in the store, then on the cluster;
+4. create / merge-patch / delete, each call retried on transient errors;
+5. wait for the changed Deployments to roll out until deploy.rollout_timeout;
+6. on success record ``rolled-out`` and make it current; on failure re-apply the previous
+   revision's recorded manifests (no rebuild), wait for that, and record ``failed`` with
+   the reason and what was restored.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from mlops_sessions.errors import StepError
+from mlops_sessions.executors.kube import Cluster, KubeError
+from mlops_sessions.executors.kube_history import ClusterHistory, Record, StoreHistory, now
+from mlops_sessions.executors.kube_rollout import wait
+from mlops_sessions.planning.deploy_plan import (
+    Change,
+    Manifest,
+    ObjectRef,
+    deployments,
+    diff_text,
+    digest_of,
+    images,
+    manifest_hash,
+    next_revision,
+    plan_changes,
+    ref,
+    secret_uses,
+    stamp,
+    traffic_weights,
+)
+from mlops_sessions.store import Store
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ApplyRequest:
+    """One revision to apply: the rendered objects and what they were made from."""
+
+    app: str
+    manifests: Sequence[Manifest]
+    lineage: Mapping[str, Any]
+    rollout_timeout: float
+    source: str = "deploy"  # or "rollback"
+    rollback_of: int | None = None
+    profile: str | None = None
+    forced: tuple[str, ...] = ()
+    poll: float = 1.0
+
+
+@dataclass
+class Outcome:
+    """What an apply did; ``status`` is rolled-out, unchanged, dry-run or failed."""
+
+    status: str
+    revision: int | None
+    changes: list[dict[str, str]] = field(default_factory=list)
+    diff: str = ""
+    reason: str | None = None
+    restored_to: int | None = None
+    record: Record | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "status": self.status,
+            "revision": self.revision,
+            "changes": self.changes,
+            "reason": self.reason,
+            "restored_to": self.restored_to,
+        }
+        if self.diff:
+            out["diff"] = self.diff
+        if self.record is not None:
+            out["record"] = {k: v for k, v in self.record.items() if k != "manifests"}
+        return out
+
+
+def _with_namespace(obj: Manifest, namespace: str) -> Manifest:
+    out = copy.deepcopy(obj)
+    out.setdefault("metadata", {}).setdefault("namespace", namespace)
+    return out
+
+
+def check_secrets(cluster: Cluster, objects: Sequence[Manifest]) -> None:
+    """Refuse, before anything is written, when a referenced Secret or key is missing."""
+    problems = []
+    seen: dict[str, Manifest | None] = {}
+    for use in secret_uses(objects):
+        if use.secret not in seen:
+            seen[use.secret] = cluster.get(ObjectRef("v1", "Secret", cluster.namespace, use.secret))
+        secret = seen[use.secret]
+        if secret is None:
+            problems.append(
+                f"Secret {use.secret!r} (used by {use.used_by}) does not exist in namespace "
+                f"{cluster.namespace!r}"
+            )
+        elif use.key is not None and use.key not in {
+            **(secret.get("data") or {}),
+            **(secret.get("stringData") or {}),
+        }:
+            problems.append(f"Secret {use.secret!r} has no key {use.key!r} (used by {use.used_by})")
+    if problems:
+        names = sorted({p.split("'")[1] for p in problems})
+        raise StepError(
+            "nothing was applied: the cluster lacks secrets the pods need:\n  - "
+            + "\n  - ".join(problems)
+            + f"\n    hint: create them first, e.g. `kubectl -n {cluster.namespace} create secret "
+            f"generic {names[0]} --from-literal=KEY=VALUE`"
+        )
+
+
+def _live(cluster: Cluster, refs: Sequence[ObjectRef]) -> dict[ObjectRef, Manifest | None]:
+    return {key: cluster.get(key) for key in refs}
+
+
+def _plan(
+    cluster: Cluster, stamped: Sequence[Manifest], previous_refs: Sequence[ObjectRef]
+) -> list[Change]:
+    refs = list(dict.fromkeys([ref(o) for o in stamped] + list(previous_refs)))
+    return plan_changes(stamped, _live(cluster, refs), previous_refs)
+
+
+def _execute(cluster: Cluster, changes: Sequence[Change], progress: Progress | None) -> None:
+    for change in changes:
+        if change.action == "create" and change.desired is not None:
+            cluster.create(change.desired)
+        elif change.action == "patch":
+            cluster.patch(change.ref, change.patch)
+        elif change.action == "delete":
+            cluster.delete(change.ref)
+        else:
+            continue
+        if progress is not None:
+            progress(
+                f"{change.action}d {change.ref}"
+                if change.action != "patch"
+                else f"patched {change.ref}"
+            )
+
+
+def _changed_deployments(changes: Sequence[Change]) -> list[ObjectRef]:
+    return [
+        c.ref for c in changes if c.ref.kind == "Deployment" and c.action in ("create", "patch")
+    ]
+
+
+def _record(
+    req: ApplyRequest,
+    revision: int,
+    objects: Sequence[Manifest],
+    cluster: Cluster,
+    previous: Record | None,
+) -> Record:
+    by_deployment = images(objects)
+    # What ran before, in the record itself: enough to see (and undo) the change at a glance.
+    before = (
+        {key: previous.get(key) for key in ("revision", "digests", "weights", "manifest_hash")}
+        if previous is not None
+        else None
+    )
+    return {
+        "revision": revision,
+        "app": req.app,
+        "source": req.source,
+        "rollback_of": req.rollback_of,
+        "profile": req.profile,
+        "context": cluster.context,
+        "namespace": cluster.namespace,
+        "status": "applying",
+        "reason": None,
+        "previous_revision": int(previous["revision"]) if previous is not None else None,
+        "previous": before,
+        "restored_to": None,
+        "forced": list(req.forced),
+        "images": by_deployment,
+        "digests": {name: digest_of(image) for name, image in by_deployment.items()},
+        "weights": traffic_weights(objects),
+        "manifest_hash": manifest_hash(objects),
+        "lineage": dict(req.lineage),
+        "started_at": now(),
+        "finished_at": None,
+        "changes": [],
+        "manifests": [dict(o) for o in objects],
+    }
+
+
+def apply_revision(
+    cluster: Cluster,
+    store: Store,
+    req: ApplyRequest,
+    *,
+    dry_run: bool = False,
+    progress: Progress | None = None,
+) -> Outcome:
+    """Apply req as a new revision (see the module docstring for the steps)."""
+    objects = [_with_namespace(o, cluster.namespace) for o in req.manifests]
+    check_secrets(cluster, objects)
+    cluster_history = ClusterHistory(cluster, req.app)
+    store_history = StoreHistory(store, req.app, cluster.context, cluster.namespace)
+    records, current = cluster_history.read()
+    local = store_history.records()
+    revision = next_revision([int(r["revision"]) for r in [*records, *local]])
+    previous = _find(records, current) or _find(local, current)
+    previous_refs = [ref(m) for m in previous["manifests"]] if previous else []
+
+    changes = _plan(cluster, [stamp(o, revision) for o in objects], previous_refs)
+    summary = [c.as_dict() for c in changes]
+    if dry_run:
+        diff = "".join(diff_text(c) for c in changes if c.action != "unchanged")
+        return Outcome("dry-run", current, summary, diff or "")
+    if all(c.action == "unchanged" for c in changes):
+        return Outcome("unchanged", current, summary)
+
+    record = _record(req, revision, objects, cluster, previous)
+    record["changes"] = summary
+    # The record exists before the first write to the cluster: never an unrecorded apply.
+    store_history.save(record, "applying")
+    try:
+        cluster_history.write(record, current)
+    except KubeError as exc:
+        record.update(
+            status="failed", reason=f"could not record on the cluster: {exc}", finished_at=now()
+        )
+        store_history.save(record, "failed")
+        raise StepError(f"nothing was applied: {record['reason']}") from exc
+
+    failure: str | None = None
+    try:
+        _execute(cluster, changes, progress)
+    except KubeError as exc:
+        failure = f"apply failed: {exc}"
+    if failure is None:
+        try:
+            result = wait(
+                cluster,
+                _changed_deployments(changes),
+                req.rollout_timeout,
+                poll=req.poll,
+                progress=progress,
+            )
+            failure = None if result.ok else result.reason
+        except KubeError as exc:
+            failure = f"watching the rollout failed: {exc}"
+
+    if failure is None:
+        record.update(status="rolled-out", finished_at=now())
+        store_history.save(record, "rolled-out")
+        cluster_history.write(record, revision)
+        return Outcome("rolled-out", revision, summary, record=record)
+
+    if progress is not None:
+        progress(f"revision {revision} failed: {failure}")
+    restored_to, note = _restore(cluster, previous, objects, req, progress)
+    record.update(
+        status="failed",
+        reason=failure,
+        restored_to=restored_to,
+        restore=note,
+        finished_at=now(),
+    )
+    store_history.save(record, "failed")
+    try:
+        cluster_history.write(record, restored_to if restored_to is not None else revision)
+    except KubeError as exc:
+        note += f"; the failure could not be recorded on the cluster ({exc})"
+        record["restore"] = note
+        store_history.save(record, "failed")
+    return Outcome(
+        "failed", revision, summary, reason=failure, restored_to=restored_to, record=record
+    )
+
+
+def _find(records: Sequence[Record], revision: int | None) -> Record | None:
+    if revision is None:
+        return None
+    return next((r for r in records if int(r["revision"]) == revision), None)
+
+
+def _restore(
+    cluster: Cluster,
+    previous: Record | None,
+    failed_objects: Sequence[Manifest],
+    req: ApplyRequest,
+    progress: Progress | None,
+) -> tuple[int | None, str]:
+    """Re-apply the previous revision's recorded manifests; (revision restored, note)."""
+    if previous is None:
+        return None, "no previous revision to restore (first deploy); the new objects stay"
+    number = int(previous["revision"])
+    objects = [_with_namespace(o, cluster.namespace) for o in previous["manifests"]]
+    try:
+        changes = _plan(
+            cluster, [stamp(o, number) for o in objects], [ref(o) for o in failed_objects]
+        )
+        _execute(cluster, changes, progress)
+        result = wait(
+            cluster,
+            _changed_deployments(changes),
+            req.rollout_timeout,
+            poll=req.poll,
+            progress=progress,
+        )
+    except KubeError as exc:
+        return None, f"restoring revision {number} failed too: {exc}"
+    if not result.ok:
+        return number, f"revision {number} re-applied but not healthy: {result.reason}"
+    return number, f"revision {number} restored"
+
+
+# --- reading what runs --------------------------------------------------------------------
+
+
+def history(cluster: Cluster, store: Store, app: str) -> tuple[list[Record], int | None]:
+    """Revision records (cluster's, completed by the store's) oldest first, and current."""
+    records, current = ClusterHistory(cluster, app).read()
+    have = {int(r["revision"]) for r in records}
+    local = StoreHistory(store, app, cluster.context, cluster.namespace).records()
+    merged = records + [r for r in local if int(r["revision"]) not in have]
+    merged.sort(key=lambda r: int(r["revision"]))
+    return merged, current
+
+
+def live_status(
+    cluster: Cluster, store: Store, app: str, fallback: Sequence[Manifest]
+) -> dict[str, Any]:
+    """What runs now: per Deployment image, digest, lineage and ready replicas; weights."""
+    records, current = history(cluster, store, app)
+    record = _find(records, current)
+    objects = [
+        _with_namespace(o, cluster.namespace) for o in (record["manifests"] if record else fallback)
+    ]
+    tracks = []
+    for dep in deployments(objects):
+        key = ref(dep)
+        live = cluster.get(key)
+        if live is None:
+            tracks.append({"deployment": key.name, "present": False})
+            continue
+        pod = (live.get("spec") or {}).get("template") or {}
+        containers = (pod.get("spec") or {}).get("containers") or [{}]
+        image = str(containers[0].get("image", ""))
+        status = live.get("status") or {}
+        annotations = {
+            **(pod.get("metadata") or {}).get("annotations", {}),
+            **((live.get("metadata") or {}).get("annotations") or {}),
+        }
+        tracks.append(
+            {
+                "deployment": key.name,
+                "present": True,
+                "image": image,
+                "digest": digest_of(image),
+                "revision": annotations.get("mlops-sessions.dev/revision"),
+                "lineage": {
+                    k.split("/", 1)[1]: v
+                    for k, v in annotations.items()
+                    if k.startswith("mlops-sessions.dev/") and "last-applied" not in k
+                },
+                "replicas": int((live.get("spec") or {}).get("replicas", 1)),
+                "ready": int(status.get("readyReplicas") or 0),
+                "available": int(status.get("availableReplicas") or 0),
+            }
+        )
+    weights: dict[str, int] = {}
+    for obj in objects:
+        if obj.get("kind") == "VirtualService":
+            live_vs = cluster.get(ref(obj))
+            weights = traffic_weights([live_vs]) if live_vs else {}
+    return {
+        "app": app,
+        "context": cluster.context,
+        "namespace": cluster.namespace,
+        "current_revision": current,
+        "record": {k: v for k, v in (record or {}).items() if k != "manifests"} or None,
+        "tracks": tracks,
+        "weights": weights,
+        "revisions": [
+            {
+                k: r.get(k)
+                for k in (
+                    "revision",
+                    "status",
+                    "source",
+                    "reason",
+                    "finished_at",
+                    "manifest_hash",
+                    "weights",
+                    "images",
+                )
+            }
+            for r in records
+        ],
+    }

@@ -1,0 +1,129 @@
+"""Deploy records, kept twice: in the ``.mlops/`` store and on the cluster.
+
+Every apply is a numbered revision. Its record — status, images and digests, commit, model
+hash, traffic weights, manifest hash and the manifests themselves — is written
+
+- to the store, ``.mlops/deployments/<model>/<context>--<namespace>/revisions/rNNNNNN.json``
+  plus an append-only ``events.jsonl``, *before* the first write to the cluster, so an
+  interrupted deploy is never unrecorded; and
+- to the cluster, in the ConfigMap ``<app>-mlops-history`` (the last ``HISTORY_LIMIT``
+  revisions, one key each, and ``current``: the revision that runs), so ``rollback`` works
+  from any machine, without the store and without rebuilding anything.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from mlops_sessions.executors.kube import Cluster
+from mlops_sessions.planning.deploy_plan import (
+    HISTORY_LIMIT,
+    ObjectRef,
+    history_name,
+    revision_key,
+)
+from mlops_sessions.planning.k8s_common import MANAGED_BY
+from mlops_sessions.store import Store, read_json, write_json_atomic
+
+Record = dict[str, Any]
+_KEY = re.compile(r"^r(\d{6})$")
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class StoreHistory:
+    """The store's copy of one model's revisions on one cluster target."""
+
+    def __init__(self, store: Store, model: str, context: str, namespace: str) -> None:
+        target = _UNSAFE.sub("_", f"{context}--{namespace}")
+        self.root = store.deployments() / model / target
+        self.store = store
+
+    def _path(self, revision: int) -> Path:
+        return self.root / "revisions" / f"{revision_key(revision)}.json"
+
+    def save(self, record: Record, event: str) -> None:
+        write_json_atomic(self._path(int(record["revision"])), record)
+        self.root.mkdir(parents=True, exist_ok=True)
+        entry = {
+            "at": now(),
+            "event": event,
+            "revision": record["revision"],
+            "status": record.get("status"),
+            "reason": record.get("reason"),
+        }
+        with open(self.root / "events.jsonl", "a", encoding="utf-8") as log:
+            log.write(json.dumps(entry, sort_keys=True) + "\n")
+
+    def records(self) -> list[Record]:
+        folder = self.root / "revisions"
+        if not folder.is_dir():
+            return []
+        out = []
+        for path in sorted(folder.glob("r*.json")):
+            try:
+                out.append(read_json(path))
+            except (OSError, json.JSONDecodeError):
+                continue
+        return out
+
+
+class ClusterHistory:
+    """The cluster's copy: one ConfigMap per app, in the app's namespace."""
+
+    def __init__(self, cluster: Cluster, app: str, labels: Mapping[str, str] | None = None):
+        self.cluster = cluster
+        self.ref = ObjectRef("v1", "ConfigMap", cluster.namespace, history_name(app))
+        self.labels = {"app": app, "app.kubernetes.io/managed-by": MANAGED_BY, **(labels or {})}
+
+    def read(self) -> tuple[list[Record], int | None]:
+        """(records oldest first, the current revision)."""
+        live = self.cluster.get(self.ref)
+        if live is None:
+            return [], None
+        data = live.get("data") or {}
+        records = []
+        for key in sorted(data):
+            if _KEY.match(key):
+                try:
+                    records.append(json.loads(data[key]))
+                except json.JSONDecodeError:
+                    continue
+        current = data.get("current")
+        return records, int(current) if current and current.isdigit() else None
+
+    def write(self, record: Record, current: int | None) -> None:
+        """Store one revision's record and the current pointer; drop the oldest beyond
+        HISTORY_LIMIT."""
+        live = self.cluster.get(self.ref)
+        key = revision_key(int(record["revision"]))
+        value = json.dumps(record, sort_keys=True, separators=(",", ":"))
+        pointer = "" if current is None else str(current)
+        if live is None:
+            self.cluster.create(
+                {
+                    "apiVersion": "v1",
+                    "kind": "ConfigMap",
+                    "metadata": {
+                        "name": self.ref.name,
+                        "namespace": self.ref.namespace,
+                        "labels": dict(self.labels),
+                    },
+                    "data": {key: value, "current": pointer},
+                }
+            )
+            return
+        data = live.get("data") or {}
+        keys = sorted({k for k in data if _KEY.match(k)} | {key})
+        patch: dict[str, Any] = {key: value, "current": pointer}
+        for old in keys[: max(0, len(keys) - HISTORY_LIMIT)]:
+            patch[old] = None
+        self.cluster.patch(self.ref, {"data": patch})

@@ -1,0 +1,81 @@
+"""``mlops status``: what runs on the cluster — image, digest, commit, model, weights, replicas.
+
+Front end only: reads the live Deployments and VirtualService of each model and the deploy
+history (ConfigMap ``<app>-mlops-history`` plus the store) through
+:func:`mlops_sessions.executors.kube_deploy.live_status`.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from mlops_sessions.steps.common import add_models, emit, load_config, store_for
+from mlops_sessions.steps.deploy import add_cluster_arguments, connect_for
+
+HELP = "Show what runs on the cluster: image, digest, commit, model hash, weights, replicas."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_models(parser)
+    add_cluster_arguments(parser)
+
+
+def _fallback(model: str) -> list[dict[str, Any]]:
+    """Objects to look for when no deploy is recorded: the names render gives them."""
+    return [
+        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": f"{model}-{t}"}}
+        for t in ("stable", "canary")
+    ] + [
+        {
+            "apiVersion": "networking.istio.io/v1",
+            "kind": "VirtualService",
+            "metadata": {"name": model},
+        },
+    ]
+
+
+def run(args: argparse.Namespace) -> int:
+    from mlops_sessions.executors.kube_deploy import live_status
+
+    config = load_config(args)
+    reports = []
+    for model in config.select_models(list(args.models)):
+        cluster = connect_for(model, args)
+        reports.append(live_status(cluster, store_for(config), model.name, _fallback(model.name)))
+    emit(args, {"models": reports}, "\n\n".join(_describe(r) for r in reports))
+    return 0
+
+
+def _describe(report: dict[str, Any]) -> str:
+    record = report.get("record") or {}
+    head = (
+        f"{report['app']} on {report['context']}/{report['namespace']}: "
+        f"revision {report['current_revision'] or '-'}"
+        f" ({record.get('status', 'no deploy recorded')})"
+    )
+    lines = [head]
+    for track in report["tracks"]:
+        if not track["present"]:
+            continue
+        lineage = track.get("lineage") or {}
+        lines.append(
+            f"  {track['deployment']}: {track['ready']}/{track['replicas']} ready  "
+            f"image {track['image']}"
+        )
+        lines.append(
+            f"    commit {lineage.get('git-commit', '?')}  model {lineage.get('model-hash', '?')}"
+            f"  run {lineage.get('run-id', '?')}"
+        )
+    if report["weights"]:
+        lines.append("  weights: " + ", ".join(f"{k} {v}%" for k, v in report["weights"].items()))
+    if report["revisions"]:
+        lines.append("  history:")
+        for rev in report["revisions"][-5:]:
+            mark = "*" if rev["revision"] == report["current_revision"] else " "
+            reason = f" — {rev['reason']}" if rev.get("reason") else ""
+            lines.append(
+                f"   {mark}{rev['revision']:>3} {rev['status']:<10} {rev['source']}"
+                f" {rev.get('finished_at') or ''}{reason}"
+            )
+    return "\n".join(lines)
