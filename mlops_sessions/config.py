@@ -363,6 +363,18 @@ class PythonConfig:
 
 
 @dataclass(frozen=True)
+class SuiteConfig:
+    """The team's test suite (`tests:`), run by `mlops test` before training.
+
+    Not named Test*: pytest would try to collect it from test modules that import it.
+    """
+
+    path: str = "tests"
+    markers: str | None = None
+    args: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class MlflowConfig:
     tracking_uri: str
     experiment: str | None = None
@@ -377,6 +389,7 @@ class Config:
     models: Mapping[str, ModelConfig]
     python: PythonConfig = field(default_factory=PythonConfig)
     store: str = ".mlops"
+    tests: SuiteConfig = field(default_factory=SuiteConfig)
     mlflow: MlflowConfig | None = None
     data: Mapping[str, DataInput] = field(default_factory=dict)
     images: Mapping[str, ImageConfig] = field(default_factory=dict)

@@ -1,0 +1,438 @@
+"""CI workflows (GitHub Actions, GitLab CI) that run the pipeline's own nox sessions.
+
+Pure: options in, YAML text out. A CI job is a few lines of setup and then exactly the nox
+session a developer runs on a laptop, so "passed locally" and "passed in CI" mean the same.
+
+Shape (the seed's order): test -> train -> evaluate (the gate) -> build (build, scan, push)
+-> deploy [-> deploy-production after a manual approval]. Only stages whose nox session
+exists are generated; re-running ``mlops ci`` after new steps land adds their jobs.
+
+Why build, scan and push share one job: the image exists only in the Docker engine of the
+runner that built it; a separate push job on a fresh runner would have nothing to push.
+
+Between jobs the ``.mlops`` store travels as an artifact, and later jobs run
+``nox --no-dependencies`` so the training of the train job is not repeated: the evaluate job
+finds the stored run by its cache key, the deploy job finds the pushed image in the store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+STAGES = ("test", "train", "evaluate", "build", "scan", "push", "deploy")
+IMAGE_STAGES = ("build", "scan", "push")
+MAIN_ONLY = frozenset({"build", "deploy", "deploy-production"})
+PROVIDERS = ("github", "gitlab")
+DEFAULT_PATHS = {"github": ".github/workflows/mlops.yml", "gitlab": ".gitlab-ci.yml"}
+REPORT_DIR = "mlops-report"
+STORE_RETENTION_DAYS = 7
+
+
+@dataclass(frozen=True)
+class CiOptions:
+    """Everything a workflow depends on; the step fills it from Config and the CLI."""
+
+    sessions: tuple[str, ...]  # the nox sessions that exist (noxplugin.specs)
+    install: tuple[str, ...]  # pip requirements for the runner: the plugin, nox, uv
+    python: str = "3.11"
+    branch: str = "main"
+    profile: str | None = None  # MLOPS_PROFILE for the whole pipeline
+    production_profile: str | None = None  # deploy-production runs under this profile
+    cache_files: tuple[str, ...] = ("noxfile.py",)  # files whose change invalidates caches
+    registries: tuple[str, ...] = ()  # registry hosts to log in to before push
+    store: str = ".mlops"
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    sessions: tuple[str, ...]  # run in this order, one `nox -s` each
+    needs: str | None
+    with_dependencies: bool  # only the first job lets nox run `requires=` (validate)
+    download_store: bool  # continues from the previous job's .mlops
+    upload_store: bool
+    environment: str | None = None
+    profile: str | None = None  # overrides the pipeline profile
+
+    @property
+    def main_only(self) -> bool:
+        return self.name in MAIN_ONLY
+
+
+def plan_jobs(options: CiOptions) -> list[Job]:
+    """The jobs, in order, for the sessions that exist."""
+    groups: list[tuple[str, tuple[str, ...]]] = []
+    for stage in ("test", "train", "evaluate"):
+        if stage in options.sessions:
+            groups.append((stage, (stage,)))
+    image = tuple(s for s in IMAGE_STAGES if s in options.sessions)
+    if image:
+        groups.append(("build", image))
+    if "deploy" in options.sessions:
+        groups.append(("deploy", ("deploy",)))
+        if options.production_profile:
+            groups.append(("deploy-production", ("deploy",)))
+
+    jobs: list[Job] = []
+    for index, (name, sessions) in enumerate(groups):
+        previous = jobs[-1] if jobs else None
+        environment = None
+        profile = None
+        if name == "deploy":
+            environment = "staging" if options.production_profile else "production"
+        elif name == "deploy-production":
+            environment, profile = "production", options.production_profile
+        jobs.append(
+            Job(
+                name=name,
+                sessions=sessions,
+                needs=previous.name if previous else None,
+                with_dependencies=index == 0,
+                download_store=previous is not None and previous.upload_store,
+                upload_store=name != "test",
+                environment=environment,
+                profile=profile,
+            )
+        )
+    return jobs
+
+
+def nox_command(session: str, with_dependencies: bool) -> str:
+    flags = "" if with_dependencies else "--no-dependencies "
+    return f"nox {flags}-s {session}"
+
+
+def _install_command(options: CiOptions) -> str:
+    return "python -m pip install " + " ".join(f'"{r}"' for r in options.install)
+
+
+def _collect_reports(store: str) -> str:
+    # Each evaluation writes runs/<run>/eval/<id>/report.md; copy them under readable names.
+    return (
+        f"mkdir -p {REPORT_DIR}\n"
+        f"for f in {store}/runs/*/eval/*/report.md {store}/runs/*/eval/*/report.html; do\n"
+        '  [ -e "$f" ] || continue\n'
+        f"  name=$(printf '%s' \"${{f#{store}/runs/}}\" | tr / _)\n"
+        f'  cp "$f" "{REPORT_DIR}/$name"\n'
+        "done\n"
+    )
+
+
+def _comments(options: CiOptions, jobs: Sequence[Job], provider: str) -> str:
+    secrets = (
+        "repository or environment secrets (Settings > Secrets and variables > Actions)"
+        if provider == "github"
+        else "masked, protected CI/CD variables (Settings > CI/CD > Variables)"
+    )
+    lines = [
+        "The pipeline of mlops.yaml: each job runs the same nox session as a laptop does.",
+        f"Jobs: {' -> '.join(j.name for j in jobs)}.",
+        f"Build and deploy run only on the {options.branch} branch.",
+        "Jobs for steps mlops-sessions does not provide yet appear when you upgrade it and",
+        "re-run `mlops ci`. Images are tagged with the commit SHA (images.<name>.tag.policy",
+        "git-commit, the default): the commit CI checked out.",
+    ]
+    names = {j.name for j in jobs}
+    if "build" in names and "push" in options.sessions:
+        lines.append(f"Registry login: REGISTRY_USERNAME and REGISTRY_PASSWORD from {secrets}.")
+        if not options.registries:
+            lines.append("The registry host comes from the secret/variable REGISTRY.")
+    if "deploy" in names:
+        if provider == "github":
+            lines.append(
+                "Cluster access: the secret KUBECONFIG (kubeconfig contents), per environment."
+            )
+            lines.append(
+                "Approval: add required reviewers to the 'production' environment "
+                "(Settings > Environments)."
+            )
+        else:
+            lines.append("Cluster access: KUBECONFIG as a File-type CI/CD variable.")
+            lines.append(
+                "Approval: deploy to production is a manual job; protect the 'production' "
+                "environment to choose who may run it."
+            )
+    return "".join(f"# {line}\n" for line in lines)
+
+
+class _Dumper(yaml.SafeDumper):
+    """Block style for multi-line scripts, so the generated file reads like a hand-written one."""
+
+
+def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _str)
+
+
+def _dump(document: dict[str, Any]) -> str:
+    # A wide line limit: PyYAML would otherwise fold long shell commands over two lines.
+    return yaml.dump(document, Dumper=_Dumper, sort_keys=False, width=1000, allow_unicode=True)
+
+
+# --- GitHub Actions ----------------------------------------------------------------------
+
+
+def _gh_setup(options: CiOptions) -> list[dict[str, Any]]:
+    key_files = ", ".join(f"'{f}'" for f in options.cache_files)
+    prefix = f"mlops-nox-${{{{ runner.os }}}}-py{options.python}-"
+    return [
+        {"uses": "actions/checkout@v4"},
+        {
+            "uses": "actions/setup-python@v5",
+            "with": {
+                "python-version": options.python,
+                "cache": "pip",
+                "cache-dependency-path": "\n".join(options.cache_files) + "\n",
+            },
+        },
+        {
+            "name": "Cache nox virtualenvs and the uv cache",
+            "uses": "actions/cache@v4",
+            "with": {
+                "path": ".nox\n~/.cache/uv\n",
+                "key": f"{prefix}${{{{ hashFiles({key_files}) }}}}",
+                "restore-keys": prefix,
+            },
+        },
+        {"name": "Install mlops-sessions and nox", "run": _install_command(options)},
+    ]
+
+
+def _gh_job(job: Job, options: CiOptions) -> dict[str, Any]:
+    spec: dict[str, Any] = {"name": job.name, "runs-on": "ubuntu-latest"}
+    if job.needs:
+        spec["needs"] = job.needs
+    if job.main_only:
+        spec["if"] = (
+            f"github.event_name != 'pull_request' && github.ref == 'refs/heads/{options.branch}'"
+        )
+    if job.environment:
+        spec["environment"] = job.environment
+    if job.profile:
+        spec["env"] = {"MLOPS_PROFILE": job.profile}
+    if job.name == "evaluate":
+        spec["permissions"] = {"contents": "read", "pull-requests": "write"}
+    steps = _gh_setup(options)
+    if job.download_store:
+        steps.append(
+            {
+                "name": "Continue from the previous job's store",
+                "uses": "actions/download-artifact@v4",
+                "with": {"name": f"mlops-store-{job.needs}", "path": options.store},
+            }
+        )
+    if job.name.startswith("deploy"):
+        steps.append(
+            {
+                "name": "Write the kubeconfig from the secret store",
+                "env": {"KUBECONFIG_DATA": "${{ secrets.KUBECONFIG }}"},
+                "run": (
+                    "umask 077\n"
+                    'printf \'%s\' "$KUBECONFIG_DATA" > "$RUNNER_TEMP/kubeconfig"\n'
+                    'echo "KUBECONFIG=$RUNNER_TEMP/kubeconfig" >> "$GITHUB_ENV"\n'
+                ),
+            }
+        )
+    for session in job.sessions:
+        if session == "push":
+            for registry in options.registries or ("${{ secrets.REGISTRY }}",):
+                steps.append(
+                    {
+                        "name": "Log in to the registry (credentials from the secret store)",
+                        "env": {
+                            "REGISTRY": registry,
+                            "REGISTRY_USERNAME": "${{ secrets.REGISTRY_USERNAME }}",
+                            "REGISTRY_PASSWORD": "${{ secrets.REGISTRY_PASSWORD }}",
+                        },
+                        "run": (
+                            'printf \'%s\' "$REGISTRY_PASSWORD" | docker login "$REGISTRY" '
+                            '--username "$REGISTRY_USERNAME" --password-stdin'
+                        ),
+                    }
+                )
+        steps.append(
+            {"name": f"nox -s {session}", "run": nox_command(session, job.with_dependencies)}
+        )
+    if job.name == "evaluate":
+        steps += [
+            {
+                "name": "Collect the evaluation report",
+                "if": "always()",
+                "run": _collect_reports(options.store),
+            },
+            {
+                "name": "Attach the evaluation report to the run",
+                "if": "always()",
+                "uses": "actions/upload-artifact@v4",
+                "with": {
+                    "name": "evaluation-report",
+                    "path": f"{REPORT_DIR}/",
+                    "if-no-files-found": "warn",
+                },
+            },
+            {
+                "name": "Comment the evaluation report on the pull request",
+                "if": (
+                    f"always() && github.event_name == 'pull_request' && "
+                    f"hashFiles('{REPORT_DIR}/*.md') != ''"
+                ),
+                # A pull request from a fork gets a read-only token; the report is still attached.
+                "continue-on-error": True,
+                "env": {
+                    "GH_TOKEN": "${{ github.token }}",
+                    "PR_NUMBER": "${{ github.event.pull_request.number }}",
+                },
+                "run": (
+                    f'cat {REPORT_DIR}/*.md > "$RUNNER_TEMP/report.md"\n'
+                    'gh pr comment "$PR_NUMBER" --body-file "$RUNNER_TEMP/report.md"\n'
+                ),
+            },
+        ]
+    if job.upload_store:
+        steps.append(
+            {
+                "name": "Hand the store to the next job",
+                "if": "always()" if job.name == "evaluate" else "success()",
+                "uses": "actions/upload-artifact@v4",
+                "with": {
+                    "name": f"mlops-store-{job.name}",
+                    "path": f"{options.store}/",
+                    "include-hidden-files": True,
+                    "retention-days": STORE_RETENTION_DAYS,
+                },
+            }
+        )
+    spec["steps"] = steps
+    return spec
+
+
+def github(options: CiOptions) -> str:
+    jobs = plan_jobs(options)
+    env: dict[str, Any] = {"PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    if options.profile:
+        env["MLOPS_PROFILE"] = options.profile
+    document: dict[str, Any] = {
+        "name": "mlops",
+        "on": {
+            "push": {"branches": [options.branch]},
+            "pull_request": None,
+            "workflow_dispatch": None,
+        },
+        "permissions": {"contents": "read"},
+        "concurrency": {
+            "group": "mlops-${{ github.ref }}",
+            "cancel-in-progress": "${{ github.event_name == 'pull_request' }}",
+        },
+        "env": env,
+        "jobs": {job.name: _gh_job(job, options) for job in jobs},
+    }
+    return _comments(options, jobs, "github") + "\n" + _dump(document)
+
+
+# --- GitLab CI ----------------------------------------------------------------------------
+
+
+def _gl_job(job: Job, options: CiOptions) -> dict[str, Any]:
+    spec: dict[str, Any] = {"stage": "deploy" if job.name.startswith("deploy") else job.name}
+    if job.needs:
+        spec["needs"] = [job.needs]
+    main_rule = {"if": f'$CI_COMMIT_BRANCH == "{options.branch}"'}
+    if job.name == "deploy-production":
+        spec["rules"] = [{**main_rule, "when": "manual"}]
+        spec["allow_failure"] = False  # a blocking manual job: the pipeline waits for approval
+    elif job.main_only:
+        spec["rules"] = [main_rule]
+    if job.environment:
+        spec["environment"] = {"name": job.environment}
+    variables: dict[str, str] = {}
+    if job.profile:
+        variables["MLOPS_PROFILE"] = job.profile
+    if job.name == "build":
+        # Docker-in-Docker: the image is built, scanned and pushed by this job's engine.
+        spec["services"] = ["docker:27-dind"]
+        variables.update({"DOCKER_HOST": "tcp://docker:2375", "DOCKER_TLS_CERTDIR": ""})
+    if variables:
+        spec["variables"] = variables
+    script: list[str] = []
+    for session in job.sessions:
+        if session == "push":
+            for registry in options.registries or ("$REGISTRY",):
+                # The Docker SDK reads ~/.docker/config.json; the python image has no docker CLI.
+                script.append(
+                    'mkdir -p ~/.docker && umask 077 && printf \'{"auths": {"%s": {"auth": '
+                    '"%s"}}}\' "' + registry + '" "$(printf \'%s:%s\' "$REGISTRY_USERNAME" '
+                    '"$REGISTRY_PASSWORD" | base64 -w0)" > ~/.docker/config.json'
+                )
+        script.append(nox_command(session, job.with_dependencies))
+    spec["script"] = script
+    if job.name == "evaluate":
+        spec["after_script"] = [_collect_reports(options.store)]
+    if job.upload_store:
+        paths = [f"{options.store}/"]
+        artifacts: dict[str, Any] = {"paths": paths, "expire_in": f"{STORE_RETENTION_DAYS} days"}
+        if job.name == "evaluate":
+            # expose_as links the report from the merge request page.
+            artifacts = {
+                "when": "always",
+                "expose_as": "evaluation report",
+                "paths": [f"{REPORT_DIR}/", *paths],
+                "expire_in": artifacts["expire_in"],
+            }
+        spec["artifacts"] = artifacts
+    return spec
+
+
+def gitlab(options: CiOptions) -> str:
+    jobs = plan_jobs(options)
+    stages: list[str] = []
+    for job in jobs:
+        stage = "deploy" if job.name.startswith("deploy") else job.name
+        if stage not in stages:
+            stages.append(stage)
+    variables: dict[str, str] = {
+        "PIP_CACHE_DIR": "$CI_PROJECT_DIR/.cache/pip",
+        "UV_CACHE_DIR": "$CI_PROJECT_DIR/.cache/uv",
+        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+    }
+    if options.profile:
+        variables["MLOPS_PROFILE"] = options.profile
+    document: dict[str, Any] = {
+        "workflow": {
+            "rules": [
+                {"if": '$CI_PIPELINE_SOURCE == "merge_request_event"'},
+                {"if": f'$CI_COMMIT_BRANCH == "{options.branch}"'},
+            ]
+        },
+        "stages": stages,
+        "variables": variables,
+        "default": {
+            "image": f"python:{options.python}-bookworm",
+            "cache": {
+                # GitLab keys a cache on at most two files.
+                "key": {
+                    "files": list(options.cache_files[:2]),
+                    "prefix": f"mlops-py{options.python}",
+                },
+                "paths": [".cache/pip", ".cache/uv", ".nox"],
+            },
+            "before_script": [_install_command(options)],
+        },
+    }
+    for job in jobs:
+        document[job.name] = _gl_job(job, options)
+    return _comments(options, jobs, "gitlab") + "\n" + _dump(document)
+
+
+def render(provider: str, options: CiOptions) -> str:
+    if provider == "github":
+        return github(options)
+    if provider == "gitlab":
+        return gitlab(options)
+    raise ValueError(provider)
