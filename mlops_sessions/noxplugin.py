@@ -3,8 +3,9 @@
 A front end, as thin as the ``mlops`` CLI: every session installs what its step needs into
 the session's venv (once — an install stamp makes unchanged re-runs skip it) and runs
 ``mlops <step>`` there, so a laptop and CI execute the same command in the same locked
-environment. Steps chain through nox's ``requires=``: ``validate -> train -> evaluate ->
-pipeline``; deploy-side sessions need no TensorFlow.
+environment. Steps chain through nox's ``requires=``: ``validate -> test -> train ->
+evaluate -> build -> scan -> push -> deploy`` (``pipeline`` ends after evaluate); run one
+step alone with ``nox --no-dependencies -s <step>``.
 
 Arguments after ``--`` go to the step: leading bare words are model names and reach every
 session in the chain (``nox -s evaluate -- digits``); options (``--force``) reach only the
@@ -14,6 +15,7 @@ not its own.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -60,7 +62,7 @@ SESSIONS: tuple[SessionSpec, ...] = (
         "test",
         "test",
         "Run the team's tests in the training environment.",
-        ("train",),
+        ("train", "test"),  # the train environment plus the test runner
         ("validate",),
         lock=True,
         default=True,
@@ -70,7 +72,7 @@ SESSIONS: tuple[SessionSpec, ...] = (
         "train",
         "Train each model (skipped when its inputs are unchanged; -- --force retrains).",
         ("train",),
-        ("validate",),
+        ("test",),
         lock=True,
         default=True,
     ),
@@ -104,12 +106,42 @@ SESSIONS: tuple[SessionSpec, ...] = (
         ("serve",),
         lock=True,
     ),
-    SessionSpec("render", "render", "Render Kubernetes and Istio manifests (offline).", None),
+    SessionSpec(
+        "build",
+        "build",
+        "Build the serve image of the blessed model (skipped when its inputs are unchanged).",
+        ("build",),
+        ("evaluate",),
+    ),
+    SessionSpec(
+        "scan",
+        "scan",
+        "Check built images: non-root, no secrets in layers, size budget.",
+        ("build",),
+        ("build",),
+    ),
+    SessionSpec(
+        "push",
+        "push",
+        "Push scanned images and record their digests.",
+        ("build",),
+        ("scan",),
+    ),
+    SessionSpec(
+        "render",
+        "render",
+        "Render Kubernetes and Istio manifests (offline).",
+        ("deploy",),
+    ),
+    # The chain ends here: `nox -s deploy` runs everything before it. A job that only
+    # deploys an image already pushed runs `nox -s deploy --no-dependencies` and needs
+    # neither TensorFlow nor Docker.
     SessionSpec(
         "deploy",
         "deploy",
         "Apply the manifests to the cluster and wait for the rollout.",
         ("deploy",),
+        ("push",),
     ),
     SessionSpec(
         "rollback",
@@ -127,19 +159,26 @@ SESSIONS: tuple[SessionSpec, ...] = (
 
 
 def specs(steps: Sequence[str] | None = None) -> list[SessionSpec]:
-    """The sessions that can run, given the CLI steps available."""
+    """The sessions that can run, given the CLI steps available.
+
+    A missing link in the chain is skipped, not fatal: a session that requires an absent
+    session inherits that session's own prerequisites (train -> test -> validate becomes
+    train -> validate when there is no `test` step).
+    """
     available = set(STEPS if steps is None else steps)
-    chosen = [s for s in SESSIONS if s.step is None or s.step in available]
-    names = {s.name for s in chosen}
-    # A session whose prerequisite is missing would fail; drop it (and its dependants).
-    changed = True
-    while changed:
-        changed = False
-        for spec in list(chosen):
-            if any(r not in names for r in spec.requires):
-                chosen.remove(spec)
-                names.discard(spec.name)
-                changed = True
+    by_name = {s.name: s for s in SESSIONS}
+    present = {s.name for s in SESSIONS if s.step is None or s.step in available}
+
+    def resolve(name: str) -> list[str]:
+        if name in present:
+            return [name]
+        return [found for req in by_name[name].requires for found in resolve(req)]
+
+    chosen = []
+    for spec in SESSIONS:
+        if spec.name in present:
+            requires = tuple(dict.fromkeys(r for req in spec.requires for r in resolve(req)))
+            chosen.append(dataclasses.replace(spec, requires=requires))
     return chosen
 
 

@@ -43,7 +43,7 @@ def test_registers_a_session_per_available_step(example_config: Path) -> None:
 def test_sessions_chain_through_requires(example_config: Path) -> None:
     registry = _register(example_config)
     if "train" in registry:
-        assert registry["train"].requires == ["validate"]
+        assert registry["train"].requires == (["test"] if "test" in registry else ["validate"])
     if "evaluate" in registry:
         assert registry["evaluate"].requires == ["train"]
         assert registry["pipeline"].requires == ["evaluate"]
@@ -83,12 +83,19 @@ def test_prefix_keeps_both_and_prefixes_requires(example_config: Path) -> None:
             assert all(req.startswith("mlops-") for req in func.requires)
 
 
-def test_sessions_whose_prerequisite_is_missing_are_dropped() -> None:
-    chosen = [s.name for s in noxplugin.specs(["validate", "evaluate"])]
-    # evaluate requires train, which is missing -> evaluate and pipeline cannot run.
-    assert chosen == ["validate"]
-    chosen = [s.name for s in noxplugin.specs(["validate", "train", "evaluate"])]
-    assert chosen == ["validate", "train", "evaluate", "pipeline"]
+def test_a_missing_link_in_the_chain_is_skipped() -> None:
+    chosen = {s.name: s.requires for s in noxplugin.specs(["validate", "train", "evaluate"])}
+    # No `test` step: train inherits test's prerequisite instead of being dropped.
+    assert chosen == {
+        "validate": (),
+        "train": ("validate",),
+        "evaluate": ("train",),
+        "pipeline": ("evaluate",),
+    }
+    chosen = {s.name: s.requires for s in noxplugin.specs(["validate", "test", "train"])}
+    assert chosen["train"] == ("test",) and chosen["test"] == ("validate",)
+    # pipeline chains to whatever the last available step before it is.
+    assert chosen["pipeline"] == ("train",)
 
 
 @pytest.mark.parametrize(
