@@ -164,9 +164,9 @@ def plan_training(
             "folder that holds the training code (relative to mlops.yaml)"
         )
     inputs = resolve_inputs(config, train.inputs)
-    data_hashes = {name: _hash_data(cache, path) for name, path in inputs.items()}
+    data_hashes = {name: hash_data(cache, path) for name, path in inputs.items()}
     code_hash = cache.tree(source)
-    requirements_hash = _requirements_hash(config, cache)
+    lock_hash = requirements_hash(config, cache)
     image = (train.image or model.image) if train.container else None
     relevant = {
         "entrypoint": train.entrypoint,
@@ -187,7 +187,7 @@ def plan_training(
         "params": params,
         "code": code_hash,
         "data": data_hashes,
-        "requirements": requirements_hash,
+        "requirements": lock_hash,
     }
     cache.save()
     return TrainPlan(
@@ -206,7 +206,7 @@ def plan_training(
         image=image,
         code_hash=code_hash,
         data_hashes=data_hashes,
-        requirements_hash=requirements_hash,
+        requirements_hash=lock_hash,
         config_hash=config.model_hash(model.name),
         git=gitinfo.state(config.root),
         key_parts=key_parts,
@@ -243,7 +243,7 @@ def new_run_id(store: Store, key: str, now: datetime | None = None) -> str:
     return f"{run_id}-{os.urandom(2).hex()}"
 
 
-def _requirements_hash(config: Config, cache: FileHashCache) -> str | None:
+def requirements_hash(config: Config, cache: FileHashCache) -> str | None:
     if config.python.requirements is None:
         return None
     path = config.resolve(config.python.requirements)
@@ -255,7 +255,7 @@ def _requirements_hash(config: Config, cache: FileHashCache) -> str | None:
     return cache.file(path)
 
 
-def _hash_data(cache: FileHashCache, path: Path) -> str:
+def hash_data(cache: FileHashCache, path: Path) -> str:
     """sha256 of a data file, or of every file under a data directory.
 
     Directories are walked directly rather than through git: data folders are usually

@@ -7,6 +7,11 @@ so its own configuration (pytest.ini, conftest.py) applies.
 
 Counts come from pytest's JUnit XML report rather than from parsing its console output,
 which pytest does not promise to keep stable.
+
+A passing run is recorded under its input key (:mod:`mlops_sessions.planning.testing`);
+while nothing that could change the outcome changes, the suite is not run again — so the
+``test`` session in front of ``train`` costs next to nothing on an unchanged tree.
+``--force`` re-runs it.
 """
 
 from __future__ import annotations
@@ -18,13 +23,17 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
 
 from mlops_sessions.config import Config
 from mlops_sessions.errors import StepError
-from mlops_sessions.steps.common import add_models, emit, load_config
+from mlops_sessions.planning.testing import test_cache_key
+from mlops_sessions.planning.training import hash_cache_for
+from mlops_sessions.steps.common import add_models, emit, load_config, store_for
+from mlops_sessions.store import read_json, write_json_atomic
 
 HELP = "Run the team's tests (pytest) in the training environment."
 
@@ -50,6 +59,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="pytest -m expression (replaces tests.markers from mlops.yaml)",
     )
     parser.add_argument("-x", "--exitfirst", action="store_true", help="stop at the first failure")
+    parser.add_argument(
+        "--force", action="store_true", help="run the suite even if it passed for these inputs"
+    )
     parser.add_argument(
         "--pytest-arg",
         dest="pytest_args",
@@ -96,6 +108,15 @@ def pytest_command(config: Config, args: argparse.Namespace) -> list[str]:
         command.append("-x")
     command += [*suite.args, *args.pytest_args]
     return command
+
+
+def _recorded_pass(entry: Path) -> dict[str, Any] | None:
+    """The pass recorded under a cache entry, or None (absent or unreadable: run again)."""
+    try:
+        recorded: dict[str, Any] = read_json(entry)
+    except (OSError, ValueError):
+        return None
+    return recorded if recorded.get("passed") is True else None
 
 
 def test_environment(config: Config) -> dict[str, str]:
@@ -148,6 +169,19 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args)
     check_environment(config, list(args.models))
     command = pytest_command(config, args)
+    hashes = hash_cache_for(config)
+    key = test_cache_key(config, command[3:], hashes)
+    hashes.save()
+    entry = store_for(config).cache_entry("test", key)
+    cached = _recorded_pass(entry) if not args.force else None
+    if cached is not None:
+        emit(
+            args,
+            {**cached, "cached": True},
+            f"tests passed for these inputs before ({cached['counts'].get('passed', 0)} passed "
+            f"at {cached['finished_at']}; key {key[:8]}); --force re-runs them",
+        )
+        return 0
     with tempfile.TemporaryDirectory(prefix="mlops-test-") as scratch:
         junit = Path(scratch) / "junit.xml"
         started = time.monotonic()
@@ -177,6 +211,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"mlops test: {result['error']}", file=sys.stderr)
             return 1
         raise StepError(result["error"])
+    result.update(key=key, finished_at=datetime.now(timezone.utc).isoformat(), cached=False)
+    write_json_atomic(entry, result)  # only passes are recorded: a failure always re-runs
     emit(
         args,
         result,

@@ -172,3 +172,45 @@ def test_team_tests_import_model_code_from_train_source(tmp_path: Path, mlops: A
     done = mlops(tmp_path, "test", "--json")
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["counts"]["passed"] == 1
+
+
+def _passing_project(tmp_path: Path) -> Path:
+    (tmp_path / "mlops.yaml").write_text(
+        "apiVersion: mlops/v1alpha1\nproject: {name: p}\n"
+        "models: {m: {train: {entrypoint: 'shapes:train', source: src}}}\n"
+    )
+    return _suite(
+        tmp_path,
+        {
+            "src/shapes.py": "def width():\n    return 8\n",
+            "tests/test_shapes.py": "from shapes import width\n\ndef test_width():\n"
+            "    assert width() == 8\n",
+        },
+    )
+
+
+def test_a_pass_is_reused_until_an_input_changes(tmp_path: Path, mlops: Any) -> None:
+    project = _passing_project(tmp_path)
+    first = json.loads(mlops(project, "test", "--json").stdout)
+    assert first["cached"] is False and first["passed"] is True
+    again = mlops(project, "test", "--json")
+    assert json.loads(again.stdout)["cached"] is True
+    assert "test session starts" not in again.stderr, "a cached pass must not run pytest"
+    assert json.loads(mlops(project, "test", "--json", "--force").stdout)["cached"] is False
+
+    # A change to the model code (not the tests) runs the suite again.
+    (project / "src" / "shapes.py").write_text("def width():\n    return 8  # same value\n")
+    assert json.loads(mlops(project, "test", "--json").stdout)["cached"] is False
+    # So does a change to the tests, and to the pytest command.
+    (project / "tests" / "test_extra.py").write_text("def test_more():\n    pass\n")
+    assert json.loads(mlops(project, "test", "--json").stdout)["cached"] is False
+    assert json.loads(mlops(project, "test", "--json", "-k", "width").stdout)["cached"] is False
+
+
+def test_a_failure_is_never_reused(tmp_path: Path, mlops: Any) -> None:
+    project = _passing_project(tmp_path)
+    (project / "src" / "shapes.py").write_text("def width():\n    return 9\n")
+    for _ in range(2):
+        done = mlops(project, "test")
+        assert done.returncode == 1
+        assert "test session starts" in done.stdout + done.stderr
