@@ -1,0 +1,142 @@
+"""Server lifecycle: listen, load and warm up, serve, and drain on SIGTERM.
+
+Order of events:
+
+1. Listen at once (``/healthz`` answers, ``/ready`` is 503 "loading").
+2. Load the SavedModel and warm it up in a thread; then ``/ready`` turns 200 and
+   ``on_ready(url)`` is called. A model that cannot load ends the process with an error.
+3. On SIGTERM/SIGINT: ``/ready`` turns 503 at once; new requests are still served (the
+   load balancer needs a moment to drop the pod) until no request came for ``quiet_s``
+   or 40% of ``drain`` passed; then the listener closes, in-flight requests finish
+   (bounded by the rest of ``drain``) and the process exits.
+
+Nothing is written to disk: the server runs on a read-only root filesystem.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from aiohttp import web
+
+from mlops_sessions.executors.server.app import ServerState, build_app
+from mlops_sessions.executors.server.batching import Batcher
+from mlops_sessions.executors.server.runtime import Model, load_saved_model
+from mlops_sessions.executors.server.settings import ModelIdentity, ServerSettings
+
+# Share of the drain period spent still accepting requests after SIGTERM.
+ACCEPT_SHARE = 0.4
+# Share of the drain period left for in-flight requests once the listener is closed.
+FINISH_SHARE = 0.5
+
+
+class ServerFailed(Exception):
+    """The server could not start (port taken, model not loadable); message says why."""
+
+
+def _load(path: Path, max_batch_size: int) -> Model:
+    runtime = load_saved_model(path)
+    runtime.warmup(max_batch_size)
+    return runtime
+
+
+async def _serve(
+    identity: ModelIdentity,
+    settings: ServerSettings,
+    on_ready: Callable[[str], None],
+    loader: Callable[[Path, int], Model],
+) -> None:
+    loop = asyncio.get_running_loop()
+    state = ServerState(identity, settings)
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    runner = web.AppRunner(
+        build_app(state),
+        handle_signals=False,
+        access_log=None,
+        shutdown_timeout=settings.drain_s * FINISH_SHARE,
+    )
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, settings.host, settings.port, backlog=1024)
+        try:
+            await site.start()
+        except OSError as exc:
+            raise ServerFailed(
+                f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}; "
+                "pick another port with --port"
+            ) from None
+        host, port = runner.addresses[0][:2]
+        url = f"http://{host}:{port}"
+        await _load_then_wait(state, settings, loader, stop, on_ready, url)
+        state.set_phase("draining")
+        await _accept_until_quiet(state, settings, stop)
+    finally:
+        await runner.cleanup()
+        if state.batcher is not None:
+            await state.batcher.close()
+
+
+async def _load_then_wait(
+    state: ServerState,
+    settings: ServerSettings,
+    loader: Callable[[Path, int], Model],
+    stop: asyncio.Event,
+    on_ready: Callable[[str], None],
+    url: str,
+) -> None:
+    load = asyncio.ensure_future(
+        asyncio.to_thread(loader, state.identity.path, settings.max_batch_size)
+    )
+    stopping = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({load, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    if not load.done():  # stopped while loading: nothing to drain
+        stopping.cancel()
+        return
+    try:
+        model = load.result()
+    except Exception as exc:
+        stopping.cancel()
+        state.failure = f"{type(exc).__name__}: {exc}"
+        state.set_phase("failed")
+        raise ServerFailed(f"cannot load model {state.identity.path}: {state.failure}") from None
+    state.model = model
+    state.batcher = Batcher(
+        model,
+        state.metrics,
+        max_batch_size=settings.max_batch_size,
+        max_wait_s=settings.max_wait_s,
+        max_queue=settings.max_queue,
+        workers=settings.workers,
+    )
+    state.batcher.start()
+    state.set_phase("ready")
+    on_ready(url)
+    await stopping
+
+
+async def _accept_until_quiet(
+    state: ServerState, settings: ServerSettings, stop: asyncio.Event
+) -> None:
+    """After SIGTERM: keep serving until traffic stops or the accept window closes."""
+    window_ends = time.monotonic() + settings.drain_s * ACCEPT_SHARE
+    while True:
+        now = time.monotonic()
+        if now >= window_ends or now - state.last_request >= settings.quiet_s:
+            return
+        await asyncio.sleep(min(0.05, settings.quiet_s))
+
+
+def serve(
+    identity: ModelIdentity,
+    settings: ServerSettings,
+    on_ready: Callable[[str], None],
+    loader: Callable[[Path, int], Model] = _load,
+) -> None:
+    """Run the server until SIGTERM/SIGINT; raise ServerFailed if it cannot start."""
+    asyncio.run(_serve(identity, settings, on_ready, loader))

@@ -1,0 +1,70 @@
+"""Runtime settings of the model server, derived from ``serve:`` in mlops.yaml.
+
+The config layer keeps durations as strings ('2ms', '20s'); the server needs seconds and
+plain numbers, and also the identity of the model it serves (name, version, hash, commit)
+for status, metadata and the ``model_info`` metric. This module is pure: no TensorFlow,
+no aiohttp, so the CLI can build settings before paying for either import.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlops_sessions.config import ServeConfig
+
+_DURATION = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str) -> float:
+    """'2ms' -> 0.002, '20s' -> 20.0 (the schema's duration pattern)."""
+    match = _DURATION.match(text.strip())
+    if match is None:
+        raise ValueError(f"not a duration: {text!r} (expected e.g. '500ms', '30s', '5m', '1h')")
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    """What is being served: shown by status/metadata endpoints and the info metric."""
+
+    name: str
+    version: str
+    path: Path
+    model_hash: str = ""
+    git_commit: str = ""
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    host: str = "127.0.0.1"
+    port: int = 8501
+    batching: bool = True
+    max_batch_size: int = 32
+    max_wait_s: float = 0.002
+    max_queue: int = 256
+    max_body_bytes: int = 4 * 1024 * 1024
+    workers: int = 1
+    drain_s: float = 20.0
+    # How long without a new request, after SIGTERM, before the listener closes: once the
+    # load balancer has dropped the pod (readiness false) traffic stops and we can go.
+    quiet_s: float = 1.0
+
+    @classmethod
+    def from_config(
+        cls, serve: ServeConfig, *, host: str | None = None, port: int | None = None
+    ) -> ServerSettings:
+        batching = serve.batching
+        return cls(
+            host=host if host is not None else serve.host,
+            port=port if port is not None else serve.port,
+            batching=batching.enabled,
+            max_batch_size=batching.max_batch_size if batching.enabled else 1,
+            max_wait_s=parse_duration(batching.max_wait) if batching.enabled else 0.0,
+            max_queue=serve.max_queue,
+            max_body_bytes=serve.max_body_bytes,
+            workers=serve.workers,
+            drain_s=parse_duration(serve.drain),
+        )

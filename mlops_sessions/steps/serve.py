@@ -1,0 +1,142 @@
+"""``mlops serve``: run the built-in model server on the blessed (or a named) SavedModel.
+
+Front end only: it picks the SavedModel (blessed run of the model by default, or
+``--run`` / ``--model-dir``), builds server settings from ``serve:`` in mlops.yaml and
+hands over to :mod:`mlops_sessions.executors.server.lifecycle`, which runs until SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from mlops_sessions.config import Config, ModelConfig
+from mlops_sessions.errors import StepError
+from mlops_sessions.steps.common import emit, load_config, store_for
+
+HELP = "Serve a SavedModel over HTTP (TF Serving REST API, /metrics, /healthz, /ready)."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "model", nargs="?", metavar="MODEL", help="model to serve (default: the only model)"
+    )
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--run", metavar="RUN_ID", help="serve this training run's model")
+    source.add_argument("--model-dir", metavar="PATH", help="serve this SavedModel directory")
+    parser.add_argument("--host", default=None, help="bind address (default: serve.host)")
+    parser.add_argument(
+        "--port", type=int, default=None, help="port (default: serve.port; 0 = any)"
+    )
+    parser.add_argument(
+        "--version",
+        dest="model_version",
+        default=None,
+        help="version label in URLs and metrics (default: the run id, or '1')",
+    )
+
+
+def _pick_model(config: Config, name: str | None) -> ModelConfig:
+    if name is not None:
+        (model,) = config.select_models([name])
+        return model
+    if len(config.models) == 1:
+        return next(iter(config.models.values()))
+    raise StepError(
+        f"several models are declared; name one: mlops serve {{{','.join(config.models)}}}"
+    )
+
+
+def _run_record(config: Config, run_id: str) -> tuple[Path, dict[str, Any]]:
+    store = store_for(config)
+    record = store.load_run(run_id)
+    if record is None:
+        known = [str(r.get("run_id")) for r in store.list_runs()][-5:]
+        hint = (
+            f" (recent runs: {', '.join(known)})" if known else " (no runs yet: run `mlops train`)"
+        )
+        raise StepError(f"no training run {run_id!r} in {store.runs}{hint}")
+    return store.run_dir(run_id) / str(record.get("model_dir", "model")), record
+
+
+def _identity_source(
+    config: Config, model: ModelConfig, args: argparse.Namespace
+) -> tuple[Path, dict[str, Any] | None, str | None]:
+    """The SavedModel path, its run.json record (if any) and the run id (if any)."""
+    if args.model_dir is not None:
+        path = Path(args.model_dir).resolve()
+        beside = path.parent / "run.json"
+        record = json.loads(beside.read_text()) if beside.is_file() else None
+        run_id = str(record["run_id"]) if record and "run_id" in record else None
+        return path, record, run_id
+    run_id = args.run
+    if run_id is None:
+        blessed = store_for(config).blessed(model.name)
+        if blessed is None or "run_id" not in blessed:
+            raise StepError(
+                f"model {model.name!r} has no blessed run to serve; run `mlops evaluate "
+                f"{model.name}` to bless one, or pass --run RUN_ID or --model-dir PATH"
+            )
+        run_id = str(blessed["run_id"])
+    path, record = _run_record(config, run_id)
+    recorded_model = record.get("model")
+    if recorded_model not in (None, model.name):
+        raise StepError(f"run {run_id!r} trained model {recorded_model!r}, not {model.name!r}")
+    return path, record, run_id
+
+
+def run(args: argparse.Namespace) -> int:
+    config = load_config(args)
+    model = _pick_model(config, args.model)
+    path, record, run_id = _identity_source(config, model, args)
+    if not (path / "saved_model.pb").is_file():
+        raise StepError(f"{path} is not a SavedModel directory (no saved_model.pb)")
+    if model.serve.runtime != "mlops":
+        raise StepError(
+            f"model {model.name!r} declares serve.runtime: {model.serve.runtime}; "
+            "`mlops serve` runs the built-in server (set runtime: mlops to use it locally)"
+        )
+    # Lazily imported: aiohttp and prometheus_client are the 'serve' extra.
+    from mlops_sessions.executors.server.lifecycle import ServerFailed, serve
+    from mlops_sessions.executors.server.settings import ModelIdentity, ServerSettings
+
+    record = record or {}
+    git = record.get("lineage", {}).get("git", {}) or {}
+    identity = ModelIdentity(
+        name=model.name,
+        version=args.model_version or run_id or "1",
+        path=path,
+        model_hash=str(record.get("model_hash") or ""),
+        git_commit=str(git.get("commit") or ""),
+    )
+    settings = ServerSettings.from_config(model.serve, host=args.host, port=args.port)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+
+    def on_ready(url: str) -> None:
+        endpoint = f"{url}/v1/models/{identity.name}"
+        result = {
+            "event": "ready",
+            "url": url,
+            "model": identity.name,
+            "version": identity.version,
+            "predict": f"{endpoint}:predict",
+        }
+        emit(
+            args,
+            result,
+            f"serving {identity.name} (version {identity.version}) at {endpoint} — ready",
+        )
+        sys.stdout.flush()
+
+    try:
+        serve(identity, settings, on_ready)
+    except ServerFailed as exc:
+        raise StepError(str(exc)) from None
+    emit(args, {"event": "stopped", "model": identity.name}, f"stopped serving {identity.name}")
+    return 0
