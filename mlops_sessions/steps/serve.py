@@ -17,7 +17,7 @@ from typing import Any
 
 from mlops_sessions.config import Config, ModelConfig
 from mlops_sessions.errors import StepError
-from mlops_sessions.steps.common import emit, load_config, store_for
+from mlops_sessions.steps.common import load_config, store_for
 
 HELP = "Serve a SavedModel over HTTP (TF Serving REST API, /metrics, /healthz, /ready)."
 
@@ -127,16 +127,21 @@ def run(args: argparse.Namespace) -> int:
             "version": identity.version,
             "predict": f"{endpoint}:predict",
         }
-        emit(
+        _event(
             args,
             result,
             f"serving {identity.name} (version {identity.version}) at {endpoint} — ready",
         )
-        sys.stdout.flush()
 
     try:
         serve(identity, settings, on_ready)
     except ServerFailed as exc:
         raise StepError(str(exc)) from None
-    emit(args, {"event": "stopped", "model": identity.name}, f"stopped serving {identity.name}")
+    _event(args, {"event": "stopped", "model": identity.name}, f"stopped serving {identity.name}")
     return 0
+
+
+def _event(args: argparse.Namespace, result: dict[str, Any], text: str) -> None:
+    """A long-running step reports events, one compact JSON object per line with --json
+    (JSON Lines), so a supervisor can read each as it arrives."""
+    print(json.dumps(result, sort_keys=True) if args.json else text, flush=True)

@@ -8,7 +8,6 @@ import json
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -61,18 +60,6 @@ def example(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (project / "tests").mkdir()
     (project / "tests" / "test_quick.py").write_text("def test_quick():\n    assert True\n")
     return project
-
-
-def parse_documents(text: str) -> list[Any]:
-    """stdout as one JSON document, or a stream of them (a long-running step's events)."""
-    decoder = json.JSONDecoder()
-    documents, index = [], 0
-    while index < len(text.rstrip()):
-        while text[index].isspace():
-            index += 1
-        document, index = decoder.raw_decode(text, index)
-        documents.append(document)
-    return documents
 
 
 @pytest.mark.parametrize("step", sorted(OFFLINE))
@@ -139,29 +126,11 @@ def test_serve_prints_json_events(trained: Path, mlops: Any, env: dict[str, str]
     )
     try:
         assert process.stdout is not None
-        buffered = ""
-        deadline = time.monotonic() + 300
-        ready: dict[str, Any] | None = None
-        while ready is None and time.monotonic() < deadline:
-            line = process.stdout.readline()
-            if not line:
-                break
-            buffered += line
-            try:
-                ready = json.loads(buffered)
-            except json.JSONDecodeError:
-                continue
-        assert ready is not None, process.stderr.read() if process.stderr else ""
+        # JSON Lines: the ready event is one line, printed as soon as the server is ready.
+        ready = json.loads(process.stdout.readline())
         assert ready["event"] == "ready" and ready["url"].startswith("http://127.0.0.1:")
     finally:
         process.terminate()
         rest, _ = process.communicate(timeout=60)
-    events = [ready, *parse_documents(rest)]
+    events = [ready, *(json.loads(line) for line in rest.splitlines() if line.strip())]
     assert [e["event"] for e in events] == ["ready", "stopped"]
-
-
-def test_parse_documents_reads_one_or_many() -> None:
-    assert parse_documents('{"a": 1}\n') == [{"a": 1}]
-    assert parse_documents('{\n  "a": 1\n}\n{"b": 2}\n') == [{"a": 1}, {"b": 2}]
-    with pytest.raises(json.JSONDecodeError):
-        parse_documents("serving at http://x\n")
