@@ -152,13 +152,25 @@ def _project(tmp_path: Path, repo_root: Path, config_text: str | None = None) ->
     return tmp_path
 
 
-def test_nox_list_json_matches_golden(tmp_path: Path, repo_root: Path) -> None:
-    done = _nox(_project(tmp_path, repo_root), "-l", "--json")
+@pytest.mark.parametrize(
+    ("args", "golden"),
+    [
+        # What a bare `nox` would run: the offline, side-effect-free steps.
+        (["-l", "--json"], "nox-list.json"),
+        # Every pipeline session, selected by the tag the plugin puts on them.
+        (["-l", "--json", "-t", "mlops"], "nox-list-all.json"),
+    ],
+)
+def test_nox_list_json_matches_golden(
+    tmp_path: Path, repo_root: Path, args: list[str], golden: str
+) -> None:
+    done = _nox(_project(tmp_path, repo_root), *args)
     assert done.returncode == 0, done.stderr
     listing = json.loads(done.stdout)
+    path = GOLDEN.parent / golden
     if os.environ.get("MLOPS_UPDATE_GOLDEN") == "1":
-        GOLDEN.write_text(json.dumps(listing, indent=2) + "\n")
-    assert listing == json.loads(GOLDEN.read_text()), (
+        path.write_text(json.dumps(listing, indent=2) + "\n")
+    assert listing == json.loads(path.read_text()), (
         "nox -l --json changed; if intended, regenerate: MLOPS_UPDATE_GOLDEN=1 pytest tests/plugin"
     )
 
