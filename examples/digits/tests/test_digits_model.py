@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from digits_model import heldout, training_data
+
 from mlops_sessions import DataContext
 
 
@@ -33,7 +33,7 @@ def test_split_is_disjoint_stratified_and_complete(ctx: DataContext) -> None:
 def test_features_are_scaled_to_unit_range(ctx: DataContext) -> None:
     x_train, _ = training_data(ctx)
     assert x_train.dtype == np.float32
-    assert 0.0 <= float(x_train.min()) and float(x_train.max()) <= 1.0
+    assert float(x_train.min()) >= 0.0 and float(x_train.max()) <= 1.0
 
 
 def test_heldout_set_does_not_depend_on_the_training_seed(ctx: DataContext) -> None:
