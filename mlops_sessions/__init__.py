@@ -11,8 +11,12 @@ the executors that need them.
 
 from __future__ import annotations
 
-from mlops_sessions.contract import DataContext, TrainContext, TrainResult
+from typing import TYPE_CHECKING, Any
+
 from mlops_sessions.errors import ConfigError, MlopsError, StepError
+
+if TYPE_CHECKING:
+    from mlops_sessions.contract import DataContext, TrainContext, TrainResult
 
 __version__ = "0.1.0"
 
@@ -27,6 +31,19 @@ __all__ = [
     "load",
     "register",
 ]
+
+
+_CONTRACT = ("DataContext", "TrainContext", "TrainResult")
+
+
+def __getattr__(name: str) -> Any:
+    # The training contract is for the team's model code; `mlops validate` and `nox -l`
+    # should not pay for importing it.
+    if name in _CONTRACT:
+        from mlops_sessions import contract
+
+        return getattr(contract, name)
+    raise AttributeError(f"module 'mlops_sessions' has no attribute {name!r}")
 
 
 def load(path: str = "mlops.yaml", profile: str | None = None) -> object:
