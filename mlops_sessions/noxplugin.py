@@ -110,7 +110,8 @@ SESSIONS: tuple[SessionSpec, ...] = (
         "build",
         "build",
         "Build the serve image of the blessed model (skipped when its inputs are unchanged).",
-        ("build",),
+        # serve: the image pins the server's runtime dependencies to what this venv has.
+        ("build", "serve"),
         ("evaluate",),
     ),
     SessionSpec(

@@ -25,6 +25,7 @@ OFFLINE: dict[str, list[str]] = {
     "test": ["test"],
     "train": ["train", "--dry-run"],
     "scan": ["scan", "--dry-run"],
+    "eject": ["eject", "--dry-run"],
     "render": ["render", "--image", f"serve=registry.example.com/digits-serve@{DIGEST}"],
     "ci": ["ci", "gitlab", "-o", "out/ci.yml"],
     "make": ["make", "-o", "out/mlops.mk"],

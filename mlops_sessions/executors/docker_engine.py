@@ -1,0 +1,92 @@
+"""Connection to the Docker engine through the Docker SDK (docker-py).
+
+The one place that opens a client: ``$DOCKER_HOST`` (or the default socket), pinged once,
+so "engine not running" is one clear message instead of a traceback from deep inside a
+build. Also holds the store records of builds (``.mlops/builds/<image>/``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from mlops_sessions.errors import StepError
+from mlops_sessions.store import Store, read_json, write_json_atomic
+
+DEFAULT_HOST = "unix:///var/run/docker.sock"
+# Builds of large images (TensorFlow) take minutes per step on slow storage drivers.
+API_TIMEOUT_S = 1800
+
+
+def docker_host() -> str:
+    return os.environ.get("DOCKER_HOST") or DEFAULT_HOST
+
+
+def connect() -> Any:
+    """A docker.DockerClient for $DOCKER_HOST; StepError naming the fix when unreachable."""
+    try:
+        import docker
+        from docker.errors import DockerException
+    except ImportError as exc:
+        raise StepError(
+            "the Docker SDK is not installed; install the build extra: "
+            "pip install 'mlops-sessions[build]'"
+        ) from exc
+    host = docker_host()
+    if host.startswith("unix://") and not os.path.exists(host[len("unix://") :]):
+        # Checked first: the SDK leaks a socket when its constructor fails to connect.
+        raise StepError(
+            f"cannot reach the Docker engine at {host} (no such socket); start dockerd, or "
+            "set DOCKER_HOST to the engine's socket (e.g. unix:///run/user/1000/docker.sock)"
+        )
+    client = None
+    try:
+        client = docker.DockerClient(base_url=host, timeout=API_TIMEOUT_S)
+        client.ping()
+    except (DockerException, OSError) as exc:
+        if client is not None:
+            client.close()
+        raise StepError(
+            f"cannot reach the Docker engine at {host} ({_short(exc)}); start dockerd, or set "
+            "DOCKER_HOST to the engine's socket (e.g. unix:///run/user/1000/docker.sock)"
+        ) from None
+    return client
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[-1][:300] if text else type(exc).__name__
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# --- store records -----------------------------------------------------------------------
+def build_dir(store: Store, image: str) -> Path:
+    return store.builds() / image
+
+
+def record(store: Store, image: str, kind: str, data: dict[str, Any]) -> None:
+    """Write builds/<image>/<kind>.json and append it to the kind's history.
+
+    kind is "build" (local build), "scan" (checks) or "latest" (the pushed image that
+    render/deploy use; its history is history.jsonl).
+    """
+    directory = build_dir(store, image)
+    directory.mkdir(parents=True, exist_ok=True)
+    history = "history.jsonl" if kind == "latest" else f"{kind}-history.jsonl"
+    with open(directory / history, "a", encoding="utf-8") as log:
+        log.write(json.dumps(data, sort_keys=True) + "\n")
+    write_json_atomic(directory / f"{kind}.json", data)
+
+
+def load_record(store: Store, image: str, kind: str) -> dict[str, Any] | None:
+    path = build_dir(store, image) / f"{kind}.json"
+    if not path.is_file():
+        return None
+    data: dict[str, Any] = read_json(path)
+    return data

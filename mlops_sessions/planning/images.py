@@ -1,0 +1,502 @@
+"""The image plan: Dockerfile text, build-context file list, tags, labels, input digest.
+
+Pure and offline (no Docker import): everything ``build`` / ``push`` and ``--dry-run``
+show comes from :func:`plan_image`. The input digest is a hash of exactly what determines
+the image's content — Dockerfile text, every context file, the requirement sets the wheels
+come from, the base reference — and not of the volatile parts (creation date, tag). An
+image carrying the same digest label is the same build, so the executor skips it.
+
+Build context layout (what the templates COPY)::
+
+    Dockerfile
+    deps/requirements/lock.txt     the project's lock, verbatim
+    deps/requirements/runtime.txt  mlops-sessions' own runtime dependencies, pinned from
+                                   the environment that runs the build (names the lock lacks)
+    deps/requirements/extra.txt    images.<name>.packages.pip
+    deps/wheels/                   hermetic builds: every wheel, downloaded on the host
+    code/lib/mlops_sessions/       this package (the image runs `python -m mlops_sessions`)
+    code/app/                      mlops.yaml, the lock, each model's train.source
+    model/                         the blessed SavedModel (serve and tfserving images)
+
+Few, coarse layers on purpose: with copy-on-write-less storage drivers every layer costs a
+copy of the image's filesystem, so a code change rebuilds two COPY layers, not ten.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import mlops_sessions
+from mlops_sessions import gitinfo
+from mlops_sessions.config import Config, ImageConfig, ModelConfig
+from mlops_sessions.errors import StepError
+from mlops_sessions.hashing import FileHashCache, sha256_json, sha256_text
+from mlops_sessions.planning import dockerfile as dockerfiles
+from mlops_sessions.planning.tags import TagFacts, make_tag
+
+# Bump when the plan's composition changes: every image then counts as changed.
+PLAN_FORMAT = 1
+LABEL_PREFIX = "org.mlops-sessions"
+INPUT_DIGEST_LABEL = f"{LABEL_PREFIX}.input-digest"
+VENV = "/opt/mlops/venv"
+DEFAULT_PYTHON = "3.11"  # tensorflow/tensorflow images since 2.16 and Debian bookworm
+# Newest glibc the wheels may need: Ubuntu 22.04 (TF images) has 2.35, bookworm 2.36.
+MAX_GLIBC_MINOR = 35
+TF_SERVING_REST_PORT = 8501
+_SKIP_DIRS = {"__pycache__", ".git", ".mlops", ".nox", ".venv", ".pytest_cache", ".mypy_cache"}
+# What `python -m mlops_sessions <step>` imports inside the image, per kind.
+RUNTIME_ROOTS: Mapping[str, tuple[str, ...]] = {
+    "serve": ("pyyaml", "jsonschema", "aiohttp", "prometheus-client", "numpy"),
+    "train": ("pyyaml", "jsonschema"),
+    "tfserving": (),
+}
+
+
+@dataclass(frozen=True)
+class ModelArtifact:
+    """The SavedModel that goes into a serve image, and where it came from."""
+
+    model: str
+    run_id: str
+    model_hash: str
+    path: Path
+    blessed: bool
+    # The run's record; run.json in the image keeps only what the server reports.
+    record: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class WheelSpec:
+    """What the hermetic wheel download needs; digest names its cache directory."""
+
+    python_version: str
+    platforms: tuple[str, ...]
+    requirement_files: tuple[str, ...]
+    digest: str
+
+
+@dataclass(frozen=True)
+class ImagePlan:
+    image: str
+    kind: str
+    model: str | None
+    base: str
+    repository: str
+    tags: tuple[str, ...]
+    dockerfile: str
+    template: str
+    template_origin: str
+    labels: Mapping[str, str]
+    input_digest: str
+    files: Mapping[str, Path]  # context path -> file on this machine
+    texts: Mapping[str, str]  # context path -> generated content
+    wheels: WheelSpec | None
+    artifact: ModelArtifact | None
+    uid: int
+    size_budget_mb: float | None
+    git_commit: str | None
+    registry: str | None
+    hermetic: bool = True
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def refs(self) -> list[str]:
+        return [f"{self.repository}:{tag}" for tag in self.tags]
+
+    def build_dockerfile(self) -> str:
+        """The Dockerfile sent to the engine: the template's text plus one LABEL at the end.
+
+        One instruction, last: labels change every build (created, version) and must not
+        invalidate any cached layer; one LABEL is one step, not one per label.
+        """
+        pairs = " \\\n      ".join(
+            f"{_label_value(key)}={_label_value(value)}"
+            for key, value in sorted(self.labels.items())
+        )
+        return f"{self.dockerfile.rstrip()}\nLABEL {pairs}\n"
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-friendly plan for --dry-run."""
+        return {
+            "image": self.image,
+            "kind": self.kind,
+            "model": self.model,
+            "base": self.base,
+            "refs": self.refs,
+            "labels": dict(self.labels),
+            "input_digest": self.input_digest,
+            "template": self.template,
+            "template_origin": self.template_origin,
+            "dockerfile": self.dockerfile,
+            "hermetic": self.hermetic,
+            "python": self.wheels.python_version if self.wheels else None,
+            "context_files": len(self.files) + len(self.texts),
+            "model_run": self.artifact.run_id if self.artifact else None,
+            "model_hash": self.artifact.model_hash if self.artifact else None,
+        }
+
+
+def image_models(config: Config, image: str) -> list[ModelConfig]:
+    """Models that use the image (to serve it, or to train in it)."""
+    return [
+        m
+        for m in config.models.values()
+        if m.image == image or (m.train is not None and m.train.image == image)
+    ]
+
+
+def served_model(config: Config, image: str) -> ModelConfig:
+    """The one model a serve/tfserving image carries."""
+    users = [m for m in config.models.values() if m.image == image]
+    if not users:
+        raise StepError(
+            f"image '{image}' is a serving image but no model uses it; "
+            f"set models.<name>.image: {image}"
+        )
+    if len(users) > 1:
+        raise StepError(
+            f"image '{image}' is used by models {', '.join(m.name for m in users)}; a serving "
+            "image carries one model: give each model its own entry under 'images'"
+        )
+    return users[0]
+
+
+def base_reference(image: ImageConfig) -> str:
+    base = image.base
+    if image.kind == "tfserving" and base.image is None:
+        if base.variant in ("jupyter", "gpu-jupyter"):
+            raise StepError(
+                f"a tfserving image cannot use the '{base.variant}' variant; "
+                "use variant cpu or gpu, or name a base image"
+            )
+        return f"tensorflow/serving:{base.tensorflow}{'-gpu' if base.variant == 'gpu' else ''}"
+    return base.reference
+
+
+def image_python(config: Config) -> str:
+    """major.minor of the image's Python: python.version, else the TF images' 3.11."""
+    version = config.python.version or DEFAULT_PYTHON
+    return ".".join(version.split(".")[:2])
+
+
+def wheel_platforms(machine: str | None = None) -> tuple[str, ...]:
+    """pip --platform tags a wheel for this architecture may carry (manylinux, glibc <= max)."""
+    arch = machine or platform.machine() or "x86_64"
+    arch = {"amd64": "x86_64", "arm64": "aarch64"}.get(arch.lower(), arch)
+    legacy = ("manylinux2014",) if arch != "x86_64" else ("manylinux1", "manylinux2010")
+    tags = [f"{name}_{arch}" for name in (*legacy, "manylinux2014")]
+    tags += [f"manylinux_2_{minor}_{arch}" for minor in range(MAX_GLIBC_MINOR, 4, -1)]
+    return tuple(dict.fromkeys(tags))
+
+
+def runtime_requirements(kind: str, python_version: str, locked: Iterable[str]) -> str:
+    """Pins for mlops-sessions' own imports in the image, from this environment's versions.
+
+    Names the lock already pins are left to the lock. A dependency not installed here (its
+    marker is false for this interpreter but true for the image's) is listed unpinned.
+    """
+    from importlib import metadata
+
+    from packaging.markers import default_environment
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    locked_names = {canonicalize_name(n) for n in locked}
+    env = {k: str(v) for k, v in default_environment().items()}
+    env.update(
+        python_version=python_version,
+        python_full_version=f"{python_version}.0",
+        sys_platform="linux",
+        platform_system="Linux",
+        os_name="posix",
+        extra="",
+    )
+    pins: dict[str, str] = {}
+    queue = [canonicalize_name(n) for n in RUNTIME_ROOTS.get(kind, ())]
+    while queue:
+        name = queue.pop()
+        if name in pins or name in locked_names:
+            continue
+        try:
+            dist = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            pins[name] = name
+            continue
+        pins[name] = f"{name}=={dist.version}"
+        for spec in dist.requires or []:
+            req = Requirement(spec)
+            if req.marker is None or req.marker.evaluate(env):
+                queue.append(canonicalize_name(req.name))
+    return "".join(f"{pins[n]}\n" for n in sorted(pins))
+
+
+def locked_names(lock_text: str) -> list[str]:
+    """Distribution names pinned by a requirements lock (comments and options skipped)."""
+    names = []
+    for raw in lock_text.splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if not line or line.startswith("-"):
+            continue
+        for sep in ("==", ">=", "<=", "~=", "!=", "<", ">", "[", ";", " ", "@"):
+            line = line.split(sep, 1)[0]
+        if line:
+            names.append(line)
+    return names
+
+
+def tree_files(directory: Path, *, use_git: bool = True) -> list[Path]:
+    """Files under directory that belong in a build (git's view of code in a checkout).
+
+    Artifacts (a SavedModel in the store) are git-ignored by design: walk those.
+    """
+    listed = gitinfo.list_files(directory) if use_git else None
+    if listed is None:
+        listed = []
+        for base, dirs, files in os.walk(directory):
+            dirs[:] = sorted(d for d in dirs if d not in _SKIP_DIRS)
+            listed.extend(Path(base) / name for name in files)
+    return sorted(
+        p
+        for p in listed
+        if not (_SKIP_DIRS & set(p.relative_to(directory).parts)) and p.suffix != ".pyc"
+    )
+
+
+def _package_files() -> list[Path]:
+    package = Path(mlops_sessions.__file__).resolve().parent
+    out: list[Path] = []
+    # followlinks: package data may be symlinked from the repository (schemas/).
+    for base, dirs, files in os.walk(package, followlinks=True):
+        dirs[:] = sorted(d for d in dirs if d not in _SKIP_DIRS)
+        out.extend(Path(base) / n for n in files if not n.endswith((".pyc", ".pyo")))
+    return sorted(out)
+
+
+def _relative_in_root(config: Config, path: Path, what: str) -> str:
+    try:
+        return path.resolve().relative_to(config.root.resolve()).as_posix()
+    except ValueError:
+        raise StepError(
+            f"{what} {path} is outside the project root {config.root}; the build context "
+            "holds only project files: move it inside the project"
+        ) from None
+
+
+def plan_image(
+    config: Config,
+    name: str,
+    *,
+    facts: TagFacts,
+    artifact: ModelArtifact | None,
+    hash_cache: FileHashCache | None = None,
+    runtime_text: str | None = None,
+) -> ImagePlan:
+    """Plan one image build. artifact is the SavedModel for serve/tfserving images.
+
+    runtime_text overrides the computed runtime pins (tests pin them explicitly).
+    """
+    if name not in config.images:
+        known = ", ".join(config.images) or "none"
+        raise StepError(f"unknown image '{name}'; this config declares: {known}")
+    image = config.images[name]
+    cache = hash_cache or FileHashCache(None)
+    serving = image.kind in ("serve", "tfserving")
+    model = served_model(config, name) if serving else None
+    if serving and artifact is None:
+        raise StepError(f"image '{name}' serves a model, but no trained model was given")
+    python = image_python(config)
+
+    files: dict[str, Path] = {}
+    texts: dict[str, str] = {}
+    requirement_files: list[str] = []
+    lock_text = ""
+    if image.kind != "tfserving":
+        files[f"code/app/{config.source_file.name}"] = config.source_file.resolve()
+        if config.python.requirements:
+            lock = config.resolve(config.python.requirements)
+            if not lock.is_file():
+                raise StepError(
+                    f"python.requirements names {lock}, which does not exist; create the lock "
+                    "(e.g. `uv pip compile requirements.in -o requirements.lock`)"
+                )
+            lock_text = lock.read_text(encoding="utf-8")
+            files["deps/requirements/lock.txt"] = lock
+            files[f"code/app/{_relative_in_root(config, lock, 'the lock')}"] = lock
+            requirement_files.append("lock.txt")
+        runtime = (
+            runtime_text
+            if runtime_text is not None
+            else runtime_requirements(image.kind, python, locked_names(lock_text))
+        )
+        if runtime.strip():
+            texts["deps/requirements/runtime.txt"] = runtime
+            requirement_files.append("runtime.txt")
+        if image.packages.pip:
+            texts["deps/requirements/extra.txt"] = "".join(f"{p}\n" for p in image.packages.pip)
+            requirement_files.append("extra.txt")
+        for path in _package_files():
+            inside = path.relative_to(Path(mlops_sessions.__file__).resolve().parent.parent)
+            files[f"code/lib/{inside.as_posix()}"] = path
+        for user in image_models(config, name):
+            if user.train is None:
+                continue
+            source = config.resolve(user.train.source)
+            if not source.is_dir():
+                raise StepError(
+                    f"models.{user.name}.train.source {source} is not a directory; fix the path"
+                )
+            prefix = _relative_in_root(config, source, f"models.{user.name}.train.source")
+            for path in tree_files(source):
+                rel = path.relative_to(source).as_posix()
+                files[f"code/app/{rel}" if prefix == "." else f"code/app/{prefix}/{rel}"] = path
+    if artifact is not None and serving:
+        if not artifact.path.is_dir():
+            raise StepError(
+                f"the SavedModel of run {artifact.run_id} is missing at {artifact.path}; "
+                f"retrain with `mlops train {artifact.model} --force`"
+            )
+        for path in tree_files(artifact.path, use_git=False):
+            files[f"model/model/{path.relative_to(artifact.path).as_posix()}"] = path
+        texts["model/run.json"] = _image_run_json(artifact)
+
+    base = base_reference(image)
+    template = dockerfiles.choose_template(config.root, image.kind, image.dockerfile)
+    port = (
+        TF_SERVING_REST_PORT
+        if image.kind == "tfserving"
+        else (model.serve.port if model is not None else 8501)
+    )
+    variables: dict[str, Any] = {
+        "base": base,
+        "kind": image.kind,
+        "model": model.name if model else "",
+        "python": "python3",
+        "venv": VENV,
+        "hermetic": image.hermetic,
+        "requirement_files": requirement_files,
+        "pip_requirements": " ".join(f"-r /tmp/mlops/requirements/{r}" for r in requirement_files),
+        "apt_packages": list(image.packages.apt),
+        "user": image.user.name,
+        "uid": image.user.uid,
+        "port": port,
+        "template": template.name,
+    }
+    text = dockerfiles.render(template, variables)
+    texts["Dockerfile"] = text
+
+    wheels = None
+    if image.hermetic and requirement_files:
+        reqs = {
+            req: (lock_text if req == "lock.txt" else texts[f"deps/requirements/{req}"])
+            for req in requirement_files
+        }
+        platforms = wheel_platforms()
+        wheels = WheelSpec(
+            python,
+            platforms,
+            tuple(requirement_files),
+            sha256_json({"reqs": reqs, "python": python, "platforms": platforms}),
+        )
+
+    digest = sha256_json(
+        {
+            "format": PLAN_FORMAT,
+            "base": base,
+            "files": {arc: cache.file(path) for arc, path in sorted(files.items())},
+            "texts": {arc: sha256_text(t) for arc, t in sorted(texts.items())},
+            "wheels": wheels.digest if wheels else None,
+        }
+    )
+    tag = make_tag(image.tag, facts, digest, model=model.name if model else name)
+    repository = f"{image.registry}/{image.repository}" if image.registry else image.repository
+    labels = _labels(config, name, image, model, artifact, facts, digest, tag, base)
+    return ImagePlan(
+        image=name,
+        kind=image.kind,
+        model=model.name if model else None,
+        base=base,
+        repository=repository,
+        tags=(tag,),
+        dockerfile=text,
+        template=str(template.path),
+        template_origin=template.origin,
+        labels=labels,
+        input_digest=digest,
+        files=files,
+        texts=texts,
+        wheels=wheels,
+        artifact=artifact,
+        uid=image.user.uid,
+        size_budget_mb=image.size_budget_mb,
+        git_commit=facts.commit,
+        registry=image.registry,
+        hermetic=image.hermetic,
+    )
+
+
+def _labels(
+    config: Config,
+    name: str,
+    image: ImageConfig,
+    model: ModelConfig | None,
+    artifact: ModelArtifact | None,
+    facts: TagFacts,
+    digest: str,
+    tag: str,
+    base: str,
+) -> dict[str, str]:
+    """OCI annotations plus the labels lineage and the build cache read back."""
+    labels = {
+        "org.opencontainers.image.created": _iso(facts.date),
+        "org.opencontainers.image.title": image.repository,
+        "org.opencontainers.image.description": config.project.description or config.project.name,
+        "org.opencontainers.image.version": tag,
+        "org.opencontainers.image.base.name": base,
+        f"{LABEL_PREFIX}.image": name,
+        f"{LABEL_PREFIX}.kind": image.kind,
+        f"{LABEL_PREFIX}.config-hash": (
+            config.model_hash(model.name) if model else sha256_json(dict(config.document))
+        ),
+        INPUT_DIGEST_LABEL: digest,
+    }
+    if facts.commit:
+        labels["org.opencontainers.image.revision"] = facts.commit
+    if facts.source:
+        labels["org.opencontainers.image.source"] = facts.source
+    if model is not None:
+        labels[f"{LABEL_PREFIX}.model"] = model.name
+    if artifact is not None:
+        labels[f"{LABEL_PREFIX}.model-hash"] = artifact.model_hash
+        labels[f"{LABEL_PREFIX}.run-id"] = artifact.run_id
+    labels.update(image.labels)  # the team's own labels win
+    return labels
+
+
+def _image_run_json(artifact: ModelArtifact) -> str:
+    """The run record the server reads beside the model, without host paths or history."""
+    git = (artifact.record.get("lineage") or {}).get("git") or {}
+    record = {
+        "run_id": artifact.run_id,
+        "model": artifact.model,
+        "model_dir": "model",
+        "model_hash": artifact.model_hash,
+        "signature": artifact.record.get("signature"),
+        "lineage": {"git": {k: git.get(k) for k in ("commit", "dirty", "branch")}},
+    }
+    return json.dumps(record, indent=2, sort_keys=True) + "\n"
+
+
+def _label_value(value: str) -> str:
+    """A double-quoted Dockerfile value: JSON escapes, and '$' kept literal."""
+    return json.dumps(value, ensure_ascii=False).replace("$", "\\$")
+
+
+def _iso(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")

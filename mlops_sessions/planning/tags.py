@@ -1,0 +1,150 @@
+"""Image tags from the config's tag policy: git commit, semver, date or a template.
+
+Pure: the facts (commit, dirtiness, the version tag on HEAD, the date, the input digest)
+are gathered by the caller (:func:`tag_facts` reads git) and passed in, so the policy is
+unit-tested without a repository. Two rules hold for every policy: the tag ``latest`` is
+never produced (it is not reproducible), and a build from a dirty tree either refuses or
+carries a suffix made from the build's input digest, so two different dirty trees never
+share a tag.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from mlops_sessions import gitinfo
+from mlops_sessions.config import TagPolicy
+from mlops_sessions.errors import StepError
+
+# Docker's grammar for a tag: 128 characters of word characters, '.' and '-', not starting
+# with '.' or '-'.
+_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+_SEMVER = re.compile(
+    r"^v?(?P<version>(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
+    r"(-[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?)$"
+)
+DIRTY_SUFFIX_LEN = 12
+
+
+@dataclass(frozen=True)
+class TagFacts:
+    """What a tag can be made of; gathered once per build."""
+
+    commit: str | None
+    dirty: bool | None
+    version: str | None  # a semver git tag on HEAD, without the leading 'v'
+    date: datetime
+    source: str | None = None  # the origin remote's URL, for org.opencontainers.image.source
+
+
+def tag_facts(root: Path, now: datetime) -> TagFacts:
+    """Read commit, dirtiness and the semver tag pointing at HEAD (if any) from git."""
+    state = gitinfo.state(root)
+    remote = _git_out(root, "config", "--get", "remote.origin.url")
+    # A remote URL may carry credentials (https://user:token@host/...): never label those.
+    source = re.sub(r"//[^/@]*@", "//", remote.strip()) if remote else None
+    return TagFacts(state.commit, state.dirty, _head_version(root), now, source or None)
+
+
+def _git_out(root: Path, *args: str) -> str | None:
+    try:
+        done = subprocess.run(
+            ["git", *args],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout if done.returncode == 0 else None
+
+
+def _head_version(root: Path) -> str | None:
+    out = _git_out(root, "tag", "--points-at", "HEAD")
+    if out is None:
+        return None
+    versions = [m.group("version") for m in map(_SEMVER.match, out.split()) if m]
+    # Several version tags on one commit: the highest release wins.
+    return max(versions, key=_version_key) if versions else None
+
+
+def _version_key(version: str) -> tuple[tuple[int, ...], int, str]:
+    core, _, pre = version.partition("-")
+    # A release sorts after its pre-releases (1.0.0 > 1.0.0-rc1).
+    return tuple(int(p) for p in core.split(".")), 0 if pre else 1, pre
+
+
+def make_tag(policy: TagPolicy, facts: TagFacts, input_digest: str, *, model: str = "") -> str:
+    """The tag for one build under policy; raises StepError when the policy cannot be met."""
+    short = facts.commit[:12] if facts.commit else None
+    date = facts.date.strftime("%Y%m%d")
+    if policy.policy == "git-commit":
+        if facts.commit is None:
+            raise StepError(
+                "tag policy 'git-commit' needs a git checkout, but this project has no commit; "
+                "run `git init && git commit`, or set images.<name>.tag.policy to 'date'"
+            )
+        tag = facts.commit
+    elif policy.policy == "semver":
+        if facts.version is None:
+            raise StepError(
+                "tag policy 'semver' needs a version tag on HEAD (e.g. `git tag v1.2.3`); "
+                "none points at the current commit"
+            )
+        tag = facts.version
+    elif policy.policy == "date":
+        tag = f"{facts.date.strftime('%Y%m%d-%H%M%S')}-{short or input_digest[:12]}"
+    else:
+        tag = _fill_template(policy.template or "", facts, model, short, date)
+    if facts.dirty:
+        if policy.dirty == "refuse":
+            raise StepError(
+                "the working tree has uncommitted changes and images.<name>.tag.dirty is "
+                "'refuse'; commit (or stash) the changes, or set tag.dirty: digest-suffix"
+            )
+        tag = f"{tag}-dirty-{input_digest[:DIRTY_SUFFIX_LEN]}"
+    return check_tag(tag)
+
+
+def _fill_template(template: str, facts: TagFacts, model: str, short: str | None, date: str) -> str:
+    values = {
+        "commit": facts.commit,
+        "short": short,
+        "date": date,
+        "version": facts.version,
+        "model": model,
+    }
+    missing = sorted(
+        name for name in re.findall(r"\{(\w+)\}", template) if values.get(name) is None
+    )
+    unknown = [name for name in missing if name not in values]
+    if unknown:
+        raise StepError(
+            f"tag template '{template}' uses unknown placeholder(s) {', '.join(unknown)}; "
+            "use {commit}, {short}, {date}, {version} or {model}"
+        )
+    if missing:
+        raise StepError(
+            f"tag template '{template}' needs {', '.join(missing)}, which this checkout "
+            "does not have (no commit, or no version tag on HEAD); commit / `git tag vX.Y.Z`, "
+            "or change the template"
+        )
+    return re.sub(r"\{(\w+)\}", lambda m: str(values[m.group(1)]), template)
+
+
+def check_tag(tag: str) -> str:
+    """Return tag if Docker accepts it and it is not 'latest'; else raise StepError."""
+    if tag.lower() == "latest":
+        raise StepError("the tag 'latest' is never produced: it is not reproducible")
+    if not _TAG.match(tag):
+        raise StepError(
+            f"'{tag}' is not a valid image tag (letters, digits, '_', '.', '-'; at most 128 "
+            "characters, not starting with '.' or '-'); change the tag template"
+        )
+    return tag
