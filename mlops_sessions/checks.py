@@ -110,6 +110,13 @@ def memory_bytes(value: str) -> float:
     return float(match.group(1)) * _MEM_UNITS[match.group(2)]
 
 
+# Quantities whose limit must not be below the request: (key, name in messages, parser).
+_LIMITED: tuple[tuple[str, str, Callable[[Any], float]], ...] = (
+    ("cpu", "CPU", cpu_cores),
+    ("memory", "memory", memory_bytes),
+)
+
+
 def _resources(doc: dict[str, Any], locator: Locator, root: Path) -> list[Problem]:
     out: list[Problem] = []
     for name, model in _models(doc):
@@ -127,30 +134,19 @@ def _resources(doc: dict[str, Any], locator: Locator, root: Path) -> list[Proble
                         "raise limits.gpu or lower gpu; Kubernetes needs limit >= request",
                     )
                 )
-            if (
-                "cpu" in limits
-                and "cpu" in res
-                and cpu_cores(limits["cpu"]) < cpu_cores(res["cpu"])
-            ):
-                out.append(
-                    locator.problem(
-                        (*base, "limits", "cpu"),
-                        f"CPU limit {limits['cpu']} is below the request {res['cpu']}",
-                        "raise limits.cpu or lower cpu",
+            for field, label, measure in _LIMITED:
+                if (
+                    field in limits
+                    and field in res
+                    and measure(limits[field]) < measure(res[field])
+                ):
+                    out.append(
+                        locator.problem(
+                            (*base, "limits", field),
+                            f"{label} limit {limits[field]} is below the request {res[field]}",
+                            f"raise limits.{field} or lower {field}",
+                        )
                     )
-                )
-            if (
-                "memory" in limits
-                and "memory" in res
-                and memory_bytes(limits["memory"]) < memory_bytes(res["memory"])
-            ):
-                out.append(
-                    locator.problem(
-                        (*base, "limits", "memory"),
-                        f"memory limit {limits['memory']} is below the request {res['memory']}",
-                        "raise limits.memory or lower memory",
-                    )
-                )
     return out
 
 
