@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +16,8 @@ import pytest
 from mlops_sessions import noxplugin
 from mlops_sessions.cli import STEPS
 from mlops_sessions.errors import MlopsError
+
+from .nox_helpers import example_project, run_nox
 
 GOLDEN = Path(__file__).parent / "golden" / "nox-list.json"
 
@@ -129,29 +128,6 @@ def test_venv_backend_prefers_uv_with_fallback(example_config: Path) -> None:
     assert noxplugin.venv_backend(load(example_config)) == "uv|virtualenv"
 
 
-def _nox(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NOX")}
-    return subprocess.run(
-        [sys.executable, "-m", "nox", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
-
-
-def _project(tmp_path: Path, repo_root: Path, config_text: str | None = None) -> Path:
-    shutil.copy(repo_root / "mlops.yaml", tmp_path / "mlops.yaml")
-    shutil.copy(repo_root / "requirements.lock", tmp_path / "requirements.lock")
-    if config_text is not None:
-        (tmp_path / "mlops.yaml").write_text(config_text)
-    (tmp_path / "noxfile.py").write_text(
-        'import mlops_sessions\n\nmlops_sessions.register("mlops.yaml")\n'
-    )
-    return tmp_path
-
-
 @pytest.mark.parametrize(
     ("args", "golden"),
     [
@@ -164,7 +140,7 @@ def _project(tmp_path: Path, repo_root: Path, config_text: str | None = None) ->
 def test_nox_list_json_matches_golden(
     tmp_path: Path, repo_root: Path, args: list[str], golden: str
 ) -> None:
-    done = _nox(_project(tmp_path, repo_root), *args)
+    done = run_nox(example_project(repo_root, tmp_path), *args)
     assert done.returncode == 0, done.stderr
     listing = json.loads(done.stdout)
     path = GOLDEN.parent / golden
@@ -176,7 +152,7 @@ def test_nox_list_json_matches_golden(
 
 
 def test_repo_noxfile_lists_dev_and_pipeline_sessions(repo_root: Path) -> None:
-    done = _nox(repo_root, "-l")
+    done = run_nox(repo_root, "-l")
     assert done.returncode == 0, done.stderr
     for name in ("lint", "typecheck", "tests", "validate", "pipeline"):
         assert f" {name} " in done.stdout, name
@@ -186,7 +162,7 @@ def test_invalid_config_fails_nox_with_located_message_not_traceback(
     tmp_path: Path, repo_root: Path
 ) -> None:
     broken = (repo_root / "mlops.yaml").read_text().replace("seed: 1234", "seed: -3")
-    done = _nox(_project(tmp_path, repo_root, broken), "-l")
+    done = run_nox(example_project(repo_root, tmp_path, broken), "-l")
     assert done.returncode == 2
     assert "Traceback" not in done.stderr
     assert "models.digits.train.seed: -3 is less than the minimum of 0" in done.stderr
@@ -194,6 +170,6 @@ def test_invalid_config_fails_nox_with_located_message_not_traceback(
 
 
 def test_validate_session_runs_for_real(tmp_path: Path, repo_root: Path) -> None:
-    done = _nox(_project(tmp_path, repo_root), "-s", "validate")
+    done = run_nox(example_project(repo_root, tmp_path), "-s", "validate")
     assert done.returncode == 0, done.stderr
     assert "valid (1 model: digits" in done.stdout + done.stderr

@@ -8,53 +8,27 @@ training cache and skip the install.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from .nox_helpers import example_project, run_nox
+
 pytestmark = pytest.mark.slow
-
-
-def _copy_example(repo: Path, target: Path) -> Path:
-    for name in ("mlops.yaml", "requirements.lock"):
-        shutil.copy(repo / name, target / name)
-    shutil.copytree(
-        repo / "examples", target / "examples", ignore=shutil.ignore_patterns("__pycache__")
-    )
-    (target / "noxfile.py").write_text(
-        'import mlops_sessions\n\nmlops_sessions.register("mlops.yaml")\n'
-    )
-    return target
-
-
-def _nox(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("NOX", "MLOPS_PROFILE"))}
-    return subprocess.run(
-        [sys.executable, "-m", "nox", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=1800,
-    )
 
 
 def test_pipeline_trains_gates_and_blesses_then_hits_the_cache(
     tmp_path: Path, repo_root: Path
 ) -> None:
-    project = _copy_example(repo_root, tmp_path)
-    first = _nox(project, "-s", "pipeline")
+    project = example_project(repo_root, tmp_path, with_code=True)
+    first = run_nox(project, "-s", "pipeline", timeout=1800)
     output = first.stdout + first.stderr
     assert first.returncode == 0, output[-4000:]
     blessed = json.loads((project / ".mlops" / "models" / "digits" / "blessed.json").read_text())
     run = json.loads((project / ".mlops" / "runs" / blessed["run_id"] / "run.json").read_text())
     assert run["model_hash"] == blessed["model_hash"]
 
-    second = _nox(project, "-s", "pipeline")
+    second = run_nox(project, "-s", "pipeline", timeout=1800)
     output = second.stdout + second.stderr
     assert second.returncode == 0, output[-4000:]
     assert "dependencies unchanged since the last install" in output
