@@ -219,33 +219,15 @@ def quality_metrics(
     y_pred = probs.argmax(axis=1)
     binary = k == 2
     average = "binary" if binary else "macro"
+    # Scores computed from predicted labels, all averaged the same way.
+    per_label = {"precision": skm.precision_score, "recall": skm.recall_score, "f1": skm.f1_score}
     values: dict[str, float] = {}
     for name in names:
         if name == "accuracy":
             values[name] = float(skm.accuracy_score(y_true, y_pred))
-        elif name == "precision":
+        elif name in per_label:
             values[name] = float(
-                skm.precision_score(
-                    y_true,
-                    y_pred,
-                    labels=classes if not binary else None,
-                    average=average,
-                    zero_division=0,
-                )
-            )
-        elif name == "recall":
-            values[name] = float(
-                skm.recall_score(
-                    y_true,
-                    y_pred,
-                    labels=classes if not binary else None,
-                    average=average,
-                    zero_division=0,
-                )
-            )
-        elif name == "f1":
-            values[name] = float(
-                skm.f1_score(
+                per_label[name](
                     y_true,
                     y_pred,
                     labels=classes if not binary else None,
