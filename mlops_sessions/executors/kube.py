@@ -152,27 +152,29 @@ class Cluster:
         data = json.loads(response.data or b"{}")
         return data if isinstance(data, dict) else {}
 
+    def _invoke(self, verb: str, key: ObjectRef, *rest: Any, named: bool = True, **kw: Any) -> Any:
+        """Call verb on key's kind through whichever client serves it.
+
+        Typed APIs take ``[name,] namespace, *rest`` (``read_namespaced_service``);
+        CustomObjectsApi takes ``group, version, namespace, plural, [name,] *rest`` and says
+        ``get`` where the typed APIs say ``read``. Only the arguments' order differs.
+        """
+        api, stem = self._api(key.kind)
+        namespace = key.namespace or self.namespace
+        name = (key.name,) if named else ()
+        if stem:
+            return getattr(api, f"{verb}_{stem}")(*name, namespace, *rest, **kw)
+        group, version = _group_version(key.api_version)
+        method = getattr(api, f"{'get' if verb == 'read' else verb}_namespaced_custom_object")
+        return method(group, version, namespace, CUSTOM_PLURALS[key.kind], *name, *rest, **kw)
+
     def get(self, key: ObjectRef) -> Manifest | None:
         """The live object, or None when it does not exist."""
         from kubernetes.client.exceptions import ApiException
 
-        api, stem = self._api(key.kind)
-        namespace = key.namespace or self.namespace
-
         def fetch() -> Manifest | None:
             try:
-                if stem:
-                    resp = getattr(api, f"read_{stem}")(key.name, namespace, **self._opts())
-                else:
-                    group, version = _group_version(key.api_version)
-                    resp = api.get_namespaced_custom_object(
-                        group,
-                        version,
-                        namespace,
-                        CUSTOM_PLURALS[key.kind],
-                        key.name,
-                        **self._opts(),
-                    )
+                resp = self._invoke("read", key, **self._opts())
             except ApiException as exc:
                 if exc.status == 404:
                     return None
@@ -188,26 +190,12 @@ class Cluster:
         from mlops_sessions.planning.deploy_plan import ref
 
         key = ref(obj, self.namespace)
-        api, stem = self._api(key.kind)
-        namespace = key.namespace or self.namespace
 
         def post() -> Manifest | None:
             try:
-                if stem:
-                    resp = getattr(api, f"create_{stem}")(
-                        namespace, obj, field_manager=FIELD_MANAGER, **self._opts()
-                    )
-                else:
-                    group, version = _group_version(key.api_version)
-                    resp = api.create_namespaced_custom_object(
-                        group,
-                        version,
-                        namespace,
-                        CUSTOM_PLURALS[key.kind],
-                        obj,
-                        field_manager=FIELD_MANAGER,
-                        **self._opts(),
-                    )
+                resp = self._invoke(
+                    "create", key, obj, named=False, field_manager=FIELD_MANAGER, **self._opts()
+                )
             except ApiException as exc:
                 # 409 on create: the object exists (AlreadyExists; also when an earlier
                 # try's answer was lost). Not worth retrying the POST: patch it instead.
@@ -223,53 +211,22 @@ class Cluster:
 
     def patch(self, key: ObjectRef, patch: Manifest) -> Manifest:
         """Apply a JSON merge patch (RFC 7386) to one object."""
-        api, stem = self._api(key.kind)
-        namespace = key.namespace or self.namespace
         opts = {**self._opts(), "_content_type": "application/merge-patch+json"}
 
         def send() -> Manifest:
-            if stem:
-                resp = getattr(api, f"patch_{stem}")(
-                    key.name, namespace, patch, field_manager=FIELD_MANAGER, **opts
-                )
-            else:
-                group, version = _group_version(key.api_version)
-                resp = api.patch_namespaced_custom_object(
-                    group,
-                    version,
-                    namespace,
-                    CUSTOM_PLURALS[key.kind],
-                    key.name,
-                    patch,
-                    field_manager=FIELD_MANAGER,
-                    **opts,
-                )
-            return self._json(resp)
+            return self._json(
+                self._invoke("patch", key, patch, field_manager=FIELD_MANAGER, **opts)
+            )
 
-        result = self.call(f"patching {key}", send)
-        return result
+        return self.call(f"patching {key}", send)
 
     def delete(self, key: ObjectRef) -> None:
         """Delete one object; an object already gone is fine."""
         from kubernetes.client.exceptions import ApiException
 
-        api, stem = self._api(key.kind)
-        namespace = key.namespace or self.namespace
-
         def remove() -> None:
             try:
-                if stem:
-                    getattr(api, f"delete_{stem}")(key.name, namespace, **self._opts())
-                else:
-                    group, version = _group_version(key.api_version)
-                    api.delete_namespaced_custom_object(
-                        group,
-                        version,
-                        namespace,
-                        CUSTOM_PLURALS[key.kind],
-                        key.name,
-                        **self._opts(),
-                    )
+                self._invoke("delete", key, **self._opts())
             except ApiException as exc:
                 if exc.status != 404:
                     raise
