@@ -70,7 +70,8 @@ def _references(doc: dict[str, Any], locator: Locator, root: Path) -> list[Probl
                         _name_hint(item, data, "data inputs", "data"),
                     )
                 )
-        if train.get("container") and not (train.get("image") or model.get("image")):
+        train_image = train.get("image") or model.get("image")
+        if train.get("container") and not train_image:
             out.append(
                 locator.problem(
                     (*base, "train", "container"),
@@ -78,6 +79,18 @@ def _references(doc: dict[str, Any], locator: Locator, root: Path) -> list[Probl
                     "set train.image (or the model's image) to an entry under 'images'",
                 )
             )
+        elif train.get("container") and train_image in images:
+            kind = ((doc.get("images") or {}).get(train_image) or {}).get("kind", "serve")
+            if kind != "train":
+                # A serve image carries the blessed model: it cannot exist before training.
+                out.append(
+                    locator.problem(
+                        (*base, "train", "image" if train.get("image") else "container"),
+                        f"container training needs an image of kind 'train', and image "
+                        f"'{train_image}' is of kind '{kind}'",
+                        "add an image with kind: train under 'images' and set train.image to it",
+                    )
+                )
     return out
 
 

@@ -33,6 +33,8 @@ from mlops_sessions.errors import ConfigError, MlopsError
 
 DISTRIBUTION = "mlops-sessions"
 STAMP = ".mlops-install-stamp"
+# Steps that run in the train image for `train.container: true` models.
+CONTAINER_STEPS = ("test", "train")
 
 
 @dataclass(frozen=True)
@@ -213,6 +215,15 @@ def install_source(extras: Sequence[str]) -> list[str]:
     return [f"{DISTRIBUTION}{suffix}" + (f"=={version}" if version else "")]
 
 
+def session_extras(spec: SessionSpec, config: Config) -> tuple[str, ...]:
+    """The extras a session installs: a step that runs in a train image needs the Docker SDK."""
+    extras = tuple(spec.extras or ())
+    containerised = any(m.train is not None and m.train.container for m in config.models.values())
+    if containerised and spec.step in CONTAINER_STEPS and "build" not in extras:
+        extras += ("build",)
+    return extras
+
+
 def _install_stamp(config: Config, spec: SessionSpec, args: list[str]) -> str:
     digest = hashlib.sha256(json.dumps(args).encode())
     if spec.lock and config.python.requirements:
@@ -254,7 +265,7 @@ def _make_session(
             session.log(f"{spec.name}: done ({', '.join(requested or [spec.name])})")
             return
         if spec.extras is not None:
-            args = install_source(spec.extras)
+            args = install_source(session_extras(spec, config))
             if spec.lock and config.python.requirements:
                 args = ["-r", str(config.resolve(config.python.requirements)), *args]
             stamp_value = _install_stamp(config, spec, args)

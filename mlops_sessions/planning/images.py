@@ -51,12 +51,19 @@ DEFAULT_PYTHON = "3.11"  # tensorflow/tensorflow images since 2.16 and Debian bo
 MAX_GLIBC_MINOR = 35
 TF_SERVING_REST_PORT = 8501
 _SKIP_DIRS = {"__pycache__", ".git", ".mlops", ".nox", ".venv", ".pytest_cache", ".mypy_cache"}
-# What `python -m mlops_sessions <step>` imports inside the image, per kind.
+# What `python -m mlops_sessions <step>` imports inside the image, per kind. Train and serve
+# share one set on purpose: with the same lock and base, their dependency stages are the
+# same build steps, so the engine builds that (large, TensorFlow) layer once for both and
+# training and serving run on the very same installed packages.
+_SHARED_ROOTS = ("pyyaml", "jsonschema", "aiohttp", "prometheus-client", "numpy")
 RUNTIME_ROOTS: Mapping[str, tuple[str, ...]] = {
-    "serve": ("pyyaml", "jsonschema", "aiohttp", "prometheus-client", "numpy"),
-    "train": ("pyyaml", "jsonschema"),
+    "serve": _SHARED_ROOTS,
+    "train": _SHARED_ROOTS,
     "tfserving": (),
 }
+# A train image of a project with a `tests:` suite also runs `mlops test` in the container.
+# (The test runner then makes its dependency stage differ from the serve image's.)
+TEST_ROOTS = ("pytest",)
 
 
 @dataclass(frozen=True)
@@ -105,6 +112,9 @@ class ImagePlan:
     registry: str | None
     hermetic: bool = True
     extra: Mapping[str, Any] = field(default_factory=dict)
+    # Digest of the software environment alone (base, Dockerfile, requirements, wheels),
+    # without code, config or model: what a container training run's cache key depends on.
+    environment_digest: str = ""
 
     @property
     def refs(self) -> list[str]:
@@ -132,6 +142,7 @@ class ImagePlan:
             "refs": self.refs,
             "labels": dict(self.labels),
             "input_digest": self.input_digest,
+            "environment_digest": self.environment_digest,
             "template": self.template,
             "template_origin": self.template_origin,
             "dockerfile": self.dockerfile,
@@ -196,7 +207,9 @@ def wheel_platforms(machine: str | None = None) -> tuple[str, ...]:
     return tuple(dict.fromkeys(tags))
 
 
-def runtime_requirements(kind: str, python_version: str, locked: Iterable[str]) -> str:
+def runtime_requirements(
+    kind: str, python_version: str, locked: Iterable[str], extra_roots: Iterable[str] = ()
+) -> str:
     """Pins for mlops-sessions' own imports in the image, from this environment's versions.
 
     Names the lock already pins are left to the lock. A dependency not installed here (its
@@ -219,7 +232,7 @@ def runtime_requirements(kind: str, python_version: str, locked: Iterable[str]) 
         extra="",
     )
     pins: dict[str, str] = {}
-    queue = [canonicalize_name(n) for n in RUNTIME_ROOTS.get(kind, ())]
+    queue = [canonicalize_name(n) for n in (*RUNTIME_ROOTS.get(kind, ()), *extra_roots)]
     while queue:
         name = queue.pop()
         if name in pins or name in locked_names:
@@ -235,6 +248,12 @@ def runtime_requirements(kind: str, python_version: str, locked: Iterable[str]) 
             if req.marker is None or req.marker.evaluate(env):
                 queue.append(canonicalize_name(req.name))
     return "".join(f"{pins[n]}\n" for n in sorted(pins))
+
+
+def image_tools(config: Config, image: ImageConfig) -> tuple[str, ...]:
+    """Extra runtime roots of one image: the test runner for a train image, if tests exist."""
+    declares_tests = "tests" in (config.document or {})
+    return TEST_ROOTS if image.kind == "train" and declares_tests else ()
 
 
 def locked_names(lock_text: str) -> list[str]:
@@ -293,13 +312,15 @@ def plan_image(
     config: Config,
     name: str,
     *,
-    facts: TagFacts,
+    facts: TagFacts | None,
     artifact: ModelArtifact | None,
     hash_cache: FileHashCache | None = None,
     runtime_text: str | None = None,
 ) -> ImagePlan:
     """Plan one image build. artifact is the SavedModel for serve/tfserving images.
 
+    facts=None plans the content alone — digests, Dockerfile, context — without tags or
+    labels (which need git); such a plan is for comparing digests, not for building.
     runtime_text overrides the computed runtime pins (tests pin them explicitly).
     """
     if name not in config.images:
@@ -333,7 +354,9 @@ def plan_image(
         runtime = (
             runtime_text
             if runtime_text is not None
-            else runtime_requirements(image.kind, python, locked_names(lock_text))
+            else runtime_requirements(
+                image.kind, python, locked_names(lock_text), extra_roots=image_tools(config, image)
+            )
         )
         if runtime.strip():
             texts["deps/requirements/runtime.txt"] = runtime
@@ -414,16 +437,36 @@ def plan_image(
             "wheels": wheels.digest if wheels else None,
         }
     )
-    tag = make_tag(image.tag, facts, digest, model=model.name if model else name)
+    environment = sha256_json(
+        {
+            "format": PLAN_FORMAT,
+            "base": base,
+            "dockerfile": sha256_text(text),
+            "files": {
+                arc: cache.file(path)
+                for arc, path in sorted(files.items())
+                if arc.startswith("deps/")
+            },
+            "texts": {
+                arc: sha256_text(t) for arc, t in sorted(texts.items()) if arc.startswith("deps/")
+            },
+            "wheels": wheels.digest if wheels else None,
+        }
+    )
     repository = f"{image.registry}/{image.repository}" if image.registry else image.repository
-    labels = _labels(config, name, image, model, artifact, facts, digest, tag, base)
+    tags: tuple[str, ...] = ()
+    labels: dict[str, str] = {}
+    if facts is not None:
+        tag = make_tag(image.tag, facts, digest, model=model.name if model else name)
+        tags = (tag,)
+        labels = _labels(config, name, image, model, artifact, facts, digest, tag, base)
     return ImagePlan(
         image=name,
         kind=image.kind,
         model=model.name if model else None,
         base=base,
         repository=repository,
-        tags=(tag,),
+        tags=tags,
         dockerfile=text,
         template=str(template.path),
         template_origin=template.origin,
@@ -435,9 +478,10 @@ def plan_image(
         artifact=artifact,
         uid=image.user.uid,
         size_budget_mb=image.size_budget_mb,
-        git_commit=facts.commit,
+        git_commit=facts.commit if facts else None,
         registry=image.registry,
         hermetic=image.hermetic,
+        environment_digest=environment,
     )
 
 

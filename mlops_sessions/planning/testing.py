@@ -23,8 +23,17 @@ KEY_FORMAT = 1
 PYTEST_CONFIG_FILES = ("conftest.py", "pytest.ini", "pyproject.toml", "setup.cfg", "tox.ini")
 
 
-def test_cache_key(config: Config, pytest_args: Sequence[str], cache: FileHashCache) -> str:
-    """The key of running pytest with pytest_args (paths inside may be absolute) in config."""
+def test_cache_key(
+    config: Config,
+    pytest_args: Sequence[str],
+    cache: FileHashCache,
+    *,
+    environment: str | None = None,
+) -> str:
+    """The key of running pytest with pytest_args (paths inside may be absolute) in config.
+
+    environment is the train image's environment digest when the suite runs in a container.
+    """
     suite = config.resolve(config.tests.path)
     root = str(config.root.resolve())
     parts = {
@@ -49,5 +58,6 @@ def test_cache_key(config: Config, pytest_args: Sequence[str], cache: FileHashCa
             for name in PYTEST_CONFIG_FILES
             if (config.root / name).is_file()
         },
+        **({"environment": environment} if environment else {}),
     }
     return sha256_json(parts)

@@ -8,6 +8,8 @@ trained weights —
 * the sha256 of every declared data input,
 * the sha256 of the requirements lock (``python.requirements``),
 * the train-relevant config (entrypoint, inputs, GPU request, container/image),
+* with ``train.container: true``, the train image's environment digest (base, Dockerfile,
+  requirements; not the code or config baked into it, which the key covers already),
 * the key format version (bumped when the way we export models changes).
 
 Settings that cannot change the weights (evaluation thresholds, deploy, rollout) stay out of
@@ -61,6 +63,7 @@ class TrainPlan:
     timeout_s: float | None = None
     container: bool = False
     image: str | None = None
+    environment_digest: str | None = None  # of the train image, when container is true
     # Lineage parts (also the ingredients of the key).
     code_hash: str = ""
     data_hashes: Mapping[str, str] = field(default_factory=dict)
@@ -81,6 +84,11 @@ class TrainPlan:
             "code_hash": self.code_hash,
             "data_hashes": dict(self.data_hashes),
             "requirements_hash": self.requirements_hash,
+            **(
+                {"image": {"name": self.image, "environment_digest": self.environment_digest}}
+                if self.container
+                else {}
+            ),
         }
 
     def describe(self) -> dict[str, Any]:
@@ -94,6 +102,8 @@ class TrainPlan:
             "seed": self.seed,
             "deterministic": self.deterministic,
             "gpu": self.gpu,
+            "container": self.container,
+            "image": self.image,
             "inputs": {name: str(path) for name, path in self.inputs.items()},
             "lineage": self.lineage(),
         }
@@ -168,6 +178,7 @@ def plan_training(
     code_hash = cache.tree(source)
     lock_hash = requirements_hash(config, cache)
     image = (train.image or model.image) if train.container else None
+    environment = environment_digest(config, image, cache) if image else None
     relevant = {
         "entrypoint": train.entrypoint,
         "seed": train.seed,
@@ -188,6 +199,8 @@ def plan_training(
         "code": code_hash,
         "data": data_hashes,
         "requirements": lock_hash,
+        # Only container runs have one; venv runs keep the keys they always had.
+        **({"environment": environment} if environment else {}),
     }
     cache.save()
     return TrainPlan(
@@ -204,6 +217,7 @@ def plan_training(
         timeout_s=parse_duration(train.timeout) if train.timeout else None,
         container=train.container,
         image=image,
+        environment_digest=environment,
         code_hash=code_hash,
         data_hashes=data_hashes,
         requirements_hash=lock_hash,
@@ -211,6 +225,13 @@ def plan_training(
         git=gitinfo.state(config.root),
         key_parts=key_parts,
     )
+
+
+def environment_digest(config: Config, image: str, cache: FileHashCache) -> str:
+    """The environment digest of the image a model trains in (planned, not built)."""
+    from mlops_sessions.planning.images import plan_image
+
+    return plan_image(config, image, facts=None, artifact=None, hash_cache=cache).environment_digest
 
 
 def current_run(config: Config, store: Store, model_name: str) -> dict[str, Any] | None:

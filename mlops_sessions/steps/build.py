@@ -12,7 +12,7 @@ import argparse
 import contextlib
 import sys
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, TextIO
 
 from mlops_sessions.config import Config
 from mlops_sessions.errors import StepError
@@ -157,31 +157,42 @@ def _build_all(
     results: list[dict[str, Any]],
     lines: list[str],
 ) -> None:
+    for image_plan in plans:
+        # Progress goes to stderr so --json output on stdout stays parseable.
+        entry = build_one(client, image_plan, store, out=sys.stderr, no_cache=no_cache)
+        results.append(entry)
+        verb = "up to date" if entry["skipped"] else f"built in {entry['seconds']:.1f}s"
+        lines.append(
+            f"{image_plan.image}: {', '.join(entry['refs'])} {verb} ({entry['image_id'][:19]})"
+        )
+
+
+def build_one(
+    client: Any, image_plan: ImagePlan, store: Store, *, out: TextIO, no_cache: bool = False
+) -> dict[str, Any]:
+    """Build (or reuse) one planned image and record it in the store; returns the record."""
     from mlops_sessions.executors import docker_build
     from mlops_sessions.executors.docker_engine import now_iso, record
 
-    for image_plan in plans:
-        # Progress goes to stderr so --json output on stdout stays parseable.
-        built = docker_build.build(client, image_plan, store, out=sys.stderr, no_cache=no_cache)
-        entry = {
-            "image": image_plan.image,
-            "kind": image_plan.kind,
-            "image_id": built.image_id,
-            "refs": list(built.refs),
-            "input_digest": image_plan.input_digest,
-            "base": image_plan.base,
-            "model": image_plan.model,
-            "model_hash": image_plan.artifact.model_hash if image_plan.artifact else None,
-            "run_id": image_plan.artifact.run_id if image_plan.artifact else None,
-            "blessed": image_plan.artifact.blessed if image_plan.artifact else None,
-            "git_commit": image_plan.git_commit,
-            "skipped": built.skipped,
-            "reason": built.reason,
-            "seconds": round(built.seconds, 3),
-            "size_bytes": built.size_bytes,
-            "built_at": now_iso(),
-        }
-        record(store, image_plan.image, "build", entry)
-        results.append(entry)
-        verb = "up to date" if built.skipped else f"built in {built.seconds:.1f}s"
-        lines.append(f"{image_plan.image}: {', '.join(built.refs)} {verb} ({built.image_id[:19]})")
+    built = docker_build.build(client, image_plan, store, out=out, no_cache=no_cache)
+    entry = {
+        "image": image_plan.image,
+        "kind": image_plan.kind,
+        "image_id": built.image_id,
+        "refs": list(built.refs),
+        "input_digest": image_plan.input_digest,
+        "environment_digest": image_plan.environment_digest,
+        "base": image_plan.base,
+        "model": image_plan.model,
+        "model_hash": image_plan.artifact.model_hash if image_plan.artifact else None,
+        "run_id": image_plan.artifact.run_id if image_plan.artifact else None,
+        "blessed": image_plan.artifact.blessed if image_plan.artifact else None,
+        "git_commit": image_plan.git_commit,
+        "skipped": built.skipped,
+        "reason": built.reason,
+        "seconds": round(built.seconds, 3),
+        "size_bytes": built.size_bytes,
+        "built_at": now_iso(),
+    }
+    record(store, image_plan.image, "build", entry)
+    return entry

@@ -17,6 +17,7 @@ while nothing that could change the outcome changes, the suite is not run again 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import os
 import subprocess
@@ -25,15 +26,15 @@ import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 from xml.etree import ElementTree
 
 from mlops_sessions.config import Config
 from mlops_sessions.errors import StepError
 from mlops_sessions.planning.testing import test_cache_key
-from mlops_sessions.planning.training import hash_cache_for
+from mlops_sessions.planning.training import environment_digest, hash_cache_for
 from mlops_sessions.steps.common import add_models, emit, load_config, store_for
-from mlops_sessions.store import read_json, write_json_atomic
+from mlops_sessions.store import Store, read_json, write_json_atomic
 
 HELP = "Run the team's tests (pytest) in the training environment."
 
@@ -72,16 +73,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def check_environment(config: Config, models: list[str]) -> None:
-    """Refuse what this step cannot honour, rather than test in the wrong environment."""
-    containerised = [m.name for m in config.select_models(models) if m.train and m.train.container]
-    if containerised:
-        raise StepError(
-            f"model(s) {', '.join(containerised)} train in a container (train.container: true), so "
-            "their tests must run in the train image too — container execution is not available "
-            "yet in mlops-sessions. Set train.container: false to test and train in the locked "
-            "venv, or run pytest inside your train image yourself."
-        )
+def test_environments(config: Config, models: list[str]) -> list[str | None]:
+    """Where the suite runs: None for this venv, an image name for a train image.
+
+    Tests run where the selected models train: in the venv for venv-trained models, and in
+    each train image for ``train.container: true`` models — once per distinct environment.
+    """
+    chosen = config.select_models(models)
+    environments: dict[str | None, None] = {}
+    for model in chosen:
+        if model.train is not None and model.train.container:
+            environments[model.train.image or model.image] = None
+        else:
+            environments[None] = None
+    return list(environments) or [None]
+
+
+def check_venv() -> None:
     if importlib.util.find_spec("pytest") is None:
         raise StepError(
             f"pytest is not installed in this environment ({sys.executable}); "
@@ -167,56 +175,128 @@ def explain(code: int, path: str, counts: dict[str, int]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     config = load_config(args)
-    check_environment(config, list(args.models))
+    environments = test_environments(config, list(args.models))
+    if None in environments:
+        check_venv()
     command = pytest_command(config, args)
+    results = [run_suite(config, args, command, image) for image in environments]
+    failed = [r for r in results if not r["passed"]]
+    document: dict[str, Any] = (
+        results[0] if len(results) == 1 else {"passed": not failed, "runs": results}
+    )
+    if failed:
+        error = "; ".join(f"{_where(r)}: {r['error']}" for r in failed)
+        if args.json:
+            emit(args, document, "")
+            print(f"mlops test: {error}", file=sys.stderr)
+            return 1
+        raise StepError(error)
+    emit(args, document, "\n".join(_summary_text(r) for r in results))
+    return 0
+
+
+def run_suite(
+    config: Config, args: argparse.Namespace, command: list[str], image: str | None
+) -> dict[str, Any]:
+    """Run (or reuse the recorded pass of) the suite in one environment; returns its result."""
+    store = store_for(config)
     hashes = hash_cache_for(config)
-    key = test_cache_key(config, command[3:], hashes)
+    environment = environment_digest(config, image, hashes) if image else None
+    key = test_cache_key(config, command[3:], hashes, environment=environment)
     hashes.save()
-    entry = store_for(config).cache_entry("test", key)
+    entry = store.cache_entry("test", key)
     cached = _recorded_pass(entry) if not args.force else None
     if cached is not None:
-        emit(
-            args,
-            {**cached, "cached": True},
-            f"tests passed for these inputs before ({cached['counts'].get('passed', 0)} passed "
-            f"at {cached['finished_at']}; key {key[:8]}); --force re-runs them",
-        )
-        return 0
-    with tempfile.TemporaryDirectory(prefix="mlops-test-") as scratch:
+        return {**cached, "cached": True}
+    store.tmp.mkdir(parents=True, exist_ok=True)
+    # Under the store, not /tmp: a Docker engine in a VM shares the project, not /tmp.
+    with tempfile.TemporaryDirectory(prefix="mlops-test-", dir=store.tmp) as scratch:
         junit = Path(scratch) / "junit.xml"
         started = time.monotonic()
         # With --json, stdout carries only the JSON result: pytest's report goes to stderr.
-        done = subprocess.run(
-            [*command, f"--junitxml={junit}"],
-            cwd=config.root,
-            check=False,
-            stdout=sys.stderr if args.json else None,
-            env=test_environment(config),
-        )
+        stream = sys.stderr if args.json else sys.stdout
+        if image is None:
+            code = subprocess.run(
+                [*command, f"--junitxml={junit}"],
+                cwd=config.root,
+                check=False,
+                stdout=stream if args.json else None,
+                env=test_environment(config),
+            ).returncode
+            where = sys.executable
+        else:
+            code, where = _run_in_image(config, store, image, command, Path(scratch), stream)
         duration = round(time.monotonic() - started, 3)
         counts = read_counts(junit)
     result: dict[str, Any] = {
-        "passed": done.returncode == EXIT_OK,
-        "exit_code": done.returncode,
+        "passed": code == EXIT_OK,
+        "exit_code": code,
         "path": config.tests.path,
         "command": ["pytest", *command[3:]],
         "counts": counts,
         "duration_s": duration,
-        "python": sys.executable,
+        "python": where,
+        "image": image,
     }
-    if done.returncode != EXIT_OK:
-        result["error"] = explain(done.returncode, config.tests.path, counts)
-        if args.json:
-            emit(args, result, "")
-            print(f"mlops test: {result['error']}", file=sys.stderr)
-            return 1
-        raise StepError(result["error"])
+    if code != EXIT_OK:
+        result["error"] = explain(code, config.tests.path, counts)
+        return result  # only passes are recorded: a failure always re-runs
     result.update(key=key, finished_at=datetime.now(timezone.utc).isoformat(), cached=False)
-    write_json_atomic(entry, result)  # only passes are recorded: a failure always re-runs
-    emit(
-        args,
-        result,
-        f"tests passed: {counts.get('passed', 0)} passed, {counts['skipped']} skipped "
-        f"in {duration:.1f}s ({config.tests.path})",
+    write_json_atomic(entry, result)
+    return result
+
+
+def _run_in_image(
+    config: Config, store: Store, image: str, command: list[str], scratch: Path, out: TextIO
+) -> tuple[int, str]:
+    """pytest in the train image (built first if needed); (exit code, where it ran)."""
+    from mlops_sessions.executors import docker_run
+    from mlops_sessions.executors.docker_engine import connect
+    from mlops_sessions.planning.container_run import suite_run
+    from mlops_sessions.steps.build import build_one
+    from mlops_sessions.steps.build import plan as plan_build
+    from mlops_sessions.steps.train_container import host_user
+
+    planned = plan_build(config, store, image, force=False)
+    sources = [
+        config.resolve(model.train.source) for model in config.models.values() if model.train
+    ]
+    spec = suite_run(
+        command[3:],
+        sources=list(dict.fromkeys(sources)),
+        root=config.root,
+        output=scratch,
+        user=host_user(),
+        labels={"org.mlops-sessions.step": "test"},
     )
-    return 0
+    with contextlib.closing(connect()) as client:
+        built = build_one(client, planned, store, out=out)
+        print(f"[test] running the suite in image {', '.join(built['refs'])}", file=out, flush=True)
+        ended = docker_run.run(
+            client, built["image_id"], spec, out=out, what=f"testing in image '{image}'"
+        )
+    if ended.code != EXIT_OK and any("No module named pytest" in line for line in ended.tail):
+        raise StepError(
+            f"pytest is not installed in image '{image}'; it is added to train images when "
+            "mlops.yaml declares `tests:` — rebuild the image (`mlops build "
+            f"{image}`), or add pytest to images.{image}.packages.pip"
+        )
+    return ended.code, f"image {', '.join(built['refs'])}"
+
+
+def _where(result: dict[str, Any]) -> str:
+    return f"in image '{result['image']}'" if result.get("image") else "in the venv"
+
+
+def _summary_text(result: dict[str, Any]) -> str:
+    counts = result["counts"]
+    where = f" {_where(result)}" if result.get("image") else ""
+    if result.get("cached"):
+        return (
+            f"tests passed{where} for these inputs before ({counts.get('passed', 0)} passed "
+            f"at {result['finished_at']}; key {result['key'][:8]}); --force re-runs them"
+        )
+    return (
+        f"tests passed{where}: {counts.get('passed', 0)} passed, {counts['skipped']} skipped "
+        f"in {result['duration_s']:.1f}s ({result['path']})"
+    )

@@ -115,7 +115,11 @@ def run(args: argparse.Namespace) -> int:
     cache = hash_cache_for(config)
     if args.dry_run:
         plans = [
-            dry_run(store, plan_training(config, m, params_override=overrides, hash_cache=cache))
+            dry_run(
+                config,
+                store,
+                plan_training(config, m, params_override=overrides, hash_cache=cache),
+            )
             for m in models
         ]
         emit(args, {"dry_run": True, "plans": plans}, "\n".join(_dry_text(p) for p in plans))
@@ -130,13 +134,18 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def dry_run(store: Store, plan: TrainPlan) -> dict[str, Any]:
+def dry_run(config: Config, store: Store, plan: TrainPlan) -> dict[str, Any]:
     cached = reusable_run(store, plan.key)
-    return {
+    described = {
         **plan.describe(),
         "cached": cached is not None,
         "run_id": cached["run_id"] if cached else None,
     }
+    if plan.container:
+        from mlops_sessions.steps.train_container import describe_container
+
+        described["container_run"] = describe_container(config, store, plan)
+    return described
 
 
 def train_model(
@@ -169,16 +178,14 @@ def train_model(
         file=out,
         flush=True,
     )
-    record = _train_into_store(store, plan, run_id, out)
+    record = _train_into_store(config, store, plan, run_id, out)
     store.record_cache(STEP, plan.key, run_id)
     return _summary(store, record, reused=False)
 
 
-def _train_into_store(store: Store, plan: TrainPlan, run_id: str, out: TextIO) -> dict[str, Any]:
-    from mlops_sessions.executors.progress import reporter_for
-    from mlops_sessions.executors.tf_train import quiet_tensorflow, run_training
-
-    quiet_tensorflow()
+def _train_into_store(
+    config: Config, store: Store, plan: TrainPlan, run_id: str, out: TextIO
+) -> dict[str, Any]:
     started = datetime.now(timezone.utc)
     clock = time.monotonic()
     with store.staging(store.run_dir(run_id)) as stage:
@@ -192,7 +199,16 @@ def _train_into_store(store: Store, plan: TrainPlan, run_id: str, out: TextIO) -
                 "started_at": started.isoformat(),
             },
         )
-        outcome = run_training(plan, stage, reporter_for(plan.model, out))
+        if plan.container:
+            from mlops_sessions.steps.train_container import train_in_container
+
+            outcome = train_in_container(config, store, plan, stage, run_id, out)
+        else:
+            from mlops_sessions.executors.progress import reporter_for
+            from mlops_sessions.executors.tf_train import quiet_tensorflow, run_training
+
+            quiet_tensorflow()
+            outcome = run_training(plan, stage, reporter_for(plan.model, out))
         finished = datetime.now(timezone.utc)
         record: dict[str, Any] = {
             "run_id": run_id,
@@ -313,6 +329,19 @@ def _dry_text(plan: dict[str, Any]) -> str:
         f"  params: {json.dumps(plan['params'], sort_keys=True)}\n"
         f"  seed: {plan['seed']} (op determinism {'on' if plan['deterministic'] else 'off'})\n"
         f"  inputs:{inputs}"
+        + (_container_text(plan["container_run"]) if plan.get("container_run") else "")
+    )
+
+
+def _container_text(run: dict[str, Any]) -> str:
+    mounts = "".join(
+        f"\n    {m['source']} -> {m['target']}{' (read-only)' if m['read_only'] else ''}"
+        for m in run["mounts"]
+    )
+    return (
+        f"\n  container: image {run['image']} ({', '.join(run['refs'])}; environment "
+        f"{run['environment_digest'][:12]}), user {run['user']}, network {run['network']}, "
+        f"{run['gpus']} GPU(s)\n  command: {' '.join(run['command'])}\n  mounts:{mounts}"
     )
 
 

@@ -743,6 +743,24 @@ CASES = [
     # --- images vs training ------------------------------------------------------------
     case(
         "gpu-training-on-cpu-base",
+        """\
+        images:
+          trainer: {kind: train, repository: demo-train, base: {variant: cpu, tensorflow: "2.21.0"}}
+        models:
+          a:
+            train:
+              entrypoint: m:train
+              container: true
+              image: trainer
+              resources: {gpu: 1}  #<
+        """,
+        "models.a.train.resources.gpu",
+        "1 GPU(s) requested but image 'trainer' has a CPU-only base",
+        hint="base.variant to 'gpu'",
+        at="1}",
+    ),
+    case(
+        "container-training-in-a-serve-image",
         IMAGE_SERVE
         + textwrap.dedent("""\
         models:
@@ -750,13 +768,12 @@ CASES = [
             image: serve
             train:
               entrypoint: m:train
-              container: true
-              resources: {gpu: 1}  #<
+              container: true  #<
         """),
-        "models.a.train.resources.gpu",
-        "1 GPU(s) requested but image 'serve' has a CPU-only base",
-        hint="base.variant to 'gpu'",
-        at="1}",
+        "models.a.train.container",
+        "container training needs an image of kind 'train', and image 'serve' is of kind 'serve'",
+        hint="add an image with kind: train",
+        at="true",
     ),
     case(
         "base-tf-differs-from-lock",

@@ -36,6 +36,10 @@ SMALL = textwrap.dedent("""\
         repository: demo-serve
         base: {image: "nvidia/cuda:12.4.1-runtime", gpu: true}
         tag: {policy: template, template: "v-{short}"}
+      trainer:
+        kind: train
+        repository: demo-train
+        base: {image: "nvidia/cuda:12.4.1-runtime", gpu: true}
     defaults:
       deploy: {replicas: 2, resources: {cpu: 500m, memory: 1Gi, limits: {cpu: 1, memory: 2Gi}}}
     models:
@@ -45,6 +49,7 @@ SMALL = textwrap.dedent("""\
           entrypoint: m:train
           inputs: [d]
           container: true
+          image: trainer
           resources: {gpu: 1, limits: {gpu: 1}}
         evaluate:
           dataset: m:heldout

@@ -10,6 +10,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from mlops_sessions.loader import loads
 
 PYTEST_INI = "[pytest]\nmarkers =\n    slow: a slow test\n"
@@ -114,19 +116,24 @@ def test_markers_and_args_from_config_and_cli(project: Path, mlops: Any) -> None
     assert done.returncode == 1 and "1 test(s) failed" in done.stderr
 
 
-def test_container_training_is_refused_not_run_in_the_venv(project: Path, mlops: Any) -> None:
+def test_container_models_are_tested_in_their_image_not_in_the_venv(
+    project: Path, mlops: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The suite of a train.container model runs in the train image: with no Docker engine
+    the step says so (naming the fix) instead of quietly testing in the venv."""
     (project / "mlops.yaml").write_text(
         "apiVersion: mlops/v1alpha1\nproject: {name: p}\n"
-        "images:\n  trainer: {kind: train, repository: trainer, base: {variant: cpu, "
-        "tensorflow: '2.21.0'}}\n"
+        "tests: {path: tests}\n"
+        "images:\n  trainer: {kind: train, repository: trainer, tag: {policy: date}, "
+        "base: {variant: cpu, tensorflow: '2.21.0'}}\n"
         "models:\n  m:\n    train: {entrypoint: 'm:train', container: true, image: trainer}\n"
     )
     _suite(project, {"tests/test_ok.py": "def test_ok():\n    pass\n"})
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
     done = mlops(project, "test")
     assert done.returncode == 1
-    assert "train.container: true" in done.stderr
-    assert "container execution is not available yet" in done.stderr
-    assert "test session starts" not in done.stdout  # pytest never ran
+    assert "cannot reach the Docker engine at unix:///nonexistent/docker.sock" in done.stderr
+    assert "test session starts" not in done.stdout  # pytest never ran in the venv
 
 
 def test_unknown_model_is_a_clear_error(project: Path, mlops: Any) -> None:
