@@ -64,6 +64,8 @@ RUNTIME_ROOTS: Mapping[str, tuple[str, ...]] = {
 # A train image of a project with a `tests:` suite also runs `mlops test` in the container.
 # (The test runner then makes its dependency stage differ from the serve image's.)
 TEST_ROOTS = ("pytest",)
+# A serve image with `model_source.type: s3` also runs `mlops fetch-model` (init container).
+FETCH_ROOTS = ("boto3", "tenacity")
 
 
 @dataclass(frozen=True)
@@ -250,10 +252,19 @@ def runtime_requirements(
     return "".join(f"{pins[n]}\n" for n in sorted(pins))
 
 
-def image_tools(config: Config, image: ImageConfig) -> tuple[str, ...]:
-    """Extra runtime roots of one image: the test runner for a train image, if tests exist."""
-    declares_tests = "tests" in (config.document or {})
-    return TEST_ROOTS if image.kind == "train" and declares_tests else ()
+def image_tools(config: Config, name: str, image: ImageConfig) -> tuple[str, ...]:
+    """Extra runtime roots of one image, from what runs in it besides the main step.
+
+    A train image of a project with tests runs pytest; a serve image whose model is
+    downloaded from object storage also runs the ``fetch-model`` init container.
+    """
+    if image.kind == "train":
+        return TEST_ROOTS if "tests" in (config.document or {}) else ()
+    if image.kind == "serve" and any(
+        m.deploy.model_source.type == "s3" for m in image_models(config, name)
+    ):
+        return FETCH_ROOTS
+    return ()
 
 
 def locked_names(lock_text: str) -> list[str]:
@@ -355,7 +366,10 @@ def plan_image(
             runtime_text
             if runtime_text is not None
             else runtime_requirements(
-                image.kind, python, locked_names(lock_text), extra_roots=image_tools(config, image)
+                image.kind,
+                python,
+                locked_names(lock_text),
+                extra_roots=image_tools(config, name, image),
             )
         )
         if runtime.strip():

@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+import yaml
 
 from mlops_sessions.config import TagPolicy
 from mlops_sessions.errors import StepError
@@ -276,6 +277,62 @@ def test_runtime_pins_leave_locked_names_to_the_lock() -> None:
     assert "numpy" not in names and "pyyaml" not in names
     assert all("==" in line for line in text.splitlines())
     assert images.runtime_requirements("tfserving", "3.11", []) == ""
+
+
+def test_train_and_serve_images_share_their_dependency_stage(
+    make_project: ProjectFactory,
+) -> None:
+    """Same lock and base: the same requirement files and deps-stage instructions, so the
+    engine builds the (TensorFlow) dependency layer once for both images."""
+    project = make_project()
+    doc = yaml.safe_load(project.config.read_text())
+    doc["images"]["trainer"] = {**doc["images"]["serve"], "kind": "train", "repository": "t"}
+    project.config.write_text(yaml.safe_dump(doc))
+    config = load(project.config)
+    store = Store(config.store_path)
+    serve = images.plan_image(
+        config, "serve", facts=None, artifact=model_artifact(config, store, "serve", False)
+    )
+    train = images.plan_image(config, "trainer", facts=None, artifact=None)
+
+    def deps_stage(plan: images.ImagePlan) -> list[str]:
+        lines = plan.dockerfile.splitlines()
+        start = next(i for i, line in enumerate(lines) if line.startswith("FROM "))
+        end = next(i for i, line in enumerate(lines) if i > start and line.startswith("FROM "))
+        return lines[start:end]
+
+    assert deps_stage(serve) == deps_stage(train)
+    for arc in ("deps/requirements/runtime.txt",):
+        assert serve.texts[arc] == train.texts[arc]
+    assert serve.tags == () and serve.labels == {}  # facts=None: content only
+    # Declaring a test suite adds the test runner to the train image alone.
+    doc["tests"] = {"path": "tests"}
+    project.config.write_text(yaml.safe_dump(doc))
+    config = load(project.config)
+    with_tests = images.plan_image(config, "trainer", facts=None, artifact=None)
+    runner = with_tests.texts["deps/requirements/runtime.txt"]
+    assert "pytest==" in runner and "pytest==" not in serve.texts["deps/requirements/runtime.txt"]
+    assert with_tests.environment_digest != train.environment_digest
+
+
+def test_serve_image_of_an_s3_model_can_run_the_fetch_init_container(
+    make_project: ProjectFactory,
+) -> None:
+    project = make_project()
+    config = load(project.config)
+    store = Store(config.store_path)
+    artifact = model_artifact(config, store, "serve", False)
+    plain = images.plan_image(config, "serve", facts=None, artifact=artifact)
+    assert "boto3==" not in plain.texts["deps/requirements/runtime.txt"]
+    doc = yaml.safe_load(project.config.read_text())
+    doc["models"]["tiny"]["deploy"] = {
+        "model_source": {"type": "s3", "uri": "s3://b/m.tar.gz", "sha256": "a" * 64}
+    }
+    project.config.write_text(yaml.safe_dump(doc))
+    config = load(project.config)
+    fetching = images.plan_image(config, "serve", facts=None, artifact=artifact)
+    runtime = fetching.texts["deps/requirements/runtime.txt"]
+    assert "boto3==" in runtime and "tenacity==" in runtime
 
 
 def test_wheel_platforms_cover_manylinux() -> None:

@@ -122,6 +122,29 @@ def test_install_source_is_this_checkout_when_editable(repo_root: Path) -> None:
         assert args[0].startswith("mlops-sessions[train]")
 
 
+def test_container_training_sessions_get_the_docker_sdk(example_config: Path) -> None:
+    import dataclasses
+
+    from mlops_sessions.loader import load
+
+    config = load(example_config)
+    by_step = {spec.step: spec for spec in noxplugin.SESSIONS}
+    assert noxplugin.session_extras(by_step["train"], config) == ("train",)
+    model = config.models["digits"]
+    assert model.train is not None
+    boxed = dataclasses.replace(
+        config,
+        models={
+            "digits": dataclasses.replace(
+                model, train=dataclasses.replace(model.train, container=True)
+            )
+        },
+    )
+    assert noxplugin.session_extras(by_step["train"], boxed) == ("train", "build")
+    assert noxplugin.session_extras(by_step["test"], boxed) == ("train", "test", "build")
+    assert noxplugin.session_extras(by_step["evaluate"], boxed) == ("train",)
+
+
 def test_venv_backend_prefers_uv_with_fallback(example_config: Path) -> None:
     from mlops_sessions.loader import load
 
