@@ -4,13 +4,17 @@ For every stored run that matches — by run id, by model hash (a prefix is enou
 commit (a prefix, or any ref git can resolve such as ``HEAD`` or a tag) or by training cache
 key (the hex after the run id's timestamp starts it) — it shows: commit
 (and whether the tree was dirty), config hash, params, data hashes, requirements hash,
-environment, model hash, the newest evaluation's metrics and verdict, and the blessings.
+environment (and, for container training, the train image), model hash, the newest
+evaluation's metrics and verdict, the blessings, the images built with the model and pushed
+(``repo@sha256``), and the deploy revisions that rolled it out.
 Read-only: it only looks at ``.mlops/``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 from typing import Any
 
 from mlops_sessions import gitinfo
@@ -118,7 +122,77 @@ def chain(store: Store, record: dict[str, Any], matched: str) -> dict[str, Any]:
         "evaluations": len(done),
         "blessings": blessings,
         "blessed_now": bool(blessed_now and blessed_now.get("run_id") == run_id),
+        "images": images_of_run(store, run_id),
+        "deployments": deployments_of_run(store, model, run_id, record.get("model_hash")),
     }
+
+
+def _json_lines(path: Path) -> list[dict[str, Any]]:
+    """Records of a .jsonl history; a torn last line (killed writer) is skipped."""
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            continue
+    return out
+
+
+def images_of_run(store: Store, run_id: str) -> list[dict[str, Any]]:
+    """Images built with this run's model, and where each was pushed (repo@sha256)."""
+    found: dict[str, dict[str, Any]] = {}
+    if not store.builds().is_dir():
+        return []
+    for directory in sorted(p for p in store.builds().iterdir() if p.is_dir()):
+        for built in _json_lines(directory / "build-history.jsonl"):
+            if built.get("run_id") == run_id and built.get("image_id"):
+                entry = found.setdefault(
+                    str(built["image_id"]),
+                    {"image": directory.name, "image_id": built["image_id"], "pushed": []},
+                )
+                entry.update(refs=built.get("refs", []), built_at=built.get("built_at"))
+        for pushed in _json_lines(directory / "history.jsonl"):
+            if pushed.get("run_id") == run_id and pushed.get("image_id") in found:
+                where = found[str(pushed["image_id"])]["pushed"]
+                if pushed.get("image") not in where:
+                    where.append(pushed.get("image"))
+    return list(found.values())
+
+
+def deployments_of_run(
+    store: Store, model: str, run_id: str, model_hash: str | None
+) -> list[dict[str, Any]]:
+    """Deploy revisions (any cluster target) whose stable or canary model is this run's."""
+    root = store.deployments() / model
+    out = []
+    for path in sorted(root.glob("*/revisions/*.json")) if root.is_dir() else []:
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        lineage = record.get("lineage") or {}
+        roles = [
+            role
+            for role, ours in (
+                ("stable", lineage.get("run_id") == run_id),
+                ("canary", bool(model_hash) and lineage.get("canary_model_hash") == model_hash),
+            )
+            if ours
+        ]
+        if roles:
+            out.append(
+                {
+                    "target": path.parent.parent.name,
+                    "revision": record.get("revision"),
+                    "status": record.get("status"),
+                    "as": roles,
+                    "weights": record.get("weights"),
+                    "finished_at": record.get("finished_at"),
+                }
+            )
+    return out
 
 
 def lineage(store: Store, ref: str, root: Any = None) -> list[dict[str, Any]]:
@@ -138,7 +212,8 @@ def render(item: dict[str, Any]) -> str:
         commit += " (dirty: uncommitted changes)"
     if git.get("branch"):
         commit += f" on {git['branch']}"
-    env = item["environment"]
+    env = dict(item["environment"])
+    container = env.pop("container", None)
     environment = ", ".join(f"{k} {_show(v)}" for k, v in env.items()) or "not recorded"
     params = " ".join(f"{k}={v}" for k, v in sorted(item["params"].items())) or "none"
     data = "; ".join(f"{k} {v}" for k, v in item["data_hashes"].items()) or "none"
@@ -150,8 +225,11 @@ def render(item: dict[str, Any]) -> str:
         ("data", data),
         ("requirements", str(item["requirements_hash"] or "none")),
         ("environment", environment),
-        ("model hash", str(item["model_hash"])),
     ]
+    if container:
+        refs = ", ".join(container.get("refs") or []) or container.get("image", "?")
+        rows.append(("trained in", f"image {refs} ({str(container.get('image_id'))[:19]})"))
+    rows.append(("model hash", str(item["model_hash"])))
     evaluation = item["evaluation"]
     if evaluation is None:
         rows.append(("metrics", "not evaluated yet (`mlops evaluate`)"))
@@ -170,6 +248,17 @@ def render(item: dict[str, Any]) -> str:
         rows.append(("blessing", f"blessed {last.get('blessed_at')} ({current})"))
     else:
         rows.append(("blessing", "not blessed"))
+    for image in item.get("images", []):
+        pushed = ", ".join(image["pushed"]) or "not pushed"
+        rows.append(("image", f"{', '.join(image.get('refs', []))} -> {pushed}"))
+    for deployed in item.get("deployments", []):
+        rows.append(
+            (
+                "deployed",
+                f"{deployed['target']} revision {deployed['revision']} as "
+                f"{'/'.join(deployed['as'])}: {deployed['status']}",
+            )
+        )
     width = max(len(label) for label, _ in rows)
     head = f"run {item['run_id']} (model {item['model']}; matched by {item['matched']})"
     return "\n".join([head] + [f"  {label.ljust(width)}  {value}" for label, value in rows])

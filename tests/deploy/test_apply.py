@@ -68,6 +68,16 @@ def test_first_deploy_applies_every_object_and_records_it(cluster, project, mlop
     assert stored["manifest_hash"] == record["manifest_hash"]
     events = [json.loads(x)["event"] for x in (store_dir / "events.jsonl").read_text().splitlines()]
     assert events == ["applying", "rolled-out"]
+    # `mlops lineage` of the run finds the revision that rolled it out.
+    from mlops_sessions.steps.lineage import deployments_of_run
+
+    (traced,) = deployments_of_run(Store(project.root / ".mlops"), "digits", "run-v1", "model-aaa")
+    assert (traced["target"], traced["revision"], traced["status"]) == (
+        "kmock--ml",
+        1,
+        "rolled-out",
+    )
+    assert "stable" in traced["as"]
 
 
 def test_status_shows_what_runs(cluster, project, mlops):

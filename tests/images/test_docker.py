@@ -76,6 +76,11 @@ def test_build_push_and_pull_by_digest(
     assert json.loads(history[-1])["image"] == pushed["image"]
     scan = json.loads((project.root / ".mlops/builds/serve/scan.json").read_text())
     assert scan["passed"] is True and scan["image_id"] == built["image_id"]
+    # The run's lineage now ends at the pushed image.
+    code, trace, log = project.mlops("lineage", project.run_id)
+    assert code == 0 and trace is not None, log
+    (traced,) = trace["runs"][0]["images"]
+    assert traced["image_id"] == built["image_id"] and traced["pushed"] == [pushed["image"]]
 
     # Pull by digest into a clean engine state: the registry really holds the image.
     for ref in built["refs"]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -158,6 +159,10 @@ def test_container_run_matches_the_venv_run(project: Path, docker_client: Any) -
     in_venv = run_record(project, train(project, "venv"))
     assert in_venv["weights_hash"] == record["weights_hash"]
     assert in_venv["signature"] == record["signature"]
+
+    trace = mlops(project, "lineage", boxed["run_id"])
+    assert trace.returncode == 0, trace.stderr
+    assert re.search(r"trained in +image digits-train:\S+ \(sha256:", trace.stdout), trace.stdout
 
     # Unchanged inputs: the stored run is reused and no container starts.
     again = train(project, "boxed")
