@@ -42,6 +42,17 @@ def state(root: Path) -> GitState:
     )
 
 
+def untracked(root: Path, paths: list[Path]) -> list[Path]:
+    """Those of paths that git does not track (and does not ignore): a clean status does not
+    cover them, yet a build that copies them is not the commit alone."""
+    if not paths:
+        return []
+    out = _git(root, "ls-files", "-z", "--others", "--exclude-standard", "--", *map(str, paths))
+    if not out:
+        return []
+    return sorted(root / name for name in out.split("\0") if name)
+
+
 def resolve(root: Path, ref: str) -> str | None:
     """Full commit id for a ref (branch, tag, short sha), or None."""
     out = _git(root, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")

@@ -470,6 +470,8 @@ def plan_image(
     repository = f"{image.registry}/{image.repository}" if image.registry else image.repository
     tags: tuple[str, ...] = ()
     labels: dict[str, str] = {}
+    if facts is not None and facts.commit and not facts.dirty:
+        facts = _with_untracked(config, facts, files)
     if facts is not None:
         tag = make_tag(image.tag, facts, digest, model=model.name if model else name)
         tags = (tag,)
@@ -496,6 +498,22 @@ def plan_image(
         registry=image.registry,
         hermetic=image.hermetic,
         environment_digest=environment,
+    )
+
+
+def _with_untracked(config: Config, facts: TagFacts, files: Mapping[str, Path]) -> TagFacts:
+    """facts, plus the project files in the context that git does not track."""
+    from dataclasses import replace
+
+    root = config.root.resolve()
+    project_files = [
+        path.resolve().relative_to(root)
+        for arc, path in files.items()
+        if arc.startswith("code/app/") and path.resolve().is_relative_to(root)
+    ]
+    found = gitinfo.untracked(root, project_files)
+    return (
+        replace(facts, untracked=tuple(str(p.relative_to(root)) for p in found)) if found else facts
     )
 
 

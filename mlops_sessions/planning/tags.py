@@ -39,6 +39,8 @@ class TagFacts:
     version: str | None  # a semver git tag on HEAD, without the leading 'v'
     date: datetime
     source: str | None = None  # the origin remote's URL, for org.opencontainers.image.source
+    # Untracked files the build copies: the commit alone does not describe the image.
+    untracked: tuple[str, ...] = ()
 
 
 def tag_facts(root: Path, now: datetime) -> TagFacts:
@@ -102,11 +104,17 @@ def make_tag(policy: TagPolicy, facts: TagFacts, input_digest: str, *, model: st
         tag = f"{facts.date.strftime('%Y%m%d-%H%M%S')}-{short or input_digest[:12]}"
     else:
         tag = _fill_template(policy.template or "", facts, model, short, date)
-    if facts.dirty:
+    if facts.dirty or facts.untracked:
         if policy.dirty == "refuse":
+            shown = ", ".join(facts.untracked[:5]) + (" ..." if len(facts.untracked) > 5 else "")
+            what = (
+                "uncommitted changes"
+                if facts.dirty
+                else f"untracked files that go into the image ({shown})"
+            )
             raise StepError(
-                "the working tree has uncommitted changes and images.<name>.tag.dirty is "
-                "'refuse'; commit (or stash) the changes, or set tag.dirty: digest-suffix"
+                f"the working tree has {what} and images.<name>.tag.dirty is 'refuse'; commit "
+                "(or stash, or git-ignore) them, or set tag.dirty: digest-suffix"
             )
         tag = f"{tag}-dirty-{input_digest[:DIRTY_SUFFIX_LEN]}"
     return check_tag(tag)

@@ -161,6 +161,22 @@ def test_dirty_tree_gets_a_digest_suffix_or_is_refused(make_project: ProjectFact
         plan_of(refusing)
 
 
+def test_untracked_file_in_the_context_counts_as_dirty(make_project: ProjectFactory) -> None:
+    project = make_project()
+    clean = plan_of(project)
+    head = git(project.root, "rev-parse", "HEAD").strip()
+    assert clean.tags == (head,)
+    project.write("notes/scratch.txt", "not part of any image\n")  # untracked, not in context
+    assert plan_of(project).tags == (head,)
+    project.write("src/helper.py", "X = 1\n")  # untracked and copied into the image
+    plan = plan_of(project)
+    assert plan.tags == (f"{head}-dirty-{plan.input_digest[:12]}",)
+    refusing = make_project(image={"tag": {"dirty": "refuse"}}, name="refusing-untracked")
+    refusing.write("src/helper.py", "X = 1\n")
+    with pytest.raises(StepError, match=r"untracked files that go into the image \(src/helper"):
+        plan_of(refusing)
+
+
 def facts(**kw: object) -> tags.TagFacts:
     base: dict[str, object] = {"commit": COMMIT, "dirty": False, "version": None, "date": NOW}
     base.update(kw)
