@@ -374,11 +374,6 @@ class SuiteConfig:
     args: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class MlflowConfig:
-    tracking_uri: str
-    experiment: str | None = None
-
 
 @dataclass(frozen=True)
 class Config:
@@ -390,7 +385,6 @@ class Config:
     python: PythonConfig = field(default_factory=PythonConfig)
     store: str = ".mlops"
     tests: SuiteConfig = field(default_factory=SuiteConfig)
-    mlflow: MlflowConfig | None = None
     data: Mapping[str, DataInput] = field(default_factory=dict)
     images: Mapping[str, ImageConfig] = field(default_factory=dict)
     profiles: tuple[str, ...] = ()

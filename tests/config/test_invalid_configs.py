@@ -122,12 +122,12 @@ CASES = [
         at="bogus",
     ),
     case(
-        "mlflow-missing-tracking-uri",
-        "mlflow: {experiment: x}  #<\nmodels: {a: {}}\n",
-        "mlflow",
-        "missing required key 'tracking_uri'",
-        hint="add 'tracking_uri'",
-        at="{experiment",
+        "tests-args-not-a-list",
+        "tests: {args: -x}  #<\nmodels: {a: {}}\n",
+        "tests.args",
+        "expected a list, got a string '-x'",
+        hint="e.g. ['-x', '--durations=10']",
+        at="-x",
     ),
     # --- types and ranges ---------------------------------------------------------------
     case(
