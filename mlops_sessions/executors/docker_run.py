@@ -62,7 +62,7 @@ def run(client: Any, image_id: str, spec: ContainerRun, *, out: TextIO, what: st
             list(spec.command),
             environment=dict(spec.environment),
             mounts=mounts,
-            user=spec.user,
+            user=spec.user or None,  # None: the image's own USER
             working_dir=spec.working_dir,
             network_mode=spec.network,
             device_requests=device_requests(spec.gpus),

@@ -55,7 +55,7 @@ _SKIP_DIRS = {"__pycache__", ".git", ".mlops", ".nox", ".venv", ".pytest_cache",
 # share one set on purpose: with the same lock and base, their dependency stages are the
 # same build steps, so the engine builds that (large, TensorFlow) layer once for both and
 # training and serving run on the very same installed packages.
-_SHARED_ROOTS = ("pyyaml", "jsonschema", "aiohttp", "prometheus-client", "numpy")
+_SHARED_ROOTS = ("pyyaml", "jsonschema", "aiohttp", "prometheus-client", "numpy", "orjson")
 RUNTIME_ROOTS: Mapping[str, tuple[str, ...]] = {
     "serve": _SHARED_ROOTS,
     "train": _SHARED_ROOTS,
@@ -327,12 +327,14 @@ def plan_image(
     artifact: ModelArtifact | None,
     hash_cache: FileHashCache | None = None,
     runtime_text: str | None = None,
+    local: bool = False,
 ) -> ImagePlan:
     """Plan one image build. artifact is the SavedModel for serve/tfserving images.
 
     facts=None plans the content alone — digests, Dockerfile, context — without tags or
     labels (which need git); such a plan is for comparing digests, not for building.
-    runtime_text overrides the computed runtime pins (tests pin them explicitly).
+    runtime_text overrides the computed runtime pins (tests pin them explicitly). local
+    marks an image built only to run here (see :func:`make_tag`).
     """
     if name not in config.images:
         known = ", ".join(config.images) or "none"
@@ -473,7 +475,7 @@ def plan_image(
     if facts is not None and facts.commit and not facts.dirty:
         facts = _with_untracked(config, facts, files)
     if facts is not None:
-        tag = make_tag(image.tag, facts, digest, model=model.name if model else name)
+        tag = make_tag(image.tag, facts, digest, model=model.name if model else name, local=local)
         tags = (tag,)
         labels = _labels(config, name, image, model, artifact, facts, digest, tag, base)
     return ImagePlan(

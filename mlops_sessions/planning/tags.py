@@ -82,8 +82,19 @@ def _version_key(version: str) -> tuple[tuple[int, ...], int, str]:
     return tuple(int(p) for p in core.split(".")), 0 if pre else 1, pre
 
 
-def make_tag(policy: TagPolicy, facts: TagFacts, input_digest: str, *, model: str = "") -> str:
-    """The tag for one build under policy; raises StepError when the policy cannot be met."""
+def make_tag(
+    policy: TagPolicy,
+    facts: TagFacts,
+    input_digest: str,
+    *,
+    model: str = "",
+    local: bool = False,
+) -> str:
+    """The tag for one build under policy; raises StepError when the policy cannot be met.
+
+    local: the image stays on this engine (a train image that `mlops train` builds to run
+    in); a dirty tree then always gets the digest suffix, since 'refuse' guards what ships.
+    """
     short = facts.commit[:12] if facts.commit else None
     date = facts.date.strftime("%Y%m%d")
     if policy.policy == "git-commit":
@@ -105,7 +116,7 @@ def make_tag(policy: TagPolicy, facts: TagFacts, input_digest: str, *, model: st
     else:
         tag = _fill_template(policy.template or "", facts, model, short, date)
     if facts.dirty or facts.untracked:
-        if policy.dirty == "refuse":
+        if policy.dirty == "refuse" and not local:
             shown = ", ".join(facts.untracked[:5]) + (" ..." if len(facts.untracked) > 5 else "")
             what = (
                 "uncommitted changes"

@@ -90,7 +90,13 @@ def _artifact(store: Store, run: dict[str, Any], *, blessed: bool) -> ModelArtif
 
 
 def plan(
-    config: Config, store: Store, image: str, *, force: bool, dry_run: bool = False
+    config: Config,
+    store: Store,
+    image: str,
+    *,
+    force: bool,
+    dry_run: bool = False,
+    local: bool = False,
 ) -> ImagePlan:
     from mlops_sessions.planning.training import hash_cache_for
 
@@ -102,6 +108,7 @@ def plan(
         facts=facts,
         artifact=model_artifact(config, store, image, force),
         hash_cache=cache,
+        local=local,
     )
     if not dry_run:  # a dry run writes nothing, not even the hash memo
         cache.save()

@@ -257,7 +257,7 @@ def _run_in_image(
     from mlops_sessions.steps.build import plan as plan_build
     from mlops_sessions.steps.train_container import host_user
 
-    planned = plan_build(config, store, image, force=False)
+    planned = plan_build(config, store, image, force=False, local=True)
     sources = [
         config.resolve(model.train.source) for model in config.models.values() if model.train
     ]

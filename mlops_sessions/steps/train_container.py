@@ -34,7 +34,12 @@ _EXECUTOR_PREFIX = "train: "  # how the entry point prints a StepError
 
 
 def host_user() -> str:
-    """UID:GID the container runs as, so what it writes belongs to the caller."""
+    """UID:GID the container runs as, so what it writes belongs to the caller.
+
+    Empty (the image's own user) where the OS has no UIDs (Windows).
+    """
+    if not hasattr(os, "getuid"):
+        return ""
     return f"{os.getuid()}:{os.getgid()}"
 
 
@@ -42,7 +47,7 @@ def image_plan(config: Config, store: Store, plan: TrainPlan, *, dry_run: bool) 
     from mlops_sessions.steps import build as build_step
 
     assert plan.image is not None
-    planned = build_step.plan(config, store, plan.image, force=False, dry_run=dry_run)
+    planned = build_step.plan(config, store, plan.image, force=False, dry_run=dry_run, local=True)
     if planned.environment_digest != plan.environment_digest:
         raise StepError(
             f"the train image '{plan.image}' changed while '{plan.model}' was being planned "

@@ -175,6 +175,16 @@ def test_untracked_file_in_the_context_counts_as_dirty(make_project: ProjectFact
     refusing.write("src/helper.py", "X = 1\n")
     with pytest.raises(StepError, match=r"untracked files that go into the image \(src/helper"):
         plan_of(refusing)
+    # An image built only to run here (a train image for `mlops train`) is never refused.
+    config = load(refusing.config)
+    local = images.plan_image(
+        config,
+        "serve",
+        facts=tags.tag_facts(config.root, NOW),
+        artifact=model_artifact(config, Store(config.store_path), "serve", force=False),
+        local=True,
+    )
+    assert local.tags[0].endswith(f"-dirty-{local.input_digest[:12]}")
 
 
 def facts(**kw: object) -> tags.TagFacts:
