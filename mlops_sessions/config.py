@@ -374,7 +374,6 @@ class SuiteConfig:
     args: tuple[str, ...] = ()
 
 
-
 @dataclass(frozen=True)
 class Config:
     """The effective configuration: file + chosen profile + defaults, validated."""
