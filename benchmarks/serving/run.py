@@ -101,12 +101,21 @@ def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 300.
 @contextlib.contextmanager
 def running(args: list[str], port: int, log: Path, env: dict[str, str]) -> Iterator[str]:
     """Start a server process, wait for /ready, stop it (SIGTERM, by PID) afterwards."""
+    with serving(args, port, log, env) as (url, _):
+        yield url
+
+
+@contextlib.contextmanager
+def serving(
+    args: list[str], port: int, log: Path, env: dict[str, str]
+) -> Iterator[tuple[str, int]]:
+    """Like running, yielding (url, pid): the A/B runner reads the server's CPU time."""
     with open(log, "wb") as sink:
         process = subprocess.Popen(args, cwd=REPO, env=env, stdout=sink, stderr=sink)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_ready(url, process)
-        yield url
+        yield url, process.pid
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)

@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
             f"model {model.name!r} declares serve.runtime: {model.serve.runtime}; "
             "`mlops serve` runs the built-in server (set runtime: mlops to use it locally)"
         )
-    # Lazily imported: aiohttp and prometheus_client are the 'serve' extra.
+    # Lazily imported: aiohttp, prometheus_client and orjson are the 'serve' extra.
     from mlops_sessions.executors.server.lifecycle import ServerFailed, serve
     from mlops_sessions.executors.server.settings import ModelIdentity, ServerSettings
 

@@ -17,7 +17,6 @@ loaded, the batcher, the metrics and the lifecycle phase that drives ``/ready``.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -29,6 +28,7 @@ from mlops_sessions.executors.server.batching import Batcher, Overloaded
 from mlops_sessions.executors.server.codec import (
     RequestError,
     encode_error,
+    encode_json,
     encode_predict,
     parse_predict,
 )
@@ -74,9 +74,7 @@ STATE_KEY = web.AppKey("mlops_state", ServerState)
 
 
 def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(
-        status=status, body=json.dumps(body).encode(), content_type=JSON, headers=headers
-    )
+    return web.Response(status=status, body=encode_json(body), content_type=JSON, headers=headers)
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
@@ -102,17 +100,21 @@ def _check_target(state: ServerState, request: web.Request) -> None:
         )
 
 
+def _too_big(limit: int) -> RequestError:
+    return RequestError(
+        413, f"request body over the limit of {limit} bytes (serve.max_body_bytes); send fewer rows"
+    )
+
+
 async def _read_body(state: ServerState, request: web.Request) -> bytes:
     limit = state.settings.max_body_bytes
-    too_big = (
-        f"request body over the limit of {limit} bytes (serve.max_body_bytes); send fewer rows"
-    )
-    if request.content_length is not None and request.content_length > limit:
-        raise RequestError(413, too_big)
+    length = request.content_length  # parses the header: read it once
+    if length is not None and length > limit:
+        raise _too_big(limit)
     try:
         return await request.read()
     except web.HTTPRequestEntityTooLarge:
-        raise RequestError(413, too_big) from None
+        raise _too_big(limit) from None
 
 
 Handler = Callable[[ServerState, web.Request], Awaitable[web.Response]]
@@ -162,9 +164,12 @@ async def _predict(state: ServerState, request: web.Request) -> web.Response:
             raise RequestError(400, f":{verb} is not supported; use :predict")
         raise RequestError(404, f"unknown method :{verb[:50]}; use :predict")
     batcher, model = _ready_model(state)
-    with batcher.arriving():
+    batcher.arrive()
+    try:
         body = await _read_body(state, request)
         parsed = parse_predict(body, model.signature, SERVING_SIGNATURE)
+    finally:
+        batcher.arrived()
     outputs = await batcher.submit(parsed.inputs, parsed.rows)
     return web.Response(body=encode_predict(outputs, parsed.columnar), content_type=JSON)
 
@@ -172,9 +177,12 @@ async def _predict(state: ServerState, request: web.Request) -> web.Response:
 async def _infer(state: ServerState, request: web.Request) -> web.Response:
     _check_target(state, request)
     batcher, model = _ready_model(state)
-    with batcher.arriving():
+    batcher.arrive()
+    try:
         body = await _read_body(state, request)
         parsed = parse_infer(body, model.signature)
+    finally:
+        batcher.arrived()
     outputs = await batcher.submit(parsed.inputs, parsed.rows)
     identity = state.identity
     return web.Response(

@@ -13,14 +13,24 @@ the identity metric):
 
 Label values come only from the served model's identity and a fixed set of endpoint
 names, never from request paths, so a client cannot grow the series count.
+
+The per-request series (count and latency) are plain counters kept by :class:`RequestStats`
+and turned into Prometheus samples only when ``/metrics`` is scraped: a prometheus_client
+``inc()`` plus ``observe()`` takes two locks and several microseconds on every request,
+which the event loop thread pays at thousands of requests per second. Requests are counted
+on the event loop thread only, so no lock is needed.
 """
 
 from __future__ import annotations
 
+import bisect
+import itertools
+import time
+from collections.abc import Callable, Iterator
+
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
-    Counter,
     Gauge,
     Histogram,
     Info,
@@ -28,8 +38,16 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
+from prometheus_client import metrics as prometheus_metrics
+from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
+from prometheus_client.utils import floatToGoString
 
 from mlops_sessions.executors.server.settings import ModelIdentity
+
+# prometheus_client's own bucket-bound formatting ("0.0005", "+Inf"), typed for mypy.
+_bound_text: Callable[[float], str] = floatToGoString
 
 # Request latency buckets: sub-millisecond (batched small models) up to multi-second.
 LATENCY_BUCKETS = (
@@ -60,6 +78,84 @@ def batch_buckets(max_batch_size: int) -> tuple[float, ...]:
     return tuple(buckets)
 
 
+class _Series:
+    """One label set of the request metrics: counts by status code, a latency histogram."""
+
+    __slots__ = ("buckets", "code_created", "codes", "created", "seconds")
+
+    def __init__(self, bucket_count: int) -> None:
+        self.created = time.time()
+        self.codes: dict[int, int] = {}
+        self.code_created: dict[int, float] = {}
+        self.buckets = [0] * bucket_count  # per bucket, not cumulative; the last is +Inf
+        self.seconds = 0.0
+
+
+class RequestStats(Collector):
+    """``mlops_serve_requests_total`` and ``mlops_serve_request_duration_seconds``.
+
+    The names, types, labels and buckets a prometheus_client Counter and Histogram would
+    expose (``_created`` samples included), counted with plain integer additions.
+    """
+
+    def __init__(self, identity: ModelIdentity) -> None:
+        self._served = (identity.name, identity.version)
+        # (known, endpoint) -> series: at most 2 x the fixed endpoint names.
+        self._series: dict[tuple[bool, str], _Series] = {}
+
+    def observe(self, known: bool, endpoint: str, code: int, seconds: float) -> None:
+        series = self._series.get((known, endpoint))
+        if series is None:
+            series = self._series[known, endpoint] = _Series(len(LATENCY_BUCKETS) + 1)
+        series.seconds += seconds
+        # bisect_left: a value equal to a bound falls into that bucket ("le" is <=).
+        series.buckets[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        codes = series.codes
+        if code in codes:
+            codes[code] += 1
+        else:
+            codes[code] = 1
+            series.code_created[code] = time.time()
+
+    def describe(self) -> Iterator[Metric]:
+        yield from self._families()
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._families()
+
+    def _families(self) -> Iterator[Metric]:
+        # prometheus_client.disable_created_metrics() flips this module flag; honour it like
+        # the library's own Counter and Histogram do.
+        with_created = getattr(prometheus_metrics, "_use_created", True)
+        requests = CounterMetricFamily(
+            "mlops_serve_requests",
+            "HTTP requests to model endpoints, by model, version, endpoint and status code.",
+            labels=["model", "version", "endpoint", "code"],
+        )
+        latency = HistogramMetricFamily(
+            "mlops_serve_request_duration_seconds",
+            "Time from request arrival to response, by endpoint.",
+            labels=["model", "version", "endpoint"],
+        )
+        bounds = [_bound_text(b) for b in (*LATENCY_BUCKETS, float("inf"))]
+        for (known, endpoint), series in sorted(self._series.items()):
+            model, version = self._served if known else (UNKNOWN, UNKNOWN)
+            for code, count in sorted(series.codes.items()):
+                created = series.code_created[code] if with_created else None
+                requests.add_metric([model, version, endpoint, str(code)], count, created=created)
+            cumulative = list(itertools.accumulate(series.buckets))
+            latency.add_metric(
+                [model, version, endpoint],
+                [(b, float(c)) for b, c in zip(bounds, cumulative, strict=True)],
+                series.seconds,
+            )
+            if with_created:
+                labels = {"model": model, "version": version, "endpoint": endpoint}
+                latency.samples.append(Sample(f"{latency.name}_created", labels, series.created))
+        yield requests
+        yield latency
+
+
 class ServerMetrics:
     """Every metric the server exports, with the served model's labels bound once."""
 
@@ -67,19 +163,8 @@ class ServerMetrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self.identity = identity
         reg = self.registry
-        self._requests = Counter(
-            "mlops_serve_requests",
-            "HTTP requests to model endpoints, by model, version, endpoint and status code.",
-            ["model", "version", "endpoint", "code"],
-            registry=reg,
-        )
-        self._latency = Histogram(
-            "mlops_serve_request_duration_seconds",
-            "Time from request arrival to response, by endpoint.",
-            ["model", "version", "endpoint"],
-            buckets=LATENCY_BUCKETS,
-            registry=reg,
-        )
+        self.requests = RequestStats(identity)
+        reg.register(self.requests)
         labels = (identity.name, identity.version)
         self.batch_size = Histogram(
             "mlops_serve_batch_size",
@@ -119,22 +204,10 @@ class ServerMetrics:
         )
         ProcessCollector(registry=reg)
         PlatformCollector(registry=reg)
-        # Children cached per (served?, endpoint, code): .labels() costs a lock and a dict.
-        self._children: dict[tuple[bool, str, int], tuple[Counter, Histogram]] = {}
 
     def observe(self, known: bool, endpoint: str, code: int, seconds: float) -> None:
         """Count one request; ``known`` is False when the path named another model/version."""
-        key = (known, endpoint, code)
-        children = self._children.get(key)
-        if children is None:
-            labels = (self.identity.name, self.identity.version) if known else (UNKNOWN, UNKNOWN)
-            children = (
-                self._requests.labels(*labels, endpoint, str(code)),
-                self._latency.labels(*labels, endpoint),
-            )
-            self._children[key] = children
-        children[0].inc()
-        children[1].observe(seconds)
+        self.requests.observe(known, endpoint, code, seconds)
 
     def render(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

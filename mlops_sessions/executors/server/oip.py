@@ -10,14 +10,19 @@ with the same 4xx messages. Pure: no HTTP, no TensorFlow.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
-from mlops_sessions.executors.server.codec import PredictRequest, bad, decode_json, to_array
+from mlops_sessions.executors.server.codec import (
+    PredictRequest,
+    bad,
+    decode_json,
+    encode_json,
+    to_array,
+)
 from mlops_sessions.executors.server.runtime import Signature
 
 DATATYPES = {
@@ -76,9 +81,6 @@ def parse_infer(body: bytes, signature: Signature) -> PredictRequest:
     return PredictRequest(inputs=arrays, rows=rows, columnar=True)
 
 
-_ENCODER = json.JSONEncoder(separators=(",", ":"))
-
-
 def encode_infer(outputs: Mapping[str, np.ndarray], model: str, version: str) -> bytes:
     body = {
         "model_name": model,
@@ -93,4 +95,4 @@ def encode_infer(outputs: Mapping[str, np.ndarray], model: str, version: str) ->
             for name, value in outputs.items()
         ],
     }
-    return _ENCODER.encode(body).encode()
+    return encode_json(body)
