@@ -36,6 +36,7 @@ TYPED: dict[str, tuple[str, str]] = {
     "HorizontalPodAutoscaler": ("AutoscalingV2Api", "namespaced_horizontal_pod_autoscaler"),
     "PodDisruptionBudget": ("PolicyV1Api", "namespaced_pod_disruption_budget"),
     "NetworkPolicy": ("NetworkingV1Api", "namespaced_network_policy"),
+    "Lease": ("CoordinationV1Api", "namespaced_lease"),  # the deploy lock, never rendered
 }
 # kind -> plural, for objects served through the custom-objects API (Istio).
 CUSTOM_PLURALS: dict[str, str] = {
@@ -219,6 +220,14 @@ class Cluster:
             )
 
         return self.call(f"patching {key}", send)
+
+    def raw_create(self, key: ObjectRef, obj: Manifest) -> Manifest:
+        """One create call, no retry and no "exists, so patch": a 409 reaches the caller."""
+        return self._json(
+            self._invoke(
+                "create", key, obj, named=False, field_manager=FIELD_MANAGER, **self._opts()
+            )
+        )
 
     def delete(self, key: ObjectRef) -> None:
         """Delete one object; an object already gone is fine."""

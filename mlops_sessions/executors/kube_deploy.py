@@ -2,6 +2,9 @@
 
 The flow (``deploy`` and ``rollback`` both come through :func:`apply_revision`):
 
+0. when something is to change, take the app's deploy lock
+   (:mod:`~mlops_sessions.executors.kube_lock`) and plan again under it, so two deploys of
+   one model never interleave; a dry run or a no-op takes no lock;
 1. check every Secret the pods reference exists (with its key) — before any write;
 2. read the history (ConfigMap ``<app>-mlops-history``) and the live objects, and plan the
    changes (:mod:`~mlops_sessions.planning.deploy_plan`); with nothing to change, stop:
@@ -206,6 +209,28 @@ def apply_revision(
     progress: Progress | None = None,
 ) -> Outcome:
     """Apply req as a new revision (see the module docstring for the steps)."""
+    # Planned once without the lock: a dry run, and a deploy with nothing to change, stay
+    # read-only (a repeated deploy writes nothing, not even a lock).
+    preview = _apply(cluster, store, req, dry_run=True, progress=progress)
+    if dry_run:
+        return preview
+    if all(c.get("action") == "unchanged" for c in preview.changes):
+        return Outcome("unchanged", preview.revision, preview.changes)
+    from mlops_sessions.executors.kube_lock import deploy_lock
+
+    # Held through the rollout wait and, on failure, the wait for the restored revision.
+    with deploy_lock(cluster, req.app, hold_s=2 * req.rollout_timeout):
+        return _apply(cluster, store, req, dry_run=False, progress=progress)
+
+
+def _apply(
+    cluster: Cluster,
+    store: Store,
+    req: ApplyRequest,
+    *,
+    dry_run: bool,
+    progress: Progress | None,
+) -> Outcome:
     objects = [_with_namespace(o, cluster.namespace) for o in req.manifests]
     check_secrets(cluster, objects)
     cluster_history = ClusterHistory(cluster, req.app)

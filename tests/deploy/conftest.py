@@ -56,6 +56,7 @@ RESOURCES = {
     "networking.k8s.io/v1/networkpolicies": ("NetworkPolicy", set()),
     "networking.istio.io/v1/virtualservices": ("VirtualService", set()),
     "networking.istio.io/v1/destinationrules": ("DestinationRule", set()),
+    "coordination.k8s.io/v1/leases": ("Lease", set()),  # the deploy lock
 }
 WRITE_METHODS = {"POST", "PATCH", "PUT", "DELETE"}
 CONTROLLER_AGENT = "fake-deployment-controller"

@@ -103,7 +103,9 @@ def test_a_create_whose_answer_was_lost_becomes_a_patch(cluster, project, mlops)
         for c in cluster.calls(before)
         if "deployments/digits-stable" in c or c == "POST /apis/apps/v1/namespaces/ml/deployments"
     ]
-    assert calls[:4] == [
+    # Planned twice (a read-only preview, then again under the deploy lock), then applied.
+    assert calls[:5] == [
+        "GET /apis/apps/v1/namespaces/ml/deployments/digits-stable",
         "GET /apis/apps/v1/namespaces/ml/deployments/digits-stable",
         "POST /apis/apps/v1/namespaces/ml/deployments",
         "POST /apis/apps/v1/namespaces/ml/deployments",
