@@ -67,6 +67,20 @@ def read_json(path: Path) -> Any:
         return json.load(handle)
 
 
+def read_json_lines(path: Path) -> list[dict[str, Any]]:
+    """Records of an append-only .jsonl history; a line that is not JSON (a writer killed
+    mid-line) is skipped. A missing file is an empty history."""
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            continue
+    return out
+
+
 class Store:
     """Paths and atomic operations on one project's artifact store."""
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from mlops_sessions.errors import StepError
-from mlops_sessions.store import Store, read_json, write_json_atomic
+from mlops_sessions.store import Store, read_json, read_json_lines, write_json_atomic
 
 DEFAULT_HOST = "unix:///var/run/docker.sock"
 # Builds of large images (TensorFlow) take minutes per step on slow storage drivers.
@@ -78,10 +78,19 @@ def record(store: Store, image: str, kind: str, data: dict[str, Any]) -> None:
     """
     directory = build_dir(store, image)
     directory.mkdir(parents=True, exist_ok=True)
-    history = "history.jsonl" if kind == "latest" else f"{kind}-history.jsonl"
-    with open(directory / history, "a", encoding="utf-8") as log:
+    with open(history_path(store, image, kind), "a", encoding="utf-8") as log:
         log.write(json.dumps(data, sort_keys=True) + "\n")
     write_json_atomic(directory / f"{kind}.json", data)
+
+
+def history_path(store: Store, image: str, kind: str) -> Path:
+    name = "history.jsonl" if kind == "latest" else f"{kind}-history.jsonl"
+    return build_dir(store, image) / name
+
+
+def load_history(store: Store, image: str, kind: str) -> list[dict[str, Any]]:
+    """Every record of one kind for one image, oldest first."""
+    return read_json_lines(history_path(store, image, kind))
 
 
 def load_record(store: Store, image: str, kind: str) -> dict[str, Any] | None:

@@ -444,29 +444,26 @@ def plan_image(
             sha256_json({"reqs": reqs, "python": python, "platforms": platforms}),
         )
 
+    file_hashes = {arc: cache.file(path) for arc, path in sorted(files.items())}
+    text_hashes = {arc: sha256_text(t) for arc, t in sorted(texts.items())}
+    wheel_digest = wheels.digest if wheels else None
     digest = sha256_json(
         {
             "format": PLAN_FORMAT,
             "base": base,
-            "files": {arc: cache.file(path) for arc, path in sorted(files.items())},
-            "texts": {arc: sha256_text(t) for arc, t in sorted(texts.items())},
-            "wheels": wheels.digest if wheels else None,
+            "files": file_hashes,
+            "texts": text_hashes,
+            "wheels": wheel_digest,
         }
     )
     environment = sha256_json(
         {
             "format": PLAN_FORMAT,
             "base": base,
-            "dockerfile": sha256_text(text),
-            "files": {
-                arc: cache.file(path)
-                for arc, path in sorted(files.items())
-                if arc.startswith("deps/")
-            },
-            "texts": {
-                arc: sha256_text(t) for arc, t in sorted(texts.items()) if arc.startswith("deps/")
-            },
-            "wheels": wheels.digest if wheels else None,
+            "dockerfile": text_hashes["Dockerfile"],
+            "files": {arc: h for arc, h in file_hashes.items() if arc.startswith("deps/")},
+            "texts": {arc: h for arc, h in text_hashes.items() if arc.startswith("deps/")},
+            "wheels": wheel_digest,
         }
     )
     repository = f"{image.registry}/{image.repository}" if image.registry else image.repository

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 from typing import Any
 
 from mlops_sessions import gitinfo
@@ -127,33 +126,22 @@ def chain(store: Store, record: dict[str, Any], matched: str) -> dict[str, Any]:
     }
 
 
-def _json_lines(path: Path) -> list[dict[str, Any]]:
-    """Records of a .jsonl history; a torn last line (killed writer) is skipped."""
-    if not path.is_file():
-        return []
-    out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            out.append(json.loads(line))
-        except ValueError:
-            continue
-    return out
-
-
 def images_of_run(store: Store, run_id: str) -> list[dict[str, Any]]:
     """Images built with this run's model, and where each was pushed (repo@sha256)."""
+    from mlops_sessions.executors.docker_engine import load_history
+
     found: dict[str, dict[str, Any]] = {}
     if not store.builds().is_dir():
         return []
     for directory in sorted(p for p in store.builds().iterdir() if p.is_dir()):
-        for built in _json_lines(directory / "build-history.jsonl"):
+        for built in load_history(store, directory.name, "build"):
             if built.get("run_id") == run_id and built.get("image_id"):
                 entry = found.setdefault(
                     str(built["image_id"]),
                     {"image": directory.name, "image_id": built["image_id"], "pushed": []},
                 )
                 entry.update(refs=built.get("refs", []), built_at=built.get("built_at"))
-        for pushed in _json_lines(directory / "history.jsonl"):
+        for pushed in load_history(store, directory.name, "latest"):
             if pushed.get("run_id") == run_id and pushed.get("image_id") in found:
                 where = found[str(pushed["image_id"])]["pushed"]
                 if pushed.get("image") not in where:
