@@ -9,6 +9,8 @@ means the real thing ran.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -22,6 +24,27 @@ def require_real(reason: str) -> None:
     if os.environ.get(REQUIRE_REAL_ENV) == "1":
         pytest.fail(f"{reason} ({REQUIRE_REAL_ENV}=1 turns this skip into a failure)")
     pytest.skip(reason)
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The environment without the outer run's nox/pytest/mlops variables, plus extra."""
+    drop = ("NOX", "PYTEST", "MLOPS_PROFILE", "MLOPS_CONFIG")
+    return {**{k: v for k, v in os.environ.items() if not k.startswith(drop)}, **extra}
+
+
+def run_mlops(
+    cwd: Path, *args: str, timeout: float = 300, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`python -m mlops_sessions ARGS` in cwd as a subprocess, as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "mlops_sessions", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=clean_env() if env is None else env,
+        check=False,
+    )
 
 
 @pytest.fixture

@@ -7,31 +7,21 @@ repository and store), exactly as a nox session would.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import clean_env, run_mlops
 
 REPO = Path(__file__).resolve().parents[2]
 WEAK = ["--param", "epochs=1", "--param", "hidden_units=2"]
 
 
 def _mlops(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    env.pop("MLOPS_PROFILE", None)
-    env.pop("MLOPS_CONFIG", None)
-    return subprocess.run(
-        [sys.executable, "-m", "mlops_sessions", *args],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
+    env = clean_env(PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="2")
+    return run_mlops(project, *args, timeout=900, env=env)
 
 
 @pytest.fixture

@@ -13,13 +13,13 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from tests.conftest import run_mlops
 from tests.images.conftest import BASE_IMAGE, DockerEnv, git
 
 pytestmark = pytest.mark.slow
@@ -104,14 +104,7 @@ def project(docker_env: DockerEnv, tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 def mlops(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "mlops_sessions", *args],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        timeout=TRAIN_TIMEOUT_S,
-        check=False,
-    )
+    return run_mlops(root, *args, timeout=TRAIN_TIMEOUT_S)
 
 
 def train(root: Path, *args: str) -> dict[str, Any]:

@@ -6,13 +6,13 @@ handed out as fixtures.
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import clean_env, run_mlops
 
 MINIMAL_CONFIG = """\
 apiVersion: mlops/v1alpha1
@@ -22,25 +22,7 @@ models:
 """
 
 
-def clean_env() -> dict[str, str]:
-    """The environment without nox/pytest/mlops variables of the outer test run."""
-    drop = ("NOX", "PYTEST", "MLOPS_PROFILE", "MLOPS_CONFIG")
-    return {k: v for k, v in os.environ.items() if not k.startswith(drop)}
-
-
 Runner = Callable[..., "subprocess.CompletedProcess[str]"]
-
-
-def _mlops(cwd: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "mlops_sessions", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=clean_env(),
-        check=False,
-    )
 
 
 @pytest.fixture
@@ -53,7 +35,7 @@ def project(tmp_path: Path) -> Path:
 @pytest.fixture
 def mlops() -> Runner:
     """`mlops <args>` in a directory, as a subprocess of this interpreter."""
-    return _mlops
+    return run_mlops
 
 
 @pytest.fixture
