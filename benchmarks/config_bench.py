@@ -142,19 +142,23 @@ def main(argv: list[str] | None = None) -> int:
         warm_env.pop("MLOPS_NO_CACHE", None)
         cold_env = {**os.environ, "MLOPS_NO_CACHE": "1"}
         validate = [python, "-m", "mlops_sessions", "validate"]
-        loader_only = [python, "-c", "from mlops_sessions.loader import load; load('mlops.yaml')"]
+        loader_only = [
+            python,
+            "-c",
+            "from mlops_sessions.config.loader import load; load('mlops.yaml')",
+        ]
         bare = _subprocess([python, "-c", "pass"], args.runs, cold_env)
         cold = _subprocess(validate, args.runs, cold_env)
         _subprocess(validate, 1, warm_env)  # remember the verdict once
         warm = _subprocess(validate, args.runs, warm_env)
         loader = _subprocess(loader_only, args.runs, cold_env)
         loader_warm = _subprocess(loader_only, args.runs, warm_env)
-        parser_only = [python, "-c", "from mlops_sessions import cli; cli.build_parser()"]
+        parser_only = [python, "-c", "from mlops_sessions.frontends import cli; cli.build_parser()"]
         cli_parser = _subprocess(parser_only, args.runs, cold_env)
 
     os.environ["MLOPS_NO_CACHE"] = "1"  # in-process runs validate in full every time
     sys.path.insert(0, str(REPO))
-    from mlops_sessions.loader import loads
+    from mlops_sessions.config.loader import loads
 
     text = large_config()
     first = _in_process(lambda: loads(text, root=REPO, profile="prod", env={}), 1)

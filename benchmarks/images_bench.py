@@ -59,7 +59,7 @@ def make_project(root: Path, base: str, lock: str) -> Path:
     config = root / "mlops.yaml"
     config.write_text(yaml.safe_dump(doc, sort_keys=False))
     sys.path.insert(0, str(REPO))
-    from mlops_sessions.store import Store
+    from mlops_sessions.records.store import Store
 
     store = Store(root / ".mlops")
     run_id = "20260101T000000Z-bench000"

@@ -47,14 +47,14 @@ def __getattr__(name: str) -> Any:
 
 
 def load(path: str = "mlops.yaml", profile: str | None = None) -> object:
-    """Load and validate a config file (see :func:`mlops_sessions.loader.load`)."""
-    from mlops_sessions.loader import load as _load
+    """Load and validate a config file (see :func:`mlops_sessions.config.loader.load`)."""
+    from mlops_sessions.config.loader import load as _load
 
     return _load(path, profile=profile)
 
 
 def register(path: str = "mlops.yaml", **kwargs: object) -> object:
     """Register the pipeline sessions declared in path with nox (see noxplugin.register)."""
-    from mlops_sessions.noxplugin import register as _register
+    from mlops_sessions.frontends.noxplugin import register as _register
 
     return _register(path, **kwargs)  # type: ignore[arg-type]

@@ -2,6 +2,6 @@
 
 import sys
 
-from mlops_sessions.cli import main
+from mlops_sessions.frontends.cli import main
 
 sys.exit(main())

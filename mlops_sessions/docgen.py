@@ -292,7 +292,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="fail when the file is stale")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="markdown file")
     args = parser.parse_args(argv)
-    from mlops_sessions.loader import schema
+    from mlops_sessions.config.loader import schema
 
     text = render_markdown(schema())
     output: Path = args.output

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from mlops_sessions import gitinfo
-from mlops_sessions.store import write_json_atomic
+from mlops_sessions.records.store import write_json_atomic
 
 _CHUNK = 1 << 20
 _SKIP_DIRS = {

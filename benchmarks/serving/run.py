@@ -180,7 +180,7 @@ def in_process_rows_per_second(model_dir: Path, batch: int, seconds: float) -> d
 
 def serve_settings() -> dict[str, Any]:
     sys.path.insert(0, str(REPO))
-    from mlops_sessions.loader import load
+    from mlops_sessions.config.loader import load
 
     serve = load(REPO / "mlops.yaml").models[MODEL].serve
     return {

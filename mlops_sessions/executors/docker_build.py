@@ -24,7 +24,7 @@ from typing import Any, TextIO
 from mlops_sessions.errors import StepError
 from mlops_sessions.executors.docker_engine import now_iso
 from mlops_sessions.planning.images import INPUT_DIGEST_LABEL, ImagePlan, WheelSpec
-from mlops_sessions.store import Store, write_json_atomic
+from mlops_sessions.records.store import Store, write_json_atomic
 
 TAIL_LINES = 25
 COMPLETE = "complete.json"

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from mlops_sessions.errors import StepError
-from mlops_sessions.store import Store, read_json, read_json_lines, write_json_atomic
+from mlops_sessions.records.store import Store, read_json, read_json_lines, write_json_atomic
 
 DEFAULT_HOST = "unix:///var/run/docker.sock"
 # Builds of large images (TensorFlow) take minutes per step on slow storage drivers.

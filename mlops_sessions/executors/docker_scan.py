@@ -239,6 +239,6 @@ def scan_layer(layer: IO[bytes], label: str) -> list[str]:
 
 
 def save_report(report: ScanReport, path: Path) -> None:
-    from mlops_sessions.store import write_json_atomic
+    from mlops_sessions.records.store import write_json_atomic
 
     write_json_atomic(path, report.as_dict())

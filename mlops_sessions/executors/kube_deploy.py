@@ -44,7 +44,7 @@ from mlops_sessions.planning.deploy_plan import (
     stamp,
     traffic_weights,
 )
-from mlops_sessions.store import Store
+from mlops_sessions.records.store import Store
 
 Progress = Callable[[str], None]
 

@@ -28,7 +28,7 @@ from mlops_sessions.planning.deploy_plan import (
     revision_key,
 )
 from mlops_sessions.planning.k8s_common import MANAGED_BY
-from mlops_sessions.store import Store, read_json, write_json_atomic
+from mlops_sessions.records.store import Store, read_json, write_json_atomic
 
 Record = dict[str, Any]
 _KEY = re.compile(r"^r(\d{6})$")

@@ -23,7 +23,7 @@ from typing import Any
 
 from mlops_sessions import gitinfo
 from mlops_sessions.errors import StepError
-from mlops_sessions.store import Store, read_json
+from mlops_sessions.records.store import Store, read_json
 
 _SPEC = re.compile(r"^(none|blessed|run:[A-Za-z0-9._-]+|git:\S+)$")
 

@@ -37,7 +37,7 @@ from mlops_sessions.config import Config, ModelConfig, TrainConfig
 from mlops_sessions.errors import StepError
 from mlops_sessions.hashing import FileHashCache, sha256_json
 from mlops_sessions.planning.datainputs import resolve_inputs
-from mlops_sessions.store import Store
+from mlops_sessions.records.store import Store
 
 # Bump when the executor's export or the key's composition changes: old runs then miss.
 KEY_FORMAT = 1

@@ -18,8 +18,8 @@ from mlops_sessions.config import Config
 from mlops_sessions.errors import StepError
 from mlops_sessions.planning.images import ImagePlan, ModelArtifact, plan_image, served_model
 from mlops_sessions.planning.tags import tag_facts
+from mlops_sessions.records.store import Store
 from mlops_sessions.steps.common import emit, load_config, store_for
-from mlops_sessions.store import Store
 
 HELP = "Build images with Docker (one immutable image per commit); unchanged inputs build nothing."
 

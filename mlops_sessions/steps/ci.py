@@ -131,7 +131,7 @@ def options_for(
 def check_provider(provider: str) -> str:
     if provider in ci_templates.PROVIDERS:
         return provider
-    from mlops_sessions.loader import suggest
+    from mlops_sessions.config.loader import suggest
 
     hint = suggest(provider, ci_templates.PROVIDERS)
     raise StepError(
@@ -141,7 +141,7 @@ def check_provider(provider: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mlops_sessions.noxplugin import specs
+    from mlops_sessions.frontends.noxplugin import specs
 
     provider = check_provider(args.provider)
     config = load_config(args)

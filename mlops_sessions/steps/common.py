@@ -8,11 +8,11 @@ import sys
 from typing import Any
 
 from mlops_sessions.config import Config
-from mlops_sessions.store import Store
+from mlops_sessions.records.store import Store
 
 
 def load_config(args: argparse.Namespace) -> Config:
-    from mlops_sessions.loader import load
+    from mlops_sessions.config.loader import load
 
     return load(args.config, profile=args.profile)
 

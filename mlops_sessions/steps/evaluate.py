@@ -22,8 +22,8 @@ from mlops_sessions.contract import DataContext
 from mlops_sessions.errors import StepError
 from mlops_sessions.planning import baseline as baselines
 from mlops_sessions.planning.gate import Verdict, decide, fmt
+from mlops_sessions.records.store import Store, write_json_atomic, write_text_atomic
 from mlops_sessions.steps.common import add_models, emit, load_config, store_for
-from mlops_sessions.store import Store, write_json_atomic, write_text_atomic
 
 HELP = "Gate the trained model on its metrics; bless it when it passes."
 
@@ -204,8 +204,9 @@ def evaluate_model(
     baseline_spec: str | None = None,
 ) -> Outcome:
     """Measure, judge, record and (on pass) bless one run of one model."""
-    from mlops_sessions.executors import report, tf_evaluate
+    from mlops_sessions.executors import tf_evaluate
     from mlops_sessions.planning.datainputs import resolve_inputs
+    from mlops_sessions.reports import verdict as report
 
     evaluate = _evaluate_section(model)
     run_id = str(run_record["run_id"])

@@ -82,7 +82,7 @@ def project_name(directory: Path, chosen: str | None) -> str:
 
 
 def schema_reference(use_url: bool) -> str:
-    from mlops_sessions.loader import schema
+    from mlops_sessions.config.loader import schema
 
     if use_url:
         return str(schema()["$id"])

@@ -20,8 +20,8 @@ from mlops_sessions import gitinfo
 from mlops_sessions.errors import StepError
 from mlops_sessions.planning import baseline as baselines
 from mlops_sessions.planning.gate import fmt
+from mlops_sessions.records.store import Store
 from mlops_sessions.steps.common import emit, load_config, store_for
-from mlops_sessions.store import Store
 
 HELP = "Trace a run, model hash or commit from commit to blessed model."
 

@@ -32,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mlops_sessions.noxplugin import specs
+    from mlops_sessions.frontends.noxplugin import specs
 
     config = load_config(args)  # a broken config should fail here, not in every target
     sessions = [(spec.name, spec.description) for spec in specs()]

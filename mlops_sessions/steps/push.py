@@ -16,10 +16,10 @@ from typing import Any
 
 from mlops_sessions.config import Config
 from mlops_sessions.errors import StepError
+from mlops_sessions.records.store import Store
 from mlops_sessions.steps.build import add_images, select_images
 from mlops_sessions.steps.common import emit, load_config, store_for
 from mlops_sessions.steps.scan import built_record, scan_image
-from mlops_sessions.store import Store
 
 HELP = "Push built, scanned images to the registry; record repo@sha256 digests for deploy."
 

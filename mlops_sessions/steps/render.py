@@ -17,8 +17,8 @@ from typing import Any
 
 from mlops_sessions.config import Config
 from mlops_sessions.planning import k8s_inputs, k8s_validate, manifests
+from mlops_sessions.records.store import write_text_atomic
 from mlops_sessions.steps.common import add_models, emit, load_config
-from mlops_sessions.store import write_text_atomic
 
 HELP = "Render Kubernetes and Istio manifests (offline, deterministic) to k8s/rendered/<profile>/."
 ALL_FILE = "all.yaml"

@@ -13,9 +13,9 @@ from typing import Any
 
 from mlops_sessions.config import Config
 from mlops_sessions.errors import StepError
+from mlops_sessions.records.store import Store
 from mlops_sessions.steps.build import add_images, select_images
 from mlops_sessions.steps.common import emit, load_config, store_for
-from mlops_sessions.store import Store
 
 HELP = "Check built images: non-root, no secrets in layers, size budget, Trivy if asked."
 CHECKS = ("non-root", "secrets", "size")

@@ -13,7 +13,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mlops_sessions.loader import schema
+    from mlops_sessions.config.loader import schema
 
     print(json.dumps(schema(), indent=2))
     return 0

@@ -2,7 +2,7 @@
 
 Front end only: it picks the SavedModel (blessed run of the model by default, or
 ``--run`` / ``--model-dir``), builds server settings from ``serve:`` in mlops.yaml and
-hands over to :mod:`mlops_sessions.executors.server.lifecycle`, which runs until SIGTERM.
+hands over to :mod:`mlops_sessions.server.lifecycle`, which runs until SIGTERM.
 """
 
 from __future__ import annotations
@@ -102,8 +102,8 @@ def run(args: argparse.Namespace) -> int:
             "`mlops serve` runs the built-in server (set runtime: mlops to use it locally)"
         )
     # Lazily imported: aiohttp, prometheus_client and orjson are the 'serve' extra.
-    from mlops_sessions.executors.server.lifecycle import ServerFailed, serve
-    from mlops_sessions.executors.server.settings import ModelIdentity, ServerSettings
+    from mlops_sessions.server.lifecycle import ServerFailed, serve
+    from mlops_sessions.server.settings import ModelIdentity, ServerSettings
 
     record = record or {}
     git = record.get("lineage", {}).get("git", {}) or {}

@@ -33,8 +33,8 @@ from mlops_sessions.config import Config
 from mlops_sessions.errors import StepError
 from mlops_sessions.planning.testing import test_cache_key
 from mlops_sessions.planning.training import environment_digest, hash_cache_for
+from mlops_sessions.records.store import Store, read_json, write_json_atomic
 from mlops_sessions.steps.common import add_models, emit, load_config, store_for
-from mlops_sessions.store import Store, read_json, write_json_atomic
 
 HELP = "Run the team's tests (pytest) in the training environment."
 

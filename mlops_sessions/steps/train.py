@@ -34,8 +34,8 @@ from mlops_sessions.planning.training import (
     plan_training,
     reusable_run,
 )
+from mlops_sessions.records.store import Store, write_json_atomic
 from mlops_sessions.steps.common import add_models, emit, load_config, store_for
-from mlops_sessions.store import Store, write_json_atomic
 
 HELP = "Train models; an unchanged cache key reuses the stored run (--force retrains)."
 OWNER_FILE = ".mlops-owner.json"

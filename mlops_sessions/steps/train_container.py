@@ -22,7 +22,7 @@ from mlops_sessions.errors import StepError
 from mlops_sessions.planning.container_run import WORKSPACE, ContainerRun, train_run
 from mlops_sessions.planning.images import LABEL_PREFIX, ImagePlan
 from mlops_sessions.planning.training import TrainPlan
-from mlops_sessions.store import Store
+from mlops_sessions.records.store import Store
 
 if TYPE_CHECKING:
     from mlops_sessions.executors.docker_run import ContainerExit

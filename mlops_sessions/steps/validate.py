@@ -19,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mlops_sessions.loader import load
+    from mlops_sessions.config.loader import load
 
     config = load(args.config, profile=args.profile)
     checked = [args.profile or "(no profile)"]

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from mlops_sessions import docgen
-from mlops_sessions.loader import schema
+from mlops_sessions.config.loader import schema
 
 REPO = Path(__file__).resolve().parents[2]
 DOC = REPO / "docs" / "config.md"

@@ -21,7 +21,7 @@ PROBE = """
 import importlib, json, sys
 for name in filter(None, sys.argv[1].split(",")):
     importlib.import_module(name)
-from mlops_sessions import cli
+from mlops_sessions.frontends import cli
 code = cli.main(sys.argv[2:])
 print({marker!r})
 print(json.dumps({{"code": code, "modules": sorted(sys.modules)}}))
@@ -58,7 +58,7 @@ def test_command_imports_no_heavy_library(argv: tuple[str, ...], tmp_path: Path)
     code, modules = _modules_after(*argv, cache=tmp_path)
     assert code == 0
     # The probe really ran the loader: the schema validator is loaded...
-    assert {"mlops_sessions.loader", "jsonschema", "yaml"} <= modules
+    assert {"mlops_sessions.config.loader", "jsonschema", "yaml"} <= modules
     # ...and none of the libraries only executors may touch.
     heavy = sorted(m for m in modules if m.split(".")[0] in HEAVY)
     assert heavy == [], f"imported by `mlops {argv[0]}`: {heavy[:10]}"
@@ -69,7 +69,7 @@ def test_unchanged_file_skips_even_jsonschema(tmp_path: Path) -> None:
     _modules_after("validate", "-c", "mlops.yaml", cache=tmp_path)
     code, modules = _modules_after("validate", "-c", "mlops.yaml", cache=tmp_path)
     assert code == 0
-    assert "mlops_sessions.loader" in modules
+    assert "mlops_sessions.config.loader" in modules
     assert not any(m.split(".")[0] == "jsonschema" for m in modules)
 
 

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
+from mlops_sessions.config.loader import loads
 from mlops_sessions.errors import ConfigError, Problem
-from mlops_sessions.loader import loads
 
 HEAD = "apiVersion: mlops/v1alpha1\nproject: {name: demo}\n"
 MARK = "#<"
@@ -1119,7 +1119,7 @@ def test_defaults_error_is_reported_once_per_model_at_the_defaults_line() -> Non
 
 
 def test_missing_file_names_the_fix(tmp_path: Path) -> None:
-    from mlops_sessions.loader import load
+    from mlops_sessions.config.loader import load
 
     with pytest.raises(ConfigError) as caught:
         load(tmp_path / "absent.yaml")

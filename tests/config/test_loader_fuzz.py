@@ -21,8 +21,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from mlops_sessions.config import Config
+from mlops_sessions.config.loader import loads
 from mlops_sessions.errors import ConfigError
-from mlops_sessions.loader import loads
 
 REPO = Path(__file__).resolve().parents[2]
 

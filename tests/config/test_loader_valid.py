@@ -18,10 +18,10 @@ import jsonschema
 import pytest
 import yaml
 
-from mlops_sessions import cli
-from mlops_sessions import config as cfg
+from mlops_sessions.config import model as cfg
+from mlops_sessions.config.loader import effective_document, load, loads, schema
 from mlops_sessions.errors import ConfigError
-from mlops_sessions.loader import effective_document, load, loads, schema
+from mlops_sessions.frontends import cli
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "mlops.yaml"

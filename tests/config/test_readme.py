@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from mlops_sessions.loader import loads
+from mlops_sessions.config.loader import loads
 
 
 def test_readme_yaml_example_is_valid(repo_root: Path, tmp_path: Path) -> None:

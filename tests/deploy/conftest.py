@@ -413,7 +413,7 @@ class Project:
 
     def build(self, tag: str, model_hash: str, *, dirty: bool = False, bless: bool = True) -> str:
         """Record a pushed build of image 'serve' carrying model_hash; bless it if asked."""
-        from mlops_sessions.store import Store, write_json_atomic
+        from mlops_sessions.records.store import Store, write_json_atomic
 
         ref = image_ref(tag)
         store = Store(self.root / ".mlops")
@@ -438,7 +438,7 @@ class Project:
         return ref
 
     def scan(self, passed: bool) -> None:
-        from mlops_sessions.store import write_json_atomic
+        from mlops_sessions.records.store import write_json_atomic
 
         write_json_atomic(
             self.root / ".mlops" / "builds" / "serve" / "scan.json",
@@ -467,7 +467,7 @@ FAST_API = ["--api-timeout", "2", "--api-retries", "4", "--api-backoff", "0.02"]
 @pytest.fixture
 def mlops(project: Project, capsys: pytest.CaptureFixture[str]) -> Any:
     """Run the `mlops` CLI on the project; API retries are fast for tests."""
-    from mlops_sessions.cli import main
+    from mlops_sessions.frontends.cli import main
 
     def call(*args: str, api: list[str] | None = None) -> Result:
         argv = [args[0], "-c", str(project.config), *args[1:]]

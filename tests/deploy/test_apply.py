@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from mlops_sessions.store import Store
+from mlops_sessions.records.store import Store
 
 
 def history(cluster: Any) -> dict[str, Any]:

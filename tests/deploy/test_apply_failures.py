@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from mlops_sessions.store import Store
+from mlops_sessions.records.store import Store
 
 
 def history(cluster: Any) -> dict[str, Any]:

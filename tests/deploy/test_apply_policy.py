@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from mlops_sessions.store import Store
+from mlops_sessions.records.store import Store
 
 SECRETS = """\
       secrets:

@@ -631,7 +631,7 @@ def test_a_server_that_never_answers_hits_the_timeout(s3: S3, tmp_path: Path) ->
 
 def _render_fetch_container(endpoint: str, uri: str, sha: str) -> dict[str, Any]:
     """The fetch-model init container render emits for a model_source pointing at moto."""
-    from mlops_sessions.loader import loads
+    from mlops_sessions.config.loader import loads
     from mlops_sessions.planning.manifests import RenderInputs, render
 
     doc = {
@@ -694,7 +694,7 @@ def test_the_rendered_init_container_command_fetches_for_real(s3: S3, tmp_path: 
         "NO_PROXY": "127.0.0.1,localhost",
         "PYTHONPATH": str(REPO),
     }
-    command = [sys.executable, "-m", "mlops_sessions.cli", *args, "--json"]
+    command = [sys.executable, "-m", "mlops_sessions.frontends.cli", *args, "--json"]
     done = subprocess.run(
         command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120
     )
@@ -713,7 +713,7 @@ def test_the_rendered_init_container_command_fetches_for_real(s3: S3, tmp_path: 
     bad = [*args, "--sha256", "f" * 64]  # argparse keeps the last value: a wrong checksum
     bad[bad.index("--dest") + 1] = str(tmp_path / "models" / "other")
     failed = subprocess.run(
-        [sys.executable, "-m", "mlops_sessions.cli", *bad],
+        [sys.executable, "-m", "mlops_sessions.frontends.cli", *bad],
         env=env,
         cwd=tmp_path,
         capture_output=True,
@@ -738,7 +738,7 @@ def test_the_rendered_init_container_command_fetches_for_real(s3: S3, tmp_path: 
 def test_bad_arguments_are_refused_before_any_download(
     argv: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from mlops_sessions.cli import main
+    from mlops_sessions.frontends.cli import main
 
     base = [
         "fetch-model",

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from mlops_sessions.cli import main
+from mlops_sessions.frontends.cli import main
 from mlops_sessions.planning import k8s_inputs
 
 DIGEST_A = "a" * 64

@@ -16,8 +16,8 @@ import pytest
 import yaml
 
 from mlops_sessions.config import Config
+from mlops_sessions.config.loader import loads
 from mlops_sessions.errors import ConfigError, StepError
-from mlops_sessions.loader import loads
 from mlops_sessions.planning import k8s_secrets, k8s_validate
 from mlops_sessions.planning.manifests import RenderInputs, by_kind, render, serving_document
 

@@ -21,9 +21,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from mlops_sessions.cli import main
+from mlops_sessions.config.loader import load
 from mlops_sessions.errors import StepError
-from mlops_sessions.loader import load
+from mlops_sessions.frontends.cli import main
 from mlops_sessions.planning import k8s_inputs, k8s_validate, manifests
 from mlops_sessions.steps.render import render_all
 

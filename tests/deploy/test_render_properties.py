@@ -15,7 +15,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mlops_sessions.loader import loads
+from mlops_sessions.config.loader import loads
 from mlops_sessions.planning import k8s_secrets, k8s_validate
 from mlops_sessions.planning.manifests import RenderInputs, by_kind, render, to_yaml
 

@@ -7,7 +7,7 @@ import shutil
 import time
 from typing import Any
 
-from mlops_sessions.store import Store
+from mlops_sessions.records.store import Store
 
 
 def image_of(cluster: Any, name: str) -> str:

@@ -22,10 +22,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from mlops_sessions import cli
+from mlops_sessions.config.loader import load
+from mlops_sessions.frontends import cli
 from mlops_sessions.hashing import FileHashCache
-from mlops_sessions.loader import load
-from mlops_sessions.store import Store, write_json_atomic
+from mlops_sessions.records.store import Store, write_json_atomic
 
 FEATURES = 8
 CLASSES = 3

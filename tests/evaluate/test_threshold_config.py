@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from mlops_sessions.config.loader import loads
 from mlops_sessions.errors import ConfigError
-from mlops_sessions.loader import loads
 
 HEAD = """\
 apiVersion: mlops/v1alpha1

@@ -279,7 +279,7 @@ class Project:
 
     def mlops(self, *argv: str) -> tuple[int, dict[str, Any] | None, str]:
         """Run `mlops <argv> -c <config> --json` in-process: (exit code, JSON, stderr text)."""
-        from mlops_sessions.cli import main
+        from mlops_sessions.frontends.cli import main
 
         out, err = _Capture(), _Capture()
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -330,7 +330,7 @@ def make_project(tmp_path: Path) -> ProjectFactory:
         commit: bool = True,
         name: str = "proj",
     ) -> Project:
-        from mlops_sessions.store import Store
+        from mlops_sessions.records.store import Store
 
         root = tmp_path / name
         (root / "src").mkdir(parents=True)

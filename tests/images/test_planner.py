@@ -13,12 +13,12 @@ import pytest
 import yaml
 
 from mlops_sessions.config import TagPolicy
+from mlops_sessions.config.loader import load
 from mlops_sessions.errors import StepError
-from mlops_sessions.loader import load
 from mlops_sessions.planning import images, tags
 from mlops_sessions.planning.dockerfile import check_no_secrets
+from mlops_sessions.records.store import Store
 from mlops_sessions.steps.build import model_artifact
-from mlops_sessions.store import Store
 from tests.images.conftest import Project, ProjectFactory, git
 
 NOW = datetime(2026, 3, 4, 5, 6, 7, tzinfo=timezone.utc)
@@ -66,7 +66,7 @@ def test_context_holds_code_lock_package_and_model(make_project: ProjectFactory)
     assert "code/app/src/tiny_model.py" in plan.files
     assert "code/app/requirements.lock" in plan.files
     assert "deps/requirements/lock.txt" in plan.files
-    assert "code/lib/mlops_sessions/cli.py" in plan.files
+    assert "code/lib/mlops_sessions/frontends/cli.py" in plan.files
     assert "code/lib/mlops_sessions/_schemas/mlops.schema.json" in plan.files
     assert "model/model/saved_model.pb" in plan.files
     assert '"run_id": "20260101T000000Z-0123abcd"' in plan.texts["model/run.json"]

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from mlops_sessions import noxplugin
-from mlops_sessions.cli import STEPS
 from mlops_sessions.errors import MlopsError
+from mlops_sessions.frontends import noxplugin
+from mlops_sessions.frontends.cli import STEPS
 
 from .nox_helpers import example_project, run_nox
 
@@ -125,7 +125,7 @@ def test_install_source_is_this_checkout_when_editable(repo_root: Path) -> None:
 def test_container_training_sessions_get_the_docker_sdk(example_config: Path) -> None:
     import dataclasses
 
-    from mlops_sessions.loader import load
+    from mlops_sessions.config.loader import load
 
     config = load(example_config)
     by_step = {spec.step: spec for spec in noxplugin.SESSIONS}
@@ -146,7 +146,7 @@ def test_container_training_sessions_get_the_docker_sdk(example_config: Path) ->
 
 
 def test_venv_backend_prefers_uv_with_fallback(example_config: Path) -> None:
-    from mlops_sessions.loader import load
+    from mlops_sessions.config.loader import load
 
     assert noxplugin.venv_backend(load(example_config)) == "uv|virtualenv"
 

@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from mlops_sessions.executors.server.batching import Batcher, Overloaded
-from mlops_sessions.executors.server.metrics import LATENCY_BUCKETS, ServerMetrics
-from mlops_sessions.executors.server.runtime import Signature, TensorInfo
-from mlops_sessions.executors.server.settings import ModelIdentity
+from mlops_sessions.server.batching import Batcher, Overloaded
+from mlops_sessions.server.metrics import LATENCY_BUCKETS, ServerMetrics
+from mlops_sessions.server.runtime import Signature, TensorInfo
+from mlops_sessions.server.settings import ModelIdentity
 
 IDENTITY = ModelIdentity(name="tiny", version="3", path=Path("."))
 F32 = np.dtype("float32")

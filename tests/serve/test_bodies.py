@@ -28,9 +28,9 @@ STUB = textwrap.dedent(
     import sys
     from pathlib import Path
     import numpy as np
-    from mlops_sessions.executors.server.lifecycle import serve
-    from mlops_sessions.executors.server.runtime import Signature, TensorInfo
-    from mlops_sessions.executors.server.settings import ModelIdentity, ServerSettings
+    from mlops_sessions.server.lifecycle import serve
+    from mlops_sessions.server.runtime import Signature, TensorInfo
+    from mlops_sessions.server.settings import ModelIdentity, ServerSettings
 
     F32 = np.dtype("float32")
 

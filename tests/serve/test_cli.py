@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mlops_sessions.cli import main
+from mlops_sessions.frontends.cli import main
 
 CONFIG = """\
 apiVersion: mlops/v1alpha1

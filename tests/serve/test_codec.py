@@ -15,7 +15,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from mlops_sessions.executors.server.codec import (
+from mlops_sessions.server.codec import (
     RequestError,
     as_model_input,
     decode_json,
@@ -24,7 +24,7 @@ from mlops_sessions.executors.server.codec import (
     parse_predict,
     to_array,
 )
-from mlops_sessions.executors.server.runtime import Signature, TensorInfo
+from mlops_sessions.server.runtime import Signature, TensorInfo
 
 PIXELS = TensorInfo("pixels", np.dtype("float32"), (None, 4))
 SIGNATURE = Signature(
@@ -133,8 +133,8 @@ def test_pathological_bodies_are_a_400_not_a_crash(name: str) -> None:
     script = textwrap.dedent(
         f"""
         import numpy as np
-        from mlops_sessions.executors.server.codec import RequestError, parse_predict
-        from mlops_sessions.executors.server.runtime import Signature, TensorInfo
+        from mlops_sessions.server.codec import RequestError, parse_predict
+        from mlops_sessions.server.runtime import Signature, TensorInfo
         info = TensorInfo("pixels", np.dtype("float32"), (None, 4))
         body = {PATHOLOGICAL[name]}
         try:

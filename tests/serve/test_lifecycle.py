@@ -21,7 +21,7 @@ import aiohttp
 import numpy as np
 import pytest
 
-from mlops_sessions.store import Store
+from mlops_sessions.records.store import Store
 from tests.conftest import require_real
 
 MODEL = "tiny"

@@ -147,7 +147,7 @@ class Project:
 
     def train(self, *args: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, Any, str]:
         """Run `mlops train --json ...` in-process; returns (exit code, JSON or None, stderr)."""
-        from mlops_sessions.cli import main
+        from mlops_sessions.frontends.cli import main
 
         capsys.readouterr()
         code = main(["train", "-c", str(self.config), "--json", *args])

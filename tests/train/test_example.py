@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mlops_sessions.config.loader import load
 from mlops_sessions.contract import DataContext
 from mlops_sessions.executors.usercode import load_callable
-from mlops_sessions.loader import load
 from mlops_sessions.planning.datainputs import resolve_inputs
 
 

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 import yaml
 
+from mlops_sessions.config.loader import load
 from mlops_sessions.errors import StepError
 from mlops_sessions.hashing import FileHashCache
-from mlops_sessions.loader import load
 from mlops_sessions.planning.datainputs import resolve_inputs
 from mlops_sessions.planning.training import apply_overrides, parse_duration, plan_training
 from mlops_sessions.steps.train import parse_params

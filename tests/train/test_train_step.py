@@ -83,7 +83,7 @@ def test_unchanged_key_reuses_the_run(
     assert len(project.runs()) == 1
 
     # Human output names the reused run.
-    from mlops_sessions.cli import main
+    from mlops_sessions.frontends.cli import main
 
     capsys.readouterr()
     assert main(["train", "-c", str(project.config)]) == 0
@@ -271,8 +271,8 @@ def test_container_entry_point_runs_a_spec(
     import subprocess
     import sys
 
+    from mlops_sessions.config.loader import load
     from mlops_sessions.executors.tf_train import plan_to_spec
-    from mlops_sessions.loader import load
     from mlops_sessions.planning.training import plan_training
 
     project = toy_project()
@@ -327,7 +327,7 @@ def test_missing_tensorflow_is_a_clear_error(toy_project: Factory) -> None:
     project = toy_project()
     script = (
         "import sys; sys.modules['tensorflow'] = None; sys.modules['keras'] = None\n"
-        "from mlops_sessions.cli import main\n"
+        "from mlops_sessions.frontends.cli import main\n"
         f"sys.exit(main(['train', '-c', {str(project.config)!r}]))\n"
     )
     done = subprocess.run(

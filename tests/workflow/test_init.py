@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from mlops_sessions.loader import load, schema
+from mlops_sessions.config.loader import load, schema
 from mlops_sessions.steps import init
 
 SCAFFOLD = [

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from mlops_sessions.cli import STEPS
+from mlops_sessions.frontends.cli import STEPS
 
 DIGEST = "sha256:" + "a" * 64
 

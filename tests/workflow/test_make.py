@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from mlops_sessions import noxplugin
+from mlops_sessions.frontends import noxplugin
 
 NOXFILE = 'import mlops_sessions\n\nmlops_sessions.register("mlops.yaml")\n'
 

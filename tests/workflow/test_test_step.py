@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from mlops_sessions.loader import loads
+from mlops_sessions.config.loader import loads
 
 PYTEST_INI = "[pytest]\nmarkers =\n    slow: a slow test\n"
 

@@ -24,10 +24,10 @@ from pathlib import Path
 
 from aiohttp import web
 
-from mlops_sessions.executors.server.app import ServerState, build_app
-from mlops_sessions.executors.server.batching import Batcher
-from mlops_sessions.executors.server.runtime import Model, load_saved_model
-from mlops_sessions.executors.server.settings import ModelIdentity, ServerSettings
+from mlops_sessions.server.app import ServerState, build_app
+from mlops_sessions.server.batching import Batcher
+from mlops_sessions.server.runtime import Model, load_saved_model
+from mlops_sessions.server.settings import ModelIdentity, ServerSettings
 
 # Share of the drain period spent still accepting requests after SIGTERM.
 ACCEPT_SHARE = 0.4

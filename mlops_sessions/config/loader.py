@@ -8,7 +8,7 @@ Steps, each collecting problems rather than stopping at the first:
 3. substitute ``${VAR}`` / ``${VAR:-default}``;
 4. validate against ``schemas/mlops.schema.json`` (JSON Schema 2020-12), unless this exact
    effective document already passed under this exact schema (see ``_verdict_file``);
-5. run cross-field checks (:mod:`mlops_sessions.checks`);
+5. run cross-field checks (:mod:`mlops_sessions.config.checks`);
 6. build the frozen :class:`~mlops_sessions.config.Config`.
 
 Anything wrong raises a single :class:`~mlops_sessions.errors.ConfigError`.
@@ -29,8 +29,7 @@ from typing import Any
 
 import yaml
 
-from mlops_sessions import build, checks, interpolate, yamlpos
-from mlops_sessions.config import API_VERSION, Config
+from mlops_sessions.config import API_VERSION, Config, build, checks, interpolate, yamlpos
 from mlops_sessions.errors import ConfigError, Problem
 
 PROFILE_ENV = "MLOPS_PROFILE"

@@ -27,9 +27,9 @@ import time
 
 import numpy as np
 
-from mlops_sessions.executors.server.codec import as_model_input
-from mlops_sessions.executors.server.metrics import ServerMetrics
-from mlops_sessions.executors.server.runtime import Model
+from mlops_sessions.server.codec import as_model_input
+from mlops_sessions.server.metrics import ServerMetrics
+from mlops_sessions.server.runtime import Model
 
 Arrays = dict[str, np.ndarray]
 

@@ -44,7 +44,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
 
-from mlops_sessions.executors.server.settings import ModelIdentity
+from mlops_sessions.server.settings import ModelIdentity
 
 # prometheus_client's own bucket-bound formatting ("0.0005", "+Inf"), typed for mypy.
 _bound_text: Callable[[float], str] = floatToGoString

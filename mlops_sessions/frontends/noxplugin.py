@@ -27,9 +27,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from mlops_sessions.cli import STEPS
 from mlops_sessions.config import Config
 from mlops_sessions.errors import ConfigError, MlopsError
+from mlops_sessions.frontends.cli import STEPS
 
 DISTRIBUTION = "mlops-sessions"
 STAMP = ".mlops-install-stamp"
@@ -312,7 +312,7 @@ def register(
         config_path = (Path.cwd() / config_path).resolve()
     profile = profile or os.environ.get("MLOPS_PROFILE") or None
     try:
-        from mlops_sessions.loader import load
+        from mlops_sessions.config.loader import load
 
         config = load(config_path, profile=profile)
     except ConfigError as exc:

@@ -24,18 +24,18 @@ from typing import Any
 
 from aiohttp import web
 
-from mlops_sessions.executors.server.batching import Batcher, Overloaded
-from mlops_sessions.executors.server.codec import (
+from mlops_sessions.server.batching import Batcher, Overloaded
+from mlops_sessions.server.codec import (
     RequestError,
     encode_error,
     encode_json,
     encode_predict,
     parse_predict,
 )
-from mlops_sessions.executors.server.metrics import ServerMetrics
-from mlops_sessions.executors.server.oip import datatype, encode_infer, parse_infer
-from mlops_sessions.executors.server.runtime import SERVING_SIGNATURE, Model, TensorInfo
-from mlops_sessions.executors.server.settings import ModelIdentity, ServerSettings
+from mlops_sessions.server.metrics import ServerMetrics
+from mlops_sessions.server.oip import datatype, encode_infer, parse_infer
+from mlops_sessions.server.runtime import SERVING_SIGNATURE, Model, TensorInfo
+from mlops_sessions.server.settings import ModelIdentity, ServerSettings
 
 log = logging.getLogger("mlops_sessions.server")
 

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, Union
 
-from mlops_sessions import config as cfg
+from mlops_sessions.config import model as cfg
 
 # YAML/JSON spelling -> dataclass field name where they differ.
 _RENAMES = {"apiVersion": "api_version"}

@@ -1,6 +1,6 @@
 """Typed, frozen view of a validated ``mlops.yaml``.
 
-The loader (:mod:`mlops_sessions.loader`) is the only producer of these objects; every
+The loader (:mod:`mlops_sessions.config.loader`) is the only producer of these objects; every
 planner and executor reads them and never the raw YAML dicts. Defaults live here and are
 mirrored in the JSON Schema's ``default`` keywords (a test keeps the two in step).
 """

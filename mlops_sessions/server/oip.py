@@ -16,14 +16,14 @@ from typing import Any
 
 import numpy as np
 
-from mlops_sessions.executors.server.codec import (
+from mlops_sessions.server.codec import (
     PredictRequest,
     bad,
     decode_json,
     encode_json,
     to_array,
 )
-from mlops_sessions.executors.server.runtime import Signature
+from mlops_sessions.server.runtime import Signature
 
 DATATYPES = {
     "bool": "BOOL", "uint8": "UINT8", "uint16": "UINT16", "uint32": "UINT32", "uint64": "UINT64",

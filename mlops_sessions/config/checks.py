@@ -15,7 +15,7 @@ from mlops_sessions.config import ALWAYS_PRODUCED, BUILTIN_METRICS, LATENCY_PERC
 from mlops_sessions.errors import Problem
 
 if TYPE_CHECKING:
-    from mlops_sessions.loader import Locator
+    from mlops_sessions.config.loader import Locator
 
 Check = Callable[[dict[str, Any], "Locator", Path], list[Problem]]
 
@@ -28,7 +28,7 @@ def cross_field(doc: dict[str, Any], locator: Locator, root: Path) -> list[Probl
 
 
 def _suggest(word: str, names: list[str]) -> str:
-    from mlops_sessions.loader import suggest
+    from mlops_sessions.config.loader import suggest
 
     return suggest(word, names)
 

@@ -21,7 +21,7 @@ from typing import Any, NamedTuple, NoReturn
 import numpy as np
 import orjson
 
-from mlops_sessions.executors.server.runtime import Signature, TensorInfo
+from mlops_sessions.server.runtime import Signature, TensorInfo
 
 # Which JSON number kinds each tensor dtype kind accepts (numpy dtype.kind letters).
 _ACCEPTED_KINDS = {"f": "fiu", "i": "iu", "u": "iu", "b": "b"}

@@ -1,0 +1,1 @@
+"""Human-readable reports (Markdown and HTML) rendered from verdict records; pure text."""
