@@ -18,7 +18,7 @@ from mlops_sessions.errors import ConfigError, MlopsError, StepError
 if TYPE_CHECKING:
     from mlops_sessions.contract import DataContext, TrainContext, TrainResult
 
-__version__ = "0.1.0"
+from mlops_sessions.version import __version__
 
 __all__ = [
     "ConfigError",

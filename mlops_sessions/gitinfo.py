@@ -73,3 +73,14 @@ def list_files(directory: Path) -> list[Path] | None:
     return sorted(
         {directory / name for name in out.split("\0") if name and (directory / name).is_file()}
     )
+
+
+def head_tags(root: Path) -> list[str]:
+    """The tags that point at HEAD (none outside a checkout)."""
+    out = _git(root, "tag", "--points-at", "HEAD")
+    return out.split() if out else []
+
+
+def origin_url(root: Path) -> str | None:
+    """The ``origin`` remote's URL, as configured (it may carry credentials)."""
+    return _git(root, "config", "--get", "remote.origin.url") or None

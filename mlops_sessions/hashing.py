@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from mlops_sessions import gitinfo
-from mlops_sessions.records.store import write_json_atomic
+from mlops_sessions.records.io import write_json_atomic
 
 _CHUNK = 1 << 20
 _SKIP_DIRS = {
@@ -53,17 +53,24 @@ class FileHashCache:
         self.entries: dict[str, list[object]] = {}
         self.hashed = 0  # files actually read (tests use this to prove the cache works)
         if table is not None and table.is_file():
+            # A memo, not a record: a damaged table only costs re-hashing, so it is dropped.
             try:
-                self.entries = json.loads(table.read_text())
-            except (OSError, ValueError):
-                self.entries = {}
+                loaded = json.loads(table.read_text(encoding="utf-8"))
+            except (OSError, ValueError, RecursionError):
+                loaded = {}
+            self.entries = loaded if isinstance(loaded, dict) else {}
         self._dirty = False
 
     def file(self, path: Path) -> str:
         stat = path.stat()
         key = str(path.resolve())
         entry = self.entries.get(key)
-        if entry and entry[0] == stat.st_size and entry[1] == stat.st_mtime_ns:
+        if (
+            isinstance(entry, list)
+            and len(entry) == 3
+            and entry[0] == stat.st_size
+            and entry[1] == stat.st_mtime_ns
+        ):
             return str(entry[2])
         digest = sha256_file(path)
         self.hashed += 1

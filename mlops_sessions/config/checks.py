@@ -1,23 +1,36 @@
 """Cross-field checks: rules JSON Schema cannot express, run after the schema passes.
 
-Each check reads the effective document and appends problems located by the loader's
-Locator. They are pure: no file other than the requirements lock is read, nothing imported.
+Two kinds, both run by ``validate`` (every load) and located like schema errors:
+
+- checks on the effective document (:func:`cross_field`): references between sections,
+  limits against requests, thresholds against the metrics an evaluation produces...;
+- rules on the typed :class:`~mlops_sessions.config.Config` that the later steps enforce
+  too (:func:`config_findings`): traffic weights, A/B routes, GPU requests and limits,
+  model downloads, AppArmor profiles, durations Kubernetes counts in int32 seconds,
+  disruption budgets, hosts claimed twice, serving GPUs on CPU-only images, tolerations,
+  Kubernetes versions. The planners call the SAME functions (through :func:`require`)
+  before they render, so a config ``validate`` accepts is a config render accepts.
+
+Pure: no file other than the requirements lock is read; kubernetes-validate's list of
+shipped schema versions is consulted when it is installed.
 """
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from mlops_sessions.config import ALWAYS_PRODUCED, BUILTIN_METRICS, LATENCY_PERCENTILES
-from mlops_sessions.errors import Problem
+from mlops_sessions.config import ALWAYS_PRODUCED, BUILTIN_METRICS, LATENCY_PERCENTILES, units
+from mlops_sessions.config.locate import Locator, dotted, suggest
+from mlops_sessions.config.model import ABRoute, Config, ModelConfig, Resources
+from mlops_sessions.errors import Problem, StepError
 
-if TYPE_CHECKING:
-    from mlops_sessions.config.loader import Locator
-
-Check = Callable[[dict[str, Any], "Locator", Path], list[Problem]]
+Check = Callable[[dict[str, Any], Locator, Path], list[Problem]]
+Path_ = tuple[str | int, ...]
 
 
 def cross_field(doc: dict[str, Any], locator: Locator, root: Path) -> list[Problem]:
@@ -28,8 +41,6 @@ def cross_field(doc: dict[str, Any], locator: Locator, root: Path) -> list[Probl
 
 
 def _suggest(word: str, names: list[str]) -> str:
-    from mlops_sessions.config.loader import suggest
-
     return suggest(word, names)
 
 
@@ -94,33 +105,8 @@ def _references(doc: dict[str, Any], locator: Locator, root: Path) -> list[Probl
     return out
 
 
-_CPU = re.compile(r"^([0-9.]+)(m?)$")
-_MEM_UNITS = {
-    "": 1,
-    "K": 10**3,
-    "M": 10**6,
-    "G": 10**9,
-    "T": 10**12,
-    "Ki": 2**10,
-    "Mi": 2**20,
-    "Gi": 2**30,
-    "Ti": 2**40,
-}
-
-
-def cpu_cores(value: str | float | int) -> float:
-    if isinstance(value, (int, float)):
-        return float(value)  # `cpu: 0.00001` is a number; str() would give '1e-05'
-    match = _CPU.match(value)
-    assert match, value
-    number = float(match.group(1))
-    return number / 1000 if match.group(2) else number
-
-
-def memory_bytes(value: str) -> float:
-    match = re.match(r"^([0-9.]+)([A-Za-z]*)$", value)
-    assert match, value
-    return float(match.group(1)) * _MEM_UNITS[match.group(2)]
+cpu_cores = units.cpu_cores  # kept for callers of the old names
+memory_bytes = units.memory_bytes
 
 
 # Quantities whose limit must not be below the request: (key, name in messages, parser).
@@ -139,7 +125,8 @@ def _resources(doc: dict[str, Any], locator: Locator, root: Path) -> list[Proble
                 continue
             base = ("models", name, section, "resources")
             limits = res.get("limits") or {}
-            if "gpu" in limits and limits["gpu"] < res.get("gpu", 0):
+            # deploy's GPU rule is gpu_findings (render calls it too); train's is this one.
+            if section == "train" and "gpu" in limits and limits["gpu"] < res.get("gpu", 0):
                 out.append(
                     locator.problem(
                         (*base, "limits", "gpu"),
@@ -235,26 +222,6 @@ def _rollout(doc: dict[str, Any], locator: Locator, root: Path) -> list[Problem]
         if not rollout:
             continue
         base = ("models", name, "rollout")
-        stable = (rollout.get("stable") or {}).get("weight")
-        canary = (rollout.get("canary") or {}).get("weight")
-        if stable is not None and canary is not None and stable + canary != 100:
-            out.append(
-                locator.problem(
-                    (*base, "canary", "weight"),
-                    f"weights add up to {stable + canary}, not 100 "
-                    f"(stable {stable} + canary {canary})",
-                    f"set canary.weight to {100 - stable}, or adjust stable.weight",
-                )
-            )
-        elif stable is not None and canary is None and stable != 100:
-            out.append(
-                locator.problem(
-                    (*base, "stable", "weight"),
-                    f"stable weight is {stable} but there is no canary "
-                    f"to take the other {100 - stable}",
-                    "declare rollout.canary, or set stable.weight to 100",
-                )
-            )
         if rollout.get("ab") and not rollout.get("canary"):
             out.append(
                 locator.problem(
@@ -347,15 +314,6 @@ def _deploy(doc: dict[str, Any], locator: Locator, root: Path) -> list[Problem]:
                     "swap them",
                 )
             )
-        source = deploy.get("model_source") or {}
-        if source.get("type") == "s3" and not source.get("uri"):
-            out.append(
-                locator.problem(
-                    (*base, "model_source"),
-                    "model_source type 's3' needs a uri",
-                    "add uri: s3://bucket/path/model.tar.gz",
-                )
-            )
         seen: dict[str, int] = {}
         for index, secret in enumerate(deploy.get("secrets", [])):
             if secret["env"] in seen:
@@ -420,4 +378,415 @@ def _gpu_images(doc: dict[str, Any], locator: Locator, root: Path) -> list[Probl
                     "train and serve must use the same TensorFlow: align the base with the lock",
                 )
             )
+    return out
+
+
+# --- rules on the typed Config, shared with the planners ---------------------------------
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One broken rule: where (JSON path in the effective document), what, and the fix."""
+
+    path: Path_
+    message: str
+    hint: str = ""
+
+    def text(self) -> str:
+        return f"{dotted(self.path)}: {self.message}" + (f"; {self.hint}" if self.hint else "")
+
+
+def require(findings: Iterable[Finding]) -> None:
+    """Raise StepError naming every finding: how the planners enforce the shared rules."""
+    found = list(findings)
+    if found:
+        raise StepError(
+            "\n".join(f.text() for f in found)
+            + ("\n" if len(found) > 1 else " ")
+            + "(`mlops validate` reports this with its line in mlops.yaml)"
+        )
+
+
+def config_findings(config: Config) -> list[Finding]:
+    """Every typed rule, for every model, plus the rules across models."""
+    out: list[Finding] = []
+    for model in config.models.values():
+        out += model_findings(config, model)
+    out += host_findings(config)
+    return out
+
+
+def model_findings(config: Config, model: ModelConfig) -> list[Finding]:
+    """The rules render and deploy enforce on one model's config."""
+    return [
+        *weight_findings(model),
+        *ab_findings(model),
+        *gpu_findings(model.deploy.resources, ("models", model.name, "deploy", "resources")),
+        *model_source_findings(model),
+        *apparmor_findings(model),
+        *duration_findings(model),
+        *pdb_findings(model),
+        *serving_gpu_findings(config, model),
+        *toleration_findings(model),
+        *label_key_findings(model),
+        *kubernetes_version_findings(model),
+    ]
+
+
+def traffic_split(model: ModelConfig) -> dict[str, int]:
+    """Traffic per track in percent; stable's weight defaults to what the canary leaves."""
+    rollout = model.rollout
+    if rollout is None:
+        return {"stable": 100}
+    canary = rollout.canary.weight if rollout.canary is not None else None
+    stable = rollout.stable.weight if rollout.stable is not None else 100 - (canary or 0)
+    split = {"stable": stable}
+    if canary is not None:
+        split["canary"] = canary
+    return split
+
+
+def weight_findings(model: ModelConfig) -> list[Finding]:
+    rollout = model.rollout
+    if rollout is None:
+        return []
+    base = ("models", model.name, "rollout")
+    split = traffic_split(model)
+    stable, canary = split["stable"], split.get("canary")
+    if canary is not None and stable + canary != 100:
+        return [
+            Finding(
+                (*base, "canary", "weight"),
+                f"weights add up to {stable + canary}, not 100 (stable {stable} + canary {canary})",
+                f"set canary.weight to {100 - stable}, or adjust stable.weight so that "
+                "stable.weight + canary.weight = 100",
+            )
+        ]
+    if canary is None and stable != 100:
+        return [
+            Finding(
+                (*base, "stable", "weight"),
+                f"stable weight is {stable} but there is no canary "
+                f"to take the other {100 - stable}",
+                "declare rollout.canary, or set stable.weight to 100",
+            )
+        ]
+    return []
+
+
+# Istio matches regexes with RE2: no look-around, no back-references.
+_NOT_RE2 = re.compile(r"\(\?<?[=!]|\(\?P=|\\[1-9]")
+
+
+def ab_findings(model: ModelConfig) -> list[Finding]:
+    ab = model.rollout.ab if model.rollout is not None else None
+    if ab is None:
+        return []
+    return ab_route_findings(ab, ("models", model.name, "rollout", "ab"))
+
+
+def ab_route_findings(ab: ABRoute, base: Path_) -> list[Finding]:
+    """An A/B route selects by a header or a cookie; the cookie is an RE2 regex."""
+    if ab.header is None and ab.cookie is None:
+        return [
+            Finding(
+                base,
+                "rollout.ab needs a header or a cookie to select the A/B slice",
+                "add header: x-canary (with value: ...) or cookie: <regex>",
+            )
+        ]
+    out: list[Finding] = []
+    if ab.value is not None and ab.header is None:
+        out.append(
+            Finding(
+                (*base, "value"),
+                "'value' is the header's exact value, but rollout.ab names no header",
+                "add header: <name> next to value, or remove value",
+            )
+        )
+    if ab.cookie is not None:
+        problem = ""
+        try:
+            re.compile(ab.cookie)
+        except re.error as exc:
+            problem = str(exc)
+        if not problem and _NOT_RE2.search(ab.cookie):
+            problem = "look-arounds and back-references are not RE2, which Istio uses"
+        if not problem and re.search(ab.cookie, "") is not None:
+            problem = "it matches the empty string, so every request would go to the canary"
+        if problem:
+            out.append(
+                Finding(
+                    (*base, "cookie"),
+                    f"rollout.ab.cookie {ab.cookie!r} is not a valid regular expression "
+                    f"({problem})",
+                    "write e.g. 'beta=1' or 'group=(a|b)'",
+                )
+            )
+    return out
+
+
+def gpu_findings(res: Resources, base: Path_) -> list[Finding]:
+    """GPUs on Kubernetes: a limit below the request, or a request that differs from it."""
+    limit = res.limits.gpu if res.limits is not None else None
+    if limit is None:
+        return []
+    if limit < res.gpu:
+        return [
+            Finding(
+                (*base, "limits", "gpu"),
+                f"GPU limit {limit} is below the request {res.gpu}",
+                "raise limits.gpu or lower gpu; Kubernetes needs limit >= request",
+            )
+        ]
+    if res.gpu and res.gpu != limit:
+        return [
+            Finding(
+                (*base, "limits", "gpu"),
+                f"GPU request {res.gpu} differs from GPU limit {limit}; Kubernetes cannot "
+                "overcommit extended resources such as GPUs, so the two must be equal",
+                f"set limits.gpu to {res.gpu}, or remove it",
+            )
+        ]
+    return []
+
+
+def model_source_findings(model: ModelConfig) -> list[Finding]:
+    source = model.deploy.model_source
+    if source.type != "s3":
+        return []
+    path = ("models", model.name, "deploy", "model_source")
+    if source.uri is None:
+        return [
+            Finding(
+                path,
+                "model_source type 's3' needs a uri"
+                + (" and a sha256" if source.sha256 is None else ""),
+                "add uri: s3://bucket/path/model.tar.gz"
+                + (" and sha256: <64 hex> of the archive" if source.sha256 is None else ""),
+            )
+        ]
+    if source.sha256 is None:
+        return [
+            Finding(
+                path,
+                f"model_source downloads {source.uri} without a checksum",
+                "add sha256: <64 hex> (sha256sum of the archive) so a corrupt or swapped "
+                "model is refused before it is served",
+            )
+        ]
+    return []
+
+
+def apparmor_profile(profile: str) -> dict[str, str] | None:
+    """The securityContext form of an AppArmor profile, or None when Kubernetes knows none."""
+    if profile == "runtime/default":
+        return {"type": "RuntimeDefault"}
+    if profile == "unconfined":
+        return {"type": "Unconfined"}
+    name = profile[len("localhost/") :]
+    if profile.startswith("localhost/") and name and not any(c.isspace() for c in name):
+        return {"type": "Localhost", "localhostProfile": name}
+    return None
+
+
+def apparmor_findings(model: ModelConfig) -> list[Finding]:
+    profile = model.deploy.security.apparmor_profile
+    if profile is None or apparmor_profile(profile) is not None:
+        return []
+    return [
+        Finding(
+            ("models", model.name, "deploy", "security", "apparmor_profile"),
+            f"AppArmor profile {profile!r} is not one Kubernetes knows",
+            "use 'runtime/default', 'localhost/<profile loaded on the node>' or 'unconfined'",
+        )
+    ]
+
+
+def duration_findings(model: ModelConfig) -> list[Finding]:
+    """Durations render writes as Kubernetes seconds, which are int32 fields."""
+    base = ("models", model.name)
+    durations: list[tuple[Path_, str | None]] = [
+        ((*base, "deploy", "rollout_timeout"), model.deploy.rollout_timeout),
+        ((*base, "serve", "drain"), model.serve.drain),
+        ((*base, "deploy", "model_source", "timeout"), model.deploy.model_source.timeout),
+    ]
+    for kind in ("liveness", "readiness", "startup"):
+        probe = getattr(model.deploy.probes, kind)
+        if probe is not None:
+            for field in ("initial_delay", "period", "timeout"):
+                durations.append(((*base, "deploy", "probes", kind, field), getattr(probe, field)))
+    out: list[Finding] = []
+    for path, text in durations:
+        if text is None:
+            continue
+        try:
+            whole = units.whole_seconds(text)
+        except (units.UnitError, OverflowError):
+            whole = units.INT32_MAX + 1
+        if whole > units.INT32_MAX - 60:  # room for the drain's exit margin
+            out.append(
+                Finding(
+                    path,
+                    f"{text!r} is more seconds than Kubernetes can count here",
+                    f"use a duration below {units.INT32_MAX - 60} seconds (about 68 years)",
+                )
+            )
+    return out
+
+
+def pdb_findings(model: ModelConfig) -> list[Finding]:
+    deploy = model.deploy
+    wanted = deploy.pdb.min_available if deploy.pdb is not None else None
+    if wanted is None:
+        return []
+    auto = deploy.autoscaling
+    replicas = auto.min_replicas if auto is not None else deploy.replicas
+    if wanted <= replicas:
+        return []
+    source = "autoscaling.min_replicas" if auto is not None else "replicas"
+    return [
+        Finding(
+            ("models", model.name, "deploy", "pdb", "min_available"),
+            f"min_available {wanted} is above the {replicas} replica(s) of the stable track "
+            f"(deploy.{source}): no pod could ever be evicted, so node drains would hang",
+            f"lower pdb.min_available to at most {replicas}, or raise deploy.{source}",
+        )
+    ]
+
+
+def serving_gpu_findings(config: Config, model: ModelConfig) -> list[Finding]:
+    """GPUs requested for serving need a serve image whose base has CUDA."""
+    gpus = model.deploy.resources.gpu_limit
+    if gpus <= 0:
+        return []
+    names = [model.image]
+    if model.rollout is not None and model.rollout.canary is not None:
+        names.append(model.rollout.canary.image or model.image)
+    resources = ("models", model.name, "deploy", "resources")
+    where = (*resources, "gpu") if model.deploy.resources.gpu else (*resources, "limits", "gpu")
+    out: list[Finding] = []
+    for name in dict.fromkeys(n for n in names if n is not None):
+        image = config.images.get(name)
+        if image is not None and not image.base.has_gpu:
+            out.append(
+                Finding(
+                    where,
+                    f"{gpus} GPU(s) requested for serving but image '{name}' has a CPU-only base",
+                    f"set images.{name}.base.variant to 'gpu' (or gpu: true for a named CUDA "
+                    "image), or drop the GPUs from deploy.resources",
+                )
+            )
+    return out
+
+
+def toleration_findings(model: ModelConfig) -> list[Finding]:
+    """The API server's toleration rules that a per-entry schema cannot say."""
+    out: list[Finding] = []
+    for index, toleration in enumerate(model.deploy.tolerations):
+        path = ("models", model.name, "deploy", "tolerations", index)
+        operator = toleration.get("operator", "Equal")
+        if operator == "Exists" and toleration.get("value"):
+            out.append(
+                Finding(
+                    (*path, "value"),
+                    "a toleration with operator 'Exists' takes no value",
+                    "remove value, or use operator: Equal",
+                )
+            )
+        if not toleration.get("key") and operator != "Exists":
+            out.append(
+                Finding(
+                    path,
+                    "a toleration without a key must use operator 'Exists'",
+                    "add key: <taint key>, or set operator: Exists to tolerate every taint",
+                )
+            )
+        if "tolerationSeconds" in toleration and toleration.get("effect") != "NoExecute":
+            out.append(
+                Finding(
+                    (*path, "tolerationSeconds"),
+                    "tolerationSeconds only applies to effect 'NoExecute'",
+                    "set effect: NoExecute, or remove tolerationSeconds",
+                )
+            )
+    return out
+
+
+def label_key_problem(key: str) -> str:
+    """What is wrong with a label key beyond the schema's pattern ('' when nothing)."""
+    prefix, _, _name = key.rpartition("/")
+    if len(prefix) > 253:
+        return f"the prefix of label key {key[:40]!r}... is longer than 253 characters"
+    return ""
+
+
+def label_key_findings(model: ModelConfig) -> list[Finding]:
+    base = ("models", model.name, "deploy")
+    keys: list[tuple[Path_, str]] = [
+        ((*base, "node_selector", key), key) for key in model.deploy.node_selector
+    ]
+    for index, toleration in enumerate(model.deploy.tolerations):
+        if toleration.get("key"):
+            keys.append(((*base, "tolerations", index, "key"), str(toleration["key"])))
+    return [
+        Finding(path, problem, "a label key prefix is a DNS subdomain of at most 253 characters")
+        for path, key in keys
+        if (problem := label_key_problem(key))
+    ]
+
+
+@functools.cache
+def supported_kubernetes_versions() -> tuple[str, ...]:
+    """Kubernetes minors ('1.30') whose schemas the installed kubernetes-validate ships.
+
+    Empty when kubernetes-validate is not installed (render then says how to install it).
+    """
+    try:
+        from kubernetes_validate import utils
+    except ImportError:
+        return ()
+    found = {utils.major_minor(v) for v in utils.all_versions()}
+    return tuple(sorted(found, key=lambda v: tuple(int(p) for p in v.split("."))))
+
+
+def kubernetes_version_minor(version: str) -> str:
+    return ".".join(version.lstrip("v").split(".")[:2])
+
+
+def kubernetes_version_findings(model: ModelConfig) -> list[Finding]:
+    version = model.deploy.kubernetes_version
+    supported = supported_kubernetes_versions()
+    if not supported or kubernetes_version_minor(version) in supported:
+        return []
+    return [
+        Finding(
+            ("models", model.name, "deploy", "kubernetes_version"),
+            f"deploy.kubernetes_version {version!r} is not supported: the installed "
+            f"kubernetes-validate ships schemas for {supported[0]} to {supported[-1]} "
+            f"({', '.join(supported)})",
+            "set deploy.kubernetes_version to your cluster's version from that list, or "
+            "upgrade kubernetes-validate (pip install -U kubernetes-validate) for a newer "
+            "cluster",
+        )
+    ]
+
+
+def host_findings(config: Config) -> list[Finding]:
+    """Two models answering for one host: Istio would merge their routes in no set order."""
+    owner: dict[str, str] = {}
+    out: list[Finding] = []
+    for model in config.models.values():
+        if model.rollout is None:
+            continue
+        for index, host in enumerate(model.rollout.hosts):
+            if host in owner and owner[host] != model.name:
+                out.append(
+                    Finding(
+                        ("models", model.name, "rollout", "hosts", index),
+                        f"host '{host}' is already claimed by model '{owner[host]}'",
+                        "give each model a host of its own",
+                    )
+                )
+            owner.setdefault(host, model.name)
     return out

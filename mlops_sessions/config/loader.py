@@ -8,8 +8,9 @@ Steps, each collecting problems rather than stopping at the first:
 3. substitute ``${VAR}`` / ``${VAR:-default}``;
 4. validate against ``schemas/mlops.schema.json`` (JSON Schema 2020-12), unless this exact
    effective document already passed under this exact schema (see ``_verdict_file``);
-5. run cross-field checks (:mod:`mlops_sessions.config.checks`);
-6. build the frozen :class:`~mlops_sessions.config.Config`.
+5. build the frozen :class:`~mlops_sessions.config.Config` and run the cross-field checks
+   (:mod:`mlops_sessions.config.checks`): on the document, and the typed rules that
+   render and deploy enforce through the same functions.
 
 Anything wrong raises a single :class:`~mlops_sessions.errors.ConfigError`.
 """
@@ -17,11 +18,11 @@ Anything wrong raises a single :class:`~mlops_sessions.errors.ConfigError`.
 from __future__ import annotations
 
 import copy
-import difflib
 import functools
 import hashlib
 import json
 import os
+import re
 from collections.abc import Collection, Iterable, Mapping
 from importlib import resources
 from pathlib import Path
@@ -30,6 +31,7 @@ from typing import Any
 import yaml
 
 from mlops_sessions.config import API_VERSION, Config, build, checks, interpolate, yamlpos
+from mlops_sessions.config.locate import Locator, dotted, suggest
 from mlops_sessions.errors import ConfigError, Problem
 
 PROFILE_ENV = "MLOPS_PROFILE"
@@ -88,59 +90,6 @@ def _inline_refs(node: Any, defs: Mapping[str, Any], active: tuple[str, ...]) ->
     return {k: v if k == "$defs" else _inline_refs(v, defs, active) for k, v in node.items()}
 
 
-class Locator:
-    """Maps a JSON path in the effective document back to where the user wrote it."""
-
-    def __init__(self, file: str, values: dict[Path_, yamlpos.Loc], keys: dict[Path_, yamlpos.Loc]):
-        self.file = file
-        self.values = values
-        self.keys = keys
-
-    def find(self, path: Iterable[str | int], key: bool = False) -> yamlpos.Loc | None:
-        return self._find(tuple(path), key)[1]
-
-    def _find(self, parts: Path_, key: bool) -> tuple[Path_, yamlpos.Loc | None]:
-        if key and parts in self.keys:
-            return parts, self.keys[parts]
-        while True:
-            if parts in self.values:
-                return parts, self.values[parts]
-            if not parts:
-                return parts, None
-            parts = parts[:-1]
-
-    def problem(
-        self, path: Iterable[str | int], message: str, hint: str = "", key: bool = False
-    ) -> Problem:
-        parts = tuple(path)
-        found, loc = self._find(parts, key)
-        shown = _dotted(parts)
-        if loc is not None and loc.source != found:
-            # The value was merged in from a profile or from `defaults`: name both places.
-            shown = f"{shown} (from {_dotted(loc.source)})"
-        return Problem(
-            file=self.file,
-            line=loc.line if loc else None,
-            column=loc.column if loc else None,
-            path=shown,
-            message=message,
-            hint=hint,
-        )
-
-
-def _dotted(path: Iterable[str | int]) -> str:
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
-def suggest(word: str, candidates: Iterable[str]) -> str:
-    """A 'did you mean' fragment, or '' when nothing is close."""
-    close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
-    return f"did you mean '{close[0]}'?" if close else ""
-
-
 def load(
     path: str | os.PathLike[str],
     profile: str | None = None,
@@ -188,11 +137,19 @@ def loads(
     # file; the value still holding '${VAR}' is not judged by the schema a second time.
     problems = [p for _, p in unresolved]
     problems += _schema_problems(document, locator, skip={path for path, _ in unresolved})
-    if not problems:
-        problems = checks.cross_field(document, locator, root or Path.cwd())
     if problems:
         raise ConfigError(problems)
-    return build.config(document, root=(root or Path.cwd()), file=file, profile=profile)
+    # The schema passed: the document builds. Cross-field checks on the document and the
+    # typed rules the later steps enforce (the same functions they call) all report at once.
+    problems = checks.cross_field(document, locator, root or Path.cwd())
+    config = build.config(document, root=(root or Path.cwd()), file=file, profile=profile)
+    problems += [
+        locator.problem(finding.path, finding.message, finding.hint)
+        for finding in checks.config_findings(config)
+    ]
+    if problems:
+        raise ConfigError(problems)
+    return config
 
 
 def effective_document(
@@ -236,7 +193,7 @@ def _effective(
         for p, _ in parsed.duplicates
     ]
     problems += [
-        Problem(file, loc.line, loc.column, _dotted(p), message, hint)
+        Problem(file, loc.line, loc.column, dotted(p), message, hint)
         for p, loc, message, hint in parsed.issues
     ]
     doc = parsed.data
@@ -500,11 +457,16 @@ def _explain(error: Any, locator: Locator) -> list[Problem]:
     if "propertyNames" in error.relative_schema_path:
         # The instance is a key (a model, image or data name); point at the key itself.
         fixed = str(instance).lower().replace("_", "-")
-        hint = _DNS_HINT + (
-            f", e.g. '{fixed}'" if error.validator_value and fixed != instance else ""
+        pattern = error.validator_value if error.validator == "pattern" else None
+        fits = isinstance(pattern, str) and re.search(pattern, fixed) is not None
+        hint = (_subschema_description(error) or _DNS_HINT).rstrip(".") + (
+            f", e.g. '{fixed}'" if fits and fixed != instance else ""
         )
+        what = "name" if len(path) == 1 else "key"
         return [
-            locator.problem((*path, instance), f"name {instance!r} is not allowed", hint, key=True)
+            locator.problem(
+                (*path, instance), f"{what} {instance!r} is not allowed", hint, key=True
+            )
         ]
     if validator == "additionalProperties" and isinstance(instance, dict):
         allowed = list(error.schema.get("properties", {}))

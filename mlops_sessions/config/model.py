@@ -215,6 +215,7 @@ class ServeConfig:
     max_body_bytes: int = 4194304
     workers: int = 1
     drain: str = "20s"
+    read_timeout: str = "30s"
 
 
 @dataclass(frozen=True)

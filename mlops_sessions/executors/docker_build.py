@@ -24,7 +24,9 @@ from typing import Any, TextIO
 from mlops_sessions.errors import StepError
 from mlops_sessions.executors.docker_engine import now_iso
 from mlops_sessions.planning.images import INPUT_DIGEST_LABEL, ImagePlan, WheelSpec
-from mlops_sessions.records.store import Store, write_json_atomic
+from mlops_sessions.records import builds
+from mlops_sessions.records.io import stamped, write_json_atomic
+from mlops_sessions.records.store import Store
 
 TAIL_LINES = 25
 COMPLETE = "complete.json"
@@ -45,7 +47,7 @@ def download_wheels(plan: ImagePlan, store: Store, out: TextIO) -> Path:
     """The wheels for the plan's requirement files, downloaded once per requirement set."""
     spec = plan.wheels
     assert spec is not None
-    final = store.root / "wheels" / spec.digest[:24]
+    final = builds.wheels_dir(store.root) / spec.digest[:24]
     if (final / COMPLETE).is_file():
         return final
     with store.staging(final) as stage:
@@ -71,7 +73,9 @@ def download_wheels(plan: ImagePlan, store: Store, out: TextIO) -> Path:
         reqs.rmdir()
         write_json_atomic(
             stage / COMPLETE,
-            {"digest": spec.digest, "python": spec.python_version, "downloaded_at": now_iso()},
+            stamped(
+                {"digest": spec.digest, "python": spec.python_version, "downloaded_at": now_iso()}
+            ),
         )
     return final
 

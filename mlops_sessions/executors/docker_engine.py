@@ -2,19 +2,19 @@
 
 The one place that opens a client: ``$DOCKER_HOST`` (or the default socket), pinged once,
 so "engine not running" is one clear message instead of a traceback from deep inside a
-build. Also holds the store records of builds (``.mlops/builds/<image>/``).
+build. Its store helpers pass the build records through to ``records.builds``.
 """
 
 from __future__ import annotations
 
-import json
 import os
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from mlops_sessions.errors import StepError
-from mlops_sessions.records.store import Store, read_json, read_json_lines, write_json_atomic
+from mlops_sessions.records import builds
+from mlops_sessions.records.io import now
+from mlops_sessions.records.store import Store
 
 DEFAULT_HOST = "unix:///var/run/docker.sock"
 # Builds of large images (TensorFlow) take minutes per step on slow storage drivers.
@@ -62,40 +62,32 @@ def _short(exc: BaseException) -> str:
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """The records' one timestamp format (kept under this name for the image steps)."""
+    return now()
 
 
-# --- store records -----------------------------------------------------------------------
+# --- store records (the layout is records.builds'; these take the Store steps hold) -------
 def build_dir(store: Store, image: str) -> Path:
-    return store.builds() / image
+    return builds.build_dir(store.root, image)
 
 
 def record(store: Store, image: str, kind: str, data: dict[str, Any]) -> None:
-    """Write builds/<image>/<kind>.json and append it to the kind's history.
+    """Append data to the kind's history and make it builds/<image>/<kind>.json.
 
     kind is "build" (local build), "scan" (checks) or "latest" (the pushed image that
     render/deploy use; its history is history.jsonl).
     """
-    directory = build_dir(store, image)
-    directory.mkdir(parents=True, exist_ok=True)
-    with open(history_path(store, image, kind), "a", encoding="utf-8") as log:
-        log.write(json.dumps(data, sort_keys=True) + "\n")
-    write_json_atomic(directory / f"{kind}.json", data)
+    builds.record(store.root, image, kind, data)
 
 
 def history_path(store: Store, image: str, kind: str) -> Path:
-    name = "history.jsonl" if kind == "latest" else f"{kind}-history.jsonl"
-    return build_dir(store, image) / name
+    return builds.history_path(store.root, image, kind)
 
 
 def load_history(store: Store, image: str, kind: str) -> list[dict[str, Any]]:
     """Every record of one kind for one image, oldest first."""
-    return read_json_lines(history_path(store, image, kind))
+    return builds.load_history(store.root, image, kind)
 
 
 def load_record(store: Store, image: str, kind: str) -> dict[str, Any] | None:
-    path = build_dir(store, image) / f"{kind}.json"
-    if not path.is_file():
-        return None
-    data: dict[str, Any] = read_json(path)
-    return data
+    return builds.load_record(store.root, image, kind)

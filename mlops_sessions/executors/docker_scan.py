@@ -237,8 +237,3 @@ def scan_layer(layer: IO[bytes], label: str) -> list[str]:
                     break
     return findings
 
-
-def save_report(report: ScanReport, path: Path) -> None:
-    from mlops_sessions.records.store import write_json_atomic
-
-    write_json_atomic(path, report.as_dict())

@@ -3,9 +3,8 @@
 Every apply is a numbered revision. Its record — status, images and digests, commit, model
 hash, traffic weights, manifest hash and the manifests themselves — is written
 
-- to the store, ``.mlops/deployments/<model>/<context>--<namespace>/revisions/rNNNNNN.json``
-  plus an append-only ``events.jsonl``, *before* the first write to the cluster, so an
-  interrupted deploy is never unrecorded; and
+- to the store (layout and format: ``records.deployments``), *before* the first write to
+  the cluster, so an interrupted deploy is never unrecorded; and
 - to the cluster, in the ConfigMap ``<app>-mlops-history`` (the last ``HISTORY_LIMIT``
   revisions, one key each, and ``current``: the revision that runs), so ``rollback`` works
   from any machine, without the store and without rebuilding anything.
@@ -13,11 +12,8 @@ hash, traffic weights, manifest hash and the manifests themselves — is written
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
-from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 from mlops_sessions.executors.kube import Cluster
@@ -28,52 +24,28 @@ from mlops_sessions.planning.deploy_plan import (
     revision_key,
 )
 from mlops_sessions.planning.k8s_common import MANAGED_BY
-from mlops_sessions.records.store import Store, read_json, write_json_atomic
+from mlops_sessions.records import deployments
+from mlops_sessions.records.io import now, stamped
+from mlops_sessions.records.store import Store
+
+__all__ = ["ClusterHistory", "Record", "StoreHistory", "now"]
 
 Record = dict[str, Any]
 _KEY = re.compile(r"^r(\d{6})$")
-_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
-
-
-def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 class StoreHistory:
-    """The store's copy of one model's revisions on one cluster target."""
+    """The store's copy of one model's revisions on one cluster target (records.deployments)."""
 
     def __init__(self, store: Store, model: str, context: str, namespace: str) -> None:
-        target = _UNSAFE.sub("_", f"{context}--{namespace}")
-        self.root = store.deployments() / model / target
+        self.root = deployments.target_dir(store.root, model, context, namespace)
         self.store = store
 
-    def _path(self, revision: int) -> Path:
-        return self.root / "revisions" / f"{revision_key(revision)}.json"
-
     def save(self, record: Record, event: str) -> None:
-        write_json_atomic(self._path(int(record["revision"])), record)
-        self.root.mkdir(parents=True, exist_ok=True)
-        entry = {
-            "at": now(),
-            "event": event,
-            "revision": record["revision"],
-            "status": record.get("status"),
-            "reason": record.get("reason"),
-        }
-        with open(self.root / "events.jsonl", "a", encoding="utf-8") as log:
-            log.write(json.dumps(entry, sort_keys=True) + "\n")
+        deployments.save_revision(self.root, record, event)
 
     def records(self) -> list[Record]:
-        folder = self.root / "revisions"
-        if not folder.is_dir():
-            return []
-        out = []
-        for path in sorted(folder.glob("r*.json")):
-            try:
-                out.append(read_json(path))
-            except (OSError, json.JSONDecodeError):
-                continue
-        return out
+        return deployments.revisions(self.root)
 
 
 class ClusterHistory:
@@ -93,10 +65,11 @@ class ClusterHistory:
         records = []
         for key in sorted(data):
             if _KEY.match(key):
-                try:
-                    records.append(json.loads(data[key]))
-                except json.JSONDecodeError:
-                    continue
+                # A value edited by hand on the cluster is skipped: the other revisions
+                # (and the store's copy) still let rollback work.
+                decoded = deployments.decode_revision(str(data[key]))
+                if decoded is not None:
+                    records.append(decoded)
         current = data.get("current")
         return records, int(current) if current and current.isdigit() else None
 
@@ -105,7 +78,7 @@ class ClusterHistory:
         HISTORY_LIMIT."""
         live = self.cluster.get(self.ref)
         key = revision_key(int(record["revision"]))
-        value = json.dumps(record, sort_keys=True, separators=(",", ":"))
+        value = deployments.encode_revision(stamped(record))
         pointer = "" if current is None else str(current)
         if live is None:
             self.cluster.create(

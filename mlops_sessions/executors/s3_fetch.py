@@ -32,6 +32,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import tarfile
 import tempfile
@@ -114,6 +115,11 @@ class _DeadlineExceeded(Exception):
     """--timeout ran out while bytes were still arriving."""
 
 
+# S3's characters, plus the upper case and '_' that buckets made before 2018 may carry.
+_BUCKET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def parse_uri(uri: str) -> tuple[str, str]:
     """(bucket, key) of an s3://bucket/key URI."""
     if not uri.startswith("s3://"):
@@ -121,6 +127,13 @@ def parse_uri(uri: str) -> tuple[str, str]:
             f"--uri {uri!r} is not an S3 URI; write it as s3://bucket/path/model.tar.gz"
         )
     bucket, _, key = uri[len("s3://") :].partition("/")
+    if bucket and not _BUCKET.match(bucket):
+        raise StepError(
+            f"--uri {uri!r}: {bucket[:80]!r} is not a bucket name (up to 63 letters, "
+            "digits, '.', '-' or '_'); write it as s3://bucket/path/model.tar.gz"
+        )
+    if _CONTROL.search(key):
+        raise StepError(f"--uri {uri[:120]!r}: the object key holds control characters")
     if not bucket or not key or key.endswith("/"):
         raise StepError(
             f"--uri {uri!r} names no object; write it as s3://bucket/path/model.tar.gz "

@@ -4,7 +4,8 @@ A front end like the nox plugin and the Make targets: it parses arguments, loads
 config, and calls the step module. Step modules live in ``mlops_sessions.steps`` and are
 imported only when their command runs, so ``mlops validate`` never pays for TensorFlow.
 
-Every step module exposes ``HELP`` (one line), ``add_arguments(parser)`` and
+The commands, their order and their help come from the one pipeline table
+(:mod:`mlops_sessions.pipeline`). Every step module exposes ``add_arguments(parser)`` and
 ``run(args) -> int``. Errors derived from :class:`MlopsError` print as clean messages.
 """
 
@@ -17,34 +18,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from mlops_sessions import pipeline
 from mlops_sessions.errors import MlopsError
-
-# command -> (module under mlops_sessions.steps, one-line help). Order is the help order.
-STEPS: dict[str, tuple[str, str]] = {
-    "validate": ("validate", "Check mlops.yaml against the schema and cross-field rules."),
-    "config": ("config_cmd", "Print the effective config (profile, defaults and ${VAR} applied)."),
-    "schema": ("schema_cmd", "Print the JSON Schema of mlops.yaml."),
-    "test": ("test_cmd", "Run the team's tests (pytest) in the training environment."),
-    "train": ("train", "Train models; unchanged inputs reuse the stored run (--force retrains)."),
-    "evaluate": ("evaluate", "Gate the trained model on its metrics; bless it when it passes."),
-    "lineage": ("lineage", "Trace a run, model hash or commit from commit to blessed model."),
-    "serve": ("serve", "Serve the blessed (or a named) SavedModel: TF Serving REST API."),
-    "build": (
-        "build",
-        "Build images with Docker (one per commit); unchanged inputs build nothing.",
-    ),
-    "scan": ("scan", "Check built images: non-root, no secrets in layers, size budget, Trivy."),
-    "push": ("push", "Push scanned images; record repo@sha256 digests for render and deploy."),
-    "eject": ("eject", "Copy the built-in Dockerfile templates into ./dockerfiles to edit them."),
-    "ci": ("ci", "Write a GitHub Actions or GitLab CI workflow that runs the same nox sessions."),
-    "make": ("make", "Write mlops.mk: one Make target per pipeline session."),
-    "render": ("render", "Render Kubernetes and Istio manifests (offline, deterministic)."),
-    "fetch-model": ("fetch_model", "Download a model from S3, check its sha256, unpack it."),
-    "deploy": ("deploy", "Apply manifests to Kubernetes, wait for rollout, restore on failure."),
-    "rollback": ("rollback", "Return a model to its previous (or a named) revision, no rebuild."),
-    "status": ("status", "Show what runs: image, digest, commit, model hash, weights, replicas."),
-    "init": ("init", "Scaffold a new project that runs `nox -s test train evaluate` as is."),
-}
 
 CONFIG_ENV = "MLOPS_CONFIG"
 
@@ -81,12 +56,13 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"mlops-sessions {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="<step>")
     sub.required = True
-    for name, (module_name, help_text) in STEPS.items():
-        step = sub.add_parser(name, help=help_text, description=help_text)
+    for row in pipeline.commands():
+        assert row.module is not None  # commands() keeps only rows with a module
+        step = sub.add_parser(row.name, help=row.help, description=row.help)
         add_common(step)
-        step.set_defaults(_module=module_name)
-        if command is None or command == name:
-            _step_module(module_name).add_arguments(step)
+        step.set_defaults(_module=row.module)
+        if command is None or command == row.name:
+            _step_module(row.module).add_arguments(step)
     return parser
 
 
@@ -97,7 +73,7 @@ def _step_module(name: str) -> Any:
 def _invoked_step(argv: Sequence[str]) -> str | None:
     """The step named on the command line (first word that is a step), if any."""
     for arg in argv:
-        if arg in STEPS:
+        if arg in pipeline.BY_NAME and pipeline.BY_NAME[arg].module is not None:
             return arg
         if not arg.startswith("-"):
             return None

@@ -15,174 +15,44 @@ not its own.
 
 from __future__ import annotations
 
-import dataclasses
+import argparse
 import hashlib
 import json
 import os
 import shutil
 import sys
-from collections.abc import Callable, MutableMapping, Sequence
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from mlops_sessions import pipeline
 from mlops_sessions.config import Config
 from mlops_sessions.errors import ConfigError, MlopsError
-from mlops_sessions.frontends.cli import STEPS
+from mlops_sessions.pipeline import Step
 
 DISTRIBUTION = "mlops-sessions"
 STAMP = ".mlops-install-stamp"
-# Steps that run in the train image for `train.container: true` models.
-CONTAINER_STEPS = ("test", "train")
 
 
 @dataclass(frozen=True)
-class SessionSpec:
-    """One pipeline session: the step it runs and what its venv needs."""
+class SessionArgs:
+    """The arguments of one ``nox.session(...)`` call: what a test registry receives."""
 
+    func: Callable[[Any], None]
     name: str
-    step: str | None  # `mlops <step>`; None for a session that only chains others
-    description: str
-    extras: tuple[str, ...] | None  # None: no venv, run with nox's own interpreter
-    requires: tuple[str, ...] = ()
-    lock: bool = False  # install the project's locked requirements too
-    default: bool = False  # run by a bare `nox`: only the offline, side-effect-free steps
+    python: str | bool | None
+    venv_backend: str
+    requires: list[str]
+    tags: list[str]
+    default: bool
+    reuse_venv: bool = True
 
-
-# Order here is the order `nox -l` shows. Only sessions whose step the CLI implements are
-# registered (see `specs`), so nothing is listed that does not work.
-SESSIONS: tuple[SessionSpec, ...] = (
-    SessionSpec(
-        "validate",
-        "validate",
-        "Check mlops.yaml against the schema and cross-field rules.",
-        None,
-        default=True,
-    ),
-    SessionSpec(
-        "test",
-        "test",
-        "Run the team's tests in the training environment.",
-        ("train", "test"),  # the train environment plus the test runner
-        ("validate",),
-        lock=True,
-        default=True,
-    ),
-    SessionSpec(
-        "train",
-        "train",
-        "Train each model (skipped when its inputs are unchanged; -- --force retrains).",
-        ("train",),
-        ("test",),
-        lock=True,
-        default=True,
-    ),
-    SessionSpec(
-        "evaluate",
-        "evaluate",
-        "Evaluate the trained model against the gate; bless it when it passes.",
-        ("train",),
-        ("train",),
-        lock=True,
-        default=True,
-    ),
-    SessionSpec(
-        "pipeline",
-        None,
-        "The main job: validate -> train -> evaluate.",
-        None,
-        ("evaluate",),
-        default=True,
-    ),
-    SessionSpec(
-        "lineage",
-        "lineage",
-        "Show the chain from commit to model: -- <run|model-hash|commit>.",
-        None,
-    ),
-    SessionSpec(
-        "serve",
-        "serve",
-        "Serve the blessed model locally (TF Serving REST API, /metrics).",
-        ("serve",),
-        lock=True,
-    ),
-    SessionSpec(
-        "build",
-        "build",
-        "Build the serve image of the blessed model (skipped when its inputs are unchanged).",
-        # serve: the image pins the server's runtime dependencies to what this venv has.
-        ("build", "serve"),
-        ("evaluate",),
-    ),
-    SessionSpec(
-        "scan",
-        "scan",
-        "Check built images: non-root, no secrets in layers, size budget.",
-        ("build",),
-        ("build",),
-    ),
-    SessionSpec(
-        "push",
-        "push",
-        "Push scanned images and record their digests.",
-        ("build",),
-        ("scan",),
-    ),
-    SessionSpec(
-        "render",
-        "render",
-        "Render Kubernetes and Istio manifests (offline).",
-        ("deploy",),
-    ),
-    # The chain ends here: `nox -s deploy` runs everything before it. A job that only
-    # deploys an image already pushed runs `nox -s deploy --no-dependencies` and needs
-    # neither TensorFlow nor Docker.
-    SessionSpec(
-        "deploy",
-        "deploy",
-        "Apply the manifests to the cluster and wait for the rollout.",
-        ("deploy",),
-        ("push",),
-    ),
-    SessionSpec(
-        "rollback",
-        "rollback",
-        "Return to the previous (or a named) deployed revision.",
-        ("deploy",),
-    ),
-    SessionSpec(
-        "status",
-        "status",
-        "Show what runs on the cluster: image, commit, model, weights.",
-        ("deploy",),
-    ),
-)
-
-
-def specs(steps: Sequence[str] | None = None) -> list[SessionSpec]:
-    """The sessions that can run, given the CLI steps available.
-
-    A missing link in the chain is skipped, not fatal: a session that requires an absent
-    session inherits that session's own prerequisites (train -> test -> validate becomes
-    train -> validate when there is no `test` step).
-    """
-    available = set(STEPS if steps is None else steps)
-    by_name = {s.name: s for s in SESSIONS}
-    present = {s.name for s in SESSIONS if s.step is None or s.step in available}
-
-    def resolve(name: str) -> list[str]:
-        if name in present:
-            return [name]
-        return [found for req in by_name[name].requires for found in resolve(req)]
-
-    chosen = []
-    for spec in SESSIONS:
-        if spec.name in present:
-            requires = tuple(dict.fromkeys(r for req in spec.requires for r in resolve(req)))
-            chosen.append(dataclasses.replace(spec, requires=requires))
-    return chosen
+    @property
+    def description(self) -> str | None:
+        """What `nox -l` shows: the session function's docstring."""
+        return self.func.__doc__
 
 
 def venv_backend(config: Config) -> str:
@@ -215,16 +85,16 @@ def install_source(extras: Sequence[str]) -> list[str]:
     return [f"{DISTRIBUTION}{suffix}" + (f"=={version}" if version else "")]
 
 
-def session_extras(spec: SessionSpec, config: Config) -> tuple[str, ...]:
+def session_extras(spec: Step, config: Config) -> tuple[str, ...]:
     """The extras a session installs: a step that runs in a train image needs the Docker SDK."""
     extras = tuple(spec.extras or ())
     containerised = any(m.train is not None and m.train.container for m in config.models.values())
-    if containerised and spec.step in CONTAINER_STEPS and "build" not in extras:
+    if containerised and spec.containerised and "build" not in extras:
         extras += ("build",)
     return extras
 
 
-def _install_stamp(config: Config, spec: SessionSpec, args: list[str]) -> str:
+def _install_stamp(config: Config, spec: Step, args: list[str]) -> str:
     digest = hashlib.sha256(json.dumps(args).encode())
     if spec.lock and config.python.requirements:
         digest.update(config.resolve(config.python.requirements).read_bytes())
@@ -245,23 +115,32 @@ def _split_posargs(posargs: Sequence[str]) -> tuple[list[str], list[str]]:
     return models, []
 
 
-def _requested_sessions(session: Any) -> set[str] | None:
-    # nox keeps the sessions named with -s in its global config; nox has no public API for
-    # "was I required or requested", and we only need it to keep options off required steps.
-    runner = getattr(session, "_runner", None)
-    names = getattr(getattr(runner, "global_config", None), "sessions", None)
+def requested_sessions(argv: Sequence[str]) -> set[str] | None:
+    """The sessions named on nox's command line (``-s``/``-e``/``--session(s)``), if any.
+
+    Read from nox's documented command-line interface rather than its runner's internals:
+    nox's public API has no "was this session requested or only required". None when no
+    session was named (a bare ``nox``, or a selection by ``-k``/``-t``), so every session
+    then gets the options.
+    """
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    parser.add_argument("-s", "-e", "--session", "--sessions", nargs="*", action="extend")
+    # Everything after `--` belongs to the sessions, not to nox.
+    cut = list(argv).index("--") if "--" in argv else len(argv)
+    known, _ = parser.parse_known_args(list(argv)[:cut])
+    names: list[str] | None = known.session
     return set(names) if names else None
 
 
 def _make_session(
-    spec: SessionSpec, config_path: Path, profile: str | None, config: Config
+    spec: Step, config_path: Path, profile: str | None, config: Config
 ) -> Callable[[Any], None]:
     def run_session(session: Any) -> None:
         models, options = _split_posargs(session.posargs)
-        requested = _requested_sessions(session)
+        requested = requested_sessions(sys.argv[1:])
         if requested is not None and spec.name not in requested:
             options = []
-        if spec.step is None:
+        if spec.module is None:
             session.log(f"{spec.name}: done ({', '.join(requested or [spec.name])})")
             return
         if spec.extras is not None:
@@ -281,9 +160,9 @@ def _make_session(
         common = ["--config", str(config_path)]
         if profile:
             common += ["--profile", profile]
-        session.run(*command, spec.step, *common, *models, *options, external=spec.extras is None)
+        session.run(*command, spec.name, *common, *models, *options, external=spec.extras is None)
 
-    run_session.__doc__ = spec.description
+    run_session.__doc__ = spec.help
     run_session.__name__ = spec.name.replace("-", "_")
     return run_session
 
@@ -298,15 +177,14 @@ def register(
 ) -> list[str]:
     """Create nox sessions from the config at path; returns their names.
 
-    registry defaults to nox's global registry; tests pass a dict. A name already taken by
-    one of the user's sessions is refused (pass prefix="mlops-" to keep both).
+    Sessions are made with nox's public ``nox.session(...)`` decorator; a name already taken
+    by one of the user's sessions (``nox.registry.get()``) is refused (pass prefix="mlops-"
+    to keep both). Tests pass ``registry``, a dict: it then receives each session's
+    :class:`SessionArgs` instead of nox, and collisions are checked against it.
     """
-    from nox._decorators import Func
+    import nox
 
-    if registry is None:
-        import nox.registry
-
-        registry = nox.registry._REGISTRY
+    existing: Mapping[str, Any] = nox.registry.get() if registry is None else registry
     config_path = Path(path)
     if not config_path.is_absolute():
         config_path = (Path.cwd() / config_path).resolve()
@@ -320,8 +198,8 @@ def register(
         print(f"mlops-sessions: {config_path.name} is not valid:\n{exc}", file=sys.stderr)
         raise SystemExit(2) from None
 
-    chosen = specs(steps)
-    taken = [prefix + s.name for s in chosen if prefix + s.name in registry]
+    chosen = pipeline.sessions(steps)
+    taken = [prefix + s.name for s in chosen if prefix + s.name in existing]
     if taken:
         raise MlopsError(
             f"mlops-sessions: session name(s) {', '.join(taken)} already defined in your "
@@ -334,16 +212,26 @@ def register(
     names = []
     for spec in chosen:
         name = prefix + spec.name
-        func = _make_session(spec, config_path, profile, config)
-        registry[name] = Func(
-            func,
-            python=(config.python.version if spec.extras is not None else False),
-            reuse_venv=True,
+        args = SessionArgs(
+            func=_make_session(spec, config_path, profile, config),
             name=name,
+            python=(config.python.version if spec.extras is not None else False),
             venv_backend=(backend if spec.extras is not None else "none"),
             requires=[prefix + r for r in spec.requires],
             tags=["mlops"],
             default=spec.default,
         )
+        if registry is None:
+            nox.session(
+                python=args.python,
+                reuse_venv=args.reuse_venv,
+                name=args.name,
+                venv_backend=args.venv_backend,
+                requires=args.requires,
+                tags=args.tags,
+                default=args.default,
+            )(args.func)
+        else:
+            registry[name] = args
         names.append(name)
     return names

@@ -1,11 +1,11 @@
 """Evaluation records in the store: finding evaluations, the baseline, and blessings.
 
 An evaluation of run ``R`` lives at ``.mlops/runs/R/eval/<eval-id>/`` (verdict.json,
-metrics.json, report.md, report.html). The baseline a gate compares against is named in
-``evaluate.baseline`` (or ``--baseline``):
+metrics.json, report.md, report.html; layout and reader in ``records.evaluations``).
+The baseline a gate compares against is named in ``evaluate.baseline`` (or ``--baseline``):
 
 * ``none``      — no comparison (relative thresholds are a config error with it);
-* ``blessed``   — the model's current blessed run (``models/<model>/blessed.json``);
+* ``blessed``   — the model's current blessed run (``records.blessings``);
 * ``run:<id>``  — that run;
 * ``git:<ref>`` — the newest blessed run whose lineage commit is ``<ref>`` resolved by git.
 
@@ -15,15 +15,15 @@ its newest evaluation). Reads only: nothing here writes, imports TensorFlow or r
 
 from __future__ import annotations
 
-import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mlops_sessions import gitinfo
 from mlops_sessions.errors import StepError
-from mlops_sessions.records.store import Store, read_json
+from mlops_sessions.records import evaluations as evaluation_records
+from mlops_sessions.records.store import Store
 
 _SPEC = re.compile(r"^(none|blessed|run:[A-Za-z0-9._-]+|git:\S+)$")
 
@@ -58,24 +58,8 @@ class Baseline:
         }
 
 
-@dataclass(frozen=True)
-class Evaluation:
-    """One stored evaluation of a run."""
-
-    run_id: str
-    eval_id: str
-    path: Path
-    verdict: dict[str, Any] = field(repr=False)
-    metrics: dict[str, Any] = field(repr=False)
-
-    @property
-    def passed(self) -> bool:
-        return bool(self.verdict.get("passed"))
-
-    @property
-    def values(self) -> dict[str, float]:
-        values = self.metrics.get("values", {})
-        return {str(k): float(v) for k, v in values.items() if isinstance(v, (int, float))}
+# The stored evaluation record (its layout and reader are records.evaluations').
+Evaluation = evaluation_records.Evaluation
 
 
 def check_spec(spec: str) -> str:
@@ -88,33 +72,16 @@ def check_spec(spec: str) -> str:
 
 
 def eval_dir(store: Store, run_id: str) -> Path:
-    return store.run_dir(run_id) / "eval"
+    return evaluation_records.eval_dir(store.root, run_id)
 
 
 def evaluations(store: Store, run_id: str) -> list[Evaluation]:
     """Every complete evaluation of a run, oldest first (eval ids start with a UTC stamp)."""
-    root = eval_dir(store, run_id)
-    if not root.is_dir():
-        return []
-    found = []
-    for child in sorted(root.iterdir()):
-        loaded = _load_evaluation(run_id, child)
-        if loaded is not None:
-            found.append(loaded)
-    return found
+    return evaluation_records.evaluations(store.root, run_id)
 
 
 def load_evaluation(store: Store, run_id: str, eval_id: str) -> Evaluation | None:
-    return _load_evaluation(run_id, eval_dir(store, run_id) / eval_id)
-
-
-def _load_evaluation(run_id: str, path: Path) -> Evaluation | None:
-    try:
-        verdict = read_json(path / "verdict.json")
-        metrics = read_json(path / "metrics.json")
-    except (OSError, json.JSONDecodeError):
-        return None
-    return Evaluation(run_id=run_id, eval_id=path.name, path=path, verdict=verdict, metrics=metrics)
+    return evaluation_records.load_evaluation(store.root, run_id, eval_id)
 
 
 def resolve_baseline(store: Store, model: str, spec: str, root: Path) -> Baseline:

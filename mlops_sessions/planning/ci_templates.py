@@ -23,8 +23,10 @@ from typing import Any
 
 import yaml
 
-STAGES = ("test", "train", "evaluate", "build", "scan", "push", "deploy")
-IMAGE_STAGES = ("build", "scan", "push")
+from mlops_sessions import pipeline
+
+# The sessions CI runs, in order; which job runs each is the table's `ci_stage`.
+STAGES = tuple(step.name for step in pipeline.STEPS if step.ci_stage is not None)
 MAIN_ONLY = frozenset({"build", "deploy", "deploy-production"})
 PROVIDERS = ("github", "gitlab")
 DEFAULT_PATHS = {"github": ".github/workflows/mlops.yml", "gitlab": ".gitlab-ci.yml"}
@@ -36,7 +38,7 @@ STORE_RETENTION_DAYS = 7
 class CiOptions:
     """Everything a workflow depends on; the step fills it from Config and the CLI."""
 
-    sessions: tuple[str, ...]  # the nox sessions that exist (noxplugin.specs)
+    sessions: tuple[str, ...]  # the nox sessions that exist (pipeline.sessions)
     install: tuple[str, ...]  # pip requirements for the runner: the plugin, nox, uv
     python: str = "3.11"
     branch: str = "main"
@@ -66,16 +68,12 @@ class Job:
 def plan_jobs(options: CiOptions) -> list[Job]:
     """The jobs, in order, for the sessions that exist."""
     groups: list[tuple[str, tuple[str, ...]]] = []
-    for stage in ("test", "train", "evaluate"):
-        if stage in options.sessions:
-            groups.append((stage, (stage,)))
-    image = tuple(s for s in IMAGE_STAGES if s in options.sessions)
-    if image:
-        groups.append(("build", image))
-    if "deploy" in options.sessions:
-        groups.append(("deploy", ("deploy",)))
-        if options.production_profile:
-            groups.append(("deploy-production", ("deploy",)))
+    for stage, members in pipeline.ci_stages():
+        present = tuple(s for s in members if s in options.sessions)
+        if present:
+            groups.append((stage, present))
+        if stage == "deploy" and present and options.production_profile:
+            groups.append(("deploy-production", present))
 
     jobs: list[Job] = []
     for index, (name, sessions) in enumerate(groups):

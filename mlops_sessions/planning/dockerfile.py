@@ -26,7 +26,6 @@ from mlops_sessions.errors import StepError
 # which setuptools copies into wheels), so an installed mlops-sessions finds them too.
 BUILTIN_DIR = Path(__file__).resolve().parent.parent / "_templates" / "dockerfiles"
 PROJECT_DIR = "dockerfiles"
-KINDS = ("train", "serve", "tfserving")
 
 # ENV/ARG names that say "this is a credential": such values must be injected at run time.
 _SECRET_NAME = re.compile(

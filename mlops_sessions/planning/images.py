@@ -33,13 +33,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import mlops_sessions
 from mlops_sessions import gitinfo
 from mlops_sessions.config import Config, ImageConfig, ModelConfig
 from mlops_sessions.errors import StepError
 from mlops_sessions.hashing import FileHashCache, sha256_json, sha256_text
 from mlops_sessions.planning import dockerfile as dockerfiles
 from mlops_sessions.planning.tags import TagFacts, make_tag
+from mlops_sessions.version import PACKAGE_DIR
 
 # Bump when the plan's composition changes: every image then counts as changed.
 PLAN_FORMAT = 1
@@ -300,7 +300,7 @@ def tree_files(directory: Path, *, use_git: bool = True) -> list[Path]:
 
 
 def _package_files() -> list[Path]:
-    package = Path(mlops_sessions.__file__).resolve().parent
+    package = PACKAGE_DIR
     out: list[Path] = []
     # followlinks: package data may be symlinked from the repository (schemas/).
     for base, dirs, files in os.walk(package, followlinks=True):
@@ -381,7 +381,7 @@ def plan_image(
             texts["deps/requirements/extra.txt"] = "".join(f"{p}\n" for p in image.packages.pip)
             requirement_files.append("extra.txt")
         for path in _package_files():
-            inside = path.relative_to(Path(mlops_sessions.__file__).resolve().parent.parent)
+            inside = path.relative_to(PACKAGE_DIR.parent)
             files[f"code/lib/{inside.as_posix()}"] = path
         for user in image_models(config, name):
             if user.train is None:

@@ -3,15 +3,16 @@
 The DestinationRule names one subset per track (``stable``, ``canary``), selected by the
 pods' ``track`` label. The VirtualService sends an A/B slice (a header, or a cookie
 regex) always to the canary, and splits the rest by the weights in ``rollout:``, which
-must add up to 100. Both use ``networking.istio.io/v1``.
+must add up to 100 (the rules on weights and A/B routes live in
+:mod:`mlops_sessions.config.checks`, which ``validate`` runs too). Both use
+``networking.istio.io/v1``.
 """
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
-from mlops_sessions.config import Config, ModelConfig, RolloutConfig
+from mlops_sessions.config import Config, ModelConfig, RolloutConfig, checks
 from mlops_sessions.errors import StepError
 from mlops_sessions.planning.k8s_common import Track, metadata, service_host
 
@@ -19,20 +20,14 @@ API_VERSION = "networking.istio.io/v1"
 
 
 def weights(model: ModelConfig) -> dict[Track, int]:
-    """Traffic per track in percent; stable's weight defaults to what the canary leaves."""
-    rollout = _rollout(model)
-    canary = rollout.canary.weight if rollout.canary is not None else None
-    stable = rollout.stable.weight if rollout.stable is not None else 100 - (canary or 0)
-    split: dict[Track, int] = {"stable": stable}
-    if canary is not None:
-        split["canary"] = canary
-    if sum(split.values()) != 100:
-        detail = " + ".join(f"{track} {weight}" for track, weight in split.items())
-        raise StepError(
-            f"traffic weights of model {model.name!r} add up to {sum(split.values())}, not 100 "
-            f"({detail}); edit models.{model.name}.rollout so stable.weight + canary.weight = 100"
-        )
-    return split
+    """Traffic per track in percent; the rule (they add up to 100) is the config's own."""
+    _rollout(model)
+    checks.require(checks.weight_findings(model))
+    split = checks.traffic_split(model)
+    out: dict[Track, int] = {"stable": split["stable"]}
+    if "canary" in split:
+        out["canary"] = split["canary"]
+    return out
 
 
 def destination_rule(
@@ -86,24 +81,15 @@ def ab_matches(rollout: RolloutConfig) -> list[dict[str, Any]]:
     ab = rollout.ab
     if ab is None:
         return []
-    if ab.header is None and ab.cookie is None:
-        raise StepError(
-            "rollout.ab needs a header or a cookie to select the A/B slice; "
-            "add header: x-canary (with value: ...) or cookie: <regex>"
-        )
+    # Header or cookie, a valid RE2-compatible cookie regex: the config's rules, checked
+    # by `mlops validate` through the same function.
+    checks.require(checks.ab_route_findings(ab, ("rollout", "ab")))
     matches: list[dict[str, Any]] = []
     if ab.header is not None:
         # Header names are matched lower-case by Istio (HTTP/2 lower-cases them anyway).
         rule = {"exact": ab.value} if ab.value is not None else {"regex": ".+"}
         matches.append({"headers": {ab.header.lower(): rule}})
     if ab.cookie is not None:
-        try:
-            re.compile(ab.cookie)
-        except re.error as exc:
-            raise StepError(
-                f"rollout.ab.cookie {ab.cookie!r} is not a valid regular expression ({exc}); "
-                "write e.g. 'beta=1' or 'group=(a|b)'"
-            ) from None
         # The cookie regex may sit anywhere in the Cookie header's '; '-separated list.
         matches.append({"headers": {"cookie": {"regex": f"^(.*?;\\s*)?({ab.cookie})(;.*)?$"}}})
     return matches

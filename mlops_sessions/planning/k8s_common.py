@@ -7,11 +7,10 @@ config durations become whole seconds, and where the serving config is mounted.
 
 from __future__ import annotations
 
-import math
 import re
 from typing import Any, Literal
 
-from mlops_sessions.config import Config, ModelConfig
+from mlops_sessions.config import Config, ModelConfig, units
 from mlops_sessions.errors import StepError
 
 Track = Literal["stable", "canary"]
@@ -22,23 +21,16 @@ MANAGED_BY = "mlops-sessions"
 CONFIG_DIR = "/etc/mlops"
 CONFIG_FILE = "mlops.yaml"
 
-_DURATION = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)$")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 # A Kubernetes label value: at most 63 characters, alphanumeric at both ends.
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 
 
 def seconds(duration: str, *, minimum: int = 0) -> int:
-    """A config duration ('500ms', '20s', '5m') as whole seconds, rounded up.
-
-    Kubernetes counts probe and grace periods in whole seconds; rounding up keeps a
-    half-second timeout from becoming zero (which would mean 'the default').
-    """
-    match = _DURATION.match(duration.strip())
-    if match is None:
-        raise StepError(f"not a duration: {duration!r}; write e.g. '500ms', '30s', '5m' or '1h'")
-    value = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-    return max(minimum, math.ceil(round(value, 6)))
+    """A config duration ('500ms', '20s', '5m') as whole seconds, rounded up (see units)."""
+    try:
+        return units.whole_seconds(duration, minimum=minimum)
+    except units.UnitError as exc:
+        raise StepError(str(exc)) from None
 
 
 def label_value(text: str | None) -> str | None:

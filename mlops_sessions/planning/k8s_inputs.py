@@ -1,6 +1,6 @@
 """Where render's image digests come from: recorded builds, or ``--image`` overrides.
 
-An image build records its result in the store as
+A pushed image is recorded in the store (``records.builds``) as
 ``.mlops/builds/<image-name>/latest.json``::
 
     {"image": "registry/repo@sha256:<64 hex>", "model_hash": "...",
@@ -14,7 +14,6 @@ This module only reads files; it never builds, pulls or asks a registry.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -22,10 +21,13 @@ from mlops_sessions.config import Config, ModelConfig
 from mlops_sessions.errors import StepError
 from mlops_sessions.planning.k8s_pod import Build
 from mlops_sessions.planning.manifests import IMAGE_BY_DIGEST, RenderInputs
+from mlops_sessions.records import builds
+from mlops_sessions.records.io import read_record
 
 
 def build_record(store_root: Path, image_name: str) -> Path:
-    return store_root / "builds" / image_name / "latest.json"
+    """Where the pushed build of an image is recorded (the layout is records.builds')."""
+    return builds.record_path(store_root, image_name, "latest")
 
 
 def parse_overrides(values: Sequence[str], config: Config) -> dict[str, str]:
@@ -58,20 +60,18 @@ def find_build(config: Config, image_name: str, overrides: Mapping[str, str]) ->
     if image_name in overrides:
         return Build(overrides[image_name])
     path = build_record(config.store_path, image_name)
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    record = read_record(
+        path,
+        fix=f"push the image again (`mlops push`) or pass "
+        f"--image {image_name}=REGISTRY/REPO@sha256:<digest>",
+    )
+    if record is None:
         raise StepError(
             f"no image digest recorded for image {image_name!r} (looked for {path}); "
             f"build and push it first (`mlops build` then `mlops push`, or `nox -s push`), "
             f"or pass --image {image_name}=REGISTRY/REPO@sha256:<digest>"
-        ) from None
-    except (OSError, ValueError) as exc:
-        raise StepError(
-            f"cannot read the build record {path}: {exc}; rebuild the image or pass "
-            f"--image {image_name}=REGISTRY/REPO@sha256:<digest>"
-        ) from None
-    image = record.get("image") if isinstance(record, dict) else None
+        )
+    image = record.get("image")
     if not isinstance(image, str) or IMAGE_BY_DIGEST.match(image) is None:
         raise StepError(
             f"the build record {path} has no image pinned by digest (found {image!r}); "

@@ -20,8 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from mlops_sessions.config import Config, ModelConfig, Probe, Resources
-from mlops_sessions.errors import StepError
+from mlops_sessions.config import Config, ModelConfig, Probe, Resources, checks
 from mlops_sessions.planning.k8s_common import (
     ANNOTATION_PREFIX,
     CONFIG_DIR,
@@ -210,7 +209,9 @@ def _server_container(model: ModelConfig, build: Build) -> dict[str, Any]:
         "command": ["mlops"],
         "args": args,
         "ports": [{"name": "http", "containerPort": serve.port, "protocol": "TCP"}],
-        "resources": resources(model.deploy.resources),
+        "resources": resources(
+            model.deploy.resources, where=("models", model.name, "deploy", "resources")
+        ),
         "securityContext": _container_security(model),
         "volumeMounts": mounts,
         "livenessProbe": _probe("liveness", model.deploy.probes.liveness),
@@ -233,17 +234,9 @@ def _fetch_container(model: ModelConfig, build: Build) -> dict[str, Any]:
     arguments below (see docs/deploy.md).
     """
     source = model.deploy.model_source
-    if source.uri is None:
-        raise StepError(
-            f"models.{model.name}.deploy.model_source has type 's3' but no uri; "
-            "add uri: s3://bucket/path/model.tar.gz"
-        )
-    if source.sha256 is None:
-        raise StepError(
-            f"models.{model.name}.deploy.model_source downloads {source.uri} without a checksum; "
-            "add sha256: <64 hex> (sha256sum of the archive) so a corrupt or swapped model "
-            "is refused before it is served"
-        )
+    # A uri and a checksum: the config's rule, checked by `mlops validate` the same way.
+    checks.require(checks.model_source_findings(model))
+    assert source.uri is not None and source.sha256 is not None
     timeout = seconds(source.timeout or DEFAULT_FETCH_TIMEOUT, minimum=1)
     args = [
         "fetch-model",
@@ -285,8 +278,10 @@ def _fetch_container(model: ModelConfig, build: Build) -> dict[str, Any]:
     return container
 
 
-def resources(res: Resources, *, gpus: bool = True) -> dict[str, Any]:
-    """Kubernetes requests/limits from the config's resources block."""
+def resources(
+    res: Resources, *, gpus: bool = True, where: tuple[str | int, ...] = ("deploy", "resources")
+) -> dict[str, Any]:
+    """Kubernetes requests/limits from the config's resources block (at path where)."""
     requests: dict[str, str] = {}
     limits: dict[str, Any] = {}
     if res.cpu is not None:
@@ -299,12 +294,7 @@ def resources(res: Resources, *, gpus: bool = True) -> dict[str, Any]:
         if res.limits.memory is not None:
             limits["memory"] = str(res.limits.memory)
     if gpus and res.gpu_limit > 0:
-        if res.gpu and res.gpu != res.gpu_limit:
-            raise StepError(
-                f"GPU request {res.gpu} differs from GPU limit {res.gpu_limit}; Kubernetes "
-                "cannot overcommit extended resources such as GPUs, so the two must be "
-                "equal: set deploy.resources.limits.gpu to the request or remove it"
-            )
+        checks.require(checks.gpu_findings(res, where))
         # Extended resources are set as limits; Kubernetes copies them into requests.
         limits[res.gpu_resource] = str(res.gpu_limit)
     out: dict[str, Any] = {}
@@ -365,7 +355,7 @@ def _pod_security(model: ModelConfig) -> dict[str, Any]:
         if options:
             context["seLinuxOptions"] = options
     if security.apparmor_profile is not None and kubernetes_version(model) >= APPARMOR_FIELD_SINCE:
-        context["appArmorProfile"] = _apparmor_field(security.apparmor_profile)
+        context["appArmorProfile"] = _apparmor_field(model, security.apparmor_profile)
     return context
 
 
@@ -379,17 +369,11 @@ def _container_security(model: ModelConfig) -> dict[str, Any]:
     }
 
 
-def _apparmor_field(profile: str) -> dict[str, str]:
-    if profile == "runtime/default":
-        return {"type": "RuntimeDefault"}
-    if profile == "unconfined":
-        return {"type": "Unconfined"}
-    if profile.startswith("localhost/") and len(profile) > len("localhost/"):
-        return {"type": "Localhost", "localhostProfile": profile[len("localhost/") :]}
-    raise StepError(
-        f"AppArmor profile {profile!r} is not one Kubernetes knows; use 'runtime/default', "
-        "'localhost/<profile loaded on the node>' or 'unconfined'"
-    )
+def _apparmor_field(model: ModelConfig, profile: str) -> dict[str, str]:
+    checks.require(checks.apparmor_findings(model))
+    field = checks.apparmor_profile(profile)
+    assert field is not None  # apparmor_findings refused every other profile
+    return field
 
 
 def _apparmor_annotations(model: ModelConfig) -> dict[str, str]:
@@ -397,7 +381,7 @@ def _apparmor_annotations(model: ModelConfig) -> dict[str, str]:
     profile = model.deploy.security.apparmor_profile
     if profile is None or kubernetes_version(model) >= APPARMOR_FIELD_SINCE:
         return {}
-    _apparmor_field(profile)  # same validation as the field form
+    _apparmor_field(model, profile)  # same validation as the field form
     names = [SERVER] + ([FETCHER] if model.deploy.model_source.type == "s3" else [])
     prefix = "container.apparmor.security.beta.kubernetes.io"
     return {f"{prefix}/{name}": profile for name in names}

@@ -17,6 +17,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from mlops_sessions.config import checks
 from mlops_sessions.errors import StepError
 
 ISTIO_GROUP = "networking.istio.io/"
@@ -24,16 +25,17 @@ _ISTIO_FILES = {"VirtualService": "virtualservice.json", "DestinationRule": "des
 
 
 def supported_versions() -> list[str]:
-    """Kubernetes minor versions ('1.30') whose schemas kubernetes-validate ships."""
-    utils = _kubernetes_validate()
-    found = {utils.major_minor(v) for v in utils.all_versions()}
-    return sorted(found, key=lambda v: tuple(int(p) for p in v.split(".")))
+    """Kubernetes minor versions ('1.30') whose schemas kubernetes-validate ships.
+
+    The same list ``mlops validate`` checks deploy.kubernetes_version against.
+    """
+    _kubernetes_validate()  # the install hint when the extra is missing
+    return list(checks.supported_kubernetes_versions())
 
 
 def check_version(version: str) -> str:
     """The major.minor of version when supported; StepError naming the choices otherwise."""
-    parts = version.lstrip("v").split(".")
-    minor = ".".join(parts[:2])
+    minor = checks.kubernetes_version_minor(version)
     supported = supported_versions()
     if minor not in supported:
         import kubernetes_validate

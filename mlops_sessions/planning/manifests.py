@@ -27,7 +27,7 @@ from typing import Any
 
 import yaml
 
-from mlops_sessions.config import Config, ModelConfig
+from mlops_sessions.config import Config, ModelConfig, checks
 from mlops_sessions.errors import StepError
 from mlops_sessions.planning import istio_routing, k8s_pod, k8s_secrets
 from mlops_sessions.planning.k8s_common import (
@@ -92,7 +92,12 @@ class RenderInputs:
 
 
 def render(config: Config, model: ModelConfig, artifacts: RenderInputs) -> list[Manifest]:
-    """Every object for one model, in :data:`ORDER`; raises StepError on unrenderable input."""
+    """Every object for one model, in :data:`ORDER`; raises StepError on unrenderable input.
+
+    The config's rules come first, through the functions `mlops validate` runs, so render
+    refuses exactly the configs validate refuses (a Config built without the loader too).
+    """
+    checks.require(checks.model_findings(config, model))
     _check_images(model, artifacts)
     deploy = model.deploy
     tracks: tuple[Track, ...] = TRACKS if _has_canary(model) else ("stable",)

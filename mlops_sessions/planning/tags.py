@@ -1,7 +1,7 @@
 """Image tags from the config's tag policy: git commit, semver, date or a template.
 
 Pure: the facts (commit, dirtiness, the version tag on HEAD, the date, the input digest)
-are gathered by the caller (:func:`tag_facts` reads git) and passed in, so the policy is
+are read from git by the caller (``gitinfo``) and passed in, so the policy is
 unit-tested without a repository. Two rules hold for every policy: the tag ``latest`` is
 never produced (it is not reproducible), and a build from a dirty tree either refuses or
 carries a suffix made from the build's input digest, so two different dirty trees never
@@ -11,10 +11,8 @@ share a tag.
 from __future__ import annotations
 
 import re
-import subprocess
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 
 from mlops_sessions import gitinfo
 from mlops_sessions.config import TagPolicy
@@ -43,37 +41,22 @@ class TagFacts:
     untracked: tuple[str, ...] = ()
 
 
-def tag_facts(root: Path, now: datetime) -> TagFacts:
-    """Read commit, dirtiness and the semver tag pointing at HEAD (if any) from git."""
-    state = gitinfo.state(root)
-    remote = _git_out(root, "config", "--get", "remote.origin.url")
+def tag_facts(
+    state: gitinfo.GitState,
+    head_tags: list[str],
+    origin_url: str | None,
+    now: datetime,
+) -> TagFacts:
+    """The facts for a build, from what git said (``gitinfo``: the caller reads git).
+
+    head_tags are the tags pointing at HEAD: the highest semver among them is the version.
+    """
     # A remote URL may carry credentials (https://user:token@host/...): never label those.
-    source = re.sub(r"//[^/@]*@", "//", remote.strip()) if remote else None
-    return TagFacts(state.commit, state.dirty, _head_version(root), now, source or None)
-
-
-def _git_out(root: Path, *args: str) -> str | None:
-    try:
-        done = subprocess.run(
-            ["git", *args],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return done.stdout if done.returncode == 0 else None
-
-
-def _head_version(root: Path) -> str | None:
-    out = _git_out(root, "tag", "--points-at", "HEAD")
-    if out is None:
-        return None
-    versions = [m.group("version") for m in map(_SEMVER.match, out.split()) if m]
+    source = re.sub(r"//[^/@]*@", "//", origin_url.strip()) if origin_url else None
+    versions = [m.group("version") for m in map(_SEMVER.match, head_tags) if m]
     # Several version tags on one commit: the highest release wins.
-    return max(versions, key=_version_key) if versions else None
+    version = max(versions, key=_version_key) if versions else None
+    return TagFacts(state.commit, state.dirty, version, now, source or None)
 
 
 def _version_key(version: str) -> tuple[tuple[int, ...], int, str]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from mlops_sessions import __version__
+from mlops_sessions.version import __version__
 from mlops_sessions.config import Config
 from mlops_sessions.hashing import FileHashCache, sha256_json
 from mlops_sessions.planning.datainputs import resolve_input

@@ -24,26 +24,23 @@ evaluate step needs — without importing TensorFlow.
 from __future__ import annotations
 
 import copy
-import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from mlops_sessions import gitinfo
-from mlops_sessions.config import Config, ModelConfig, TrainConfig
+from mlops_sessions.config import Config, ModelConfig, TrainConfig, units
 from mlops_sessions.errors import StepError
 from mlops_sessions.hashing import FileHashCache, sha256_json
 from mlops_sessions.planning.datainputs import resolve_inputs
+from mlops_sessions.records import runs
 from mlops_sessions.records.store import Store
 
 # Bump when the executor's export or the key's composition changes: old runs then miss.
 KEY_FORMAT = 1
 STEP = "train"
-_DURATION = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)$")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
 @dataclass(frozen=True)
@@ -110,11 +107,13 @@ class TrainPlan:
 
 
 def parse_duration(text: str) -> float:
-    """Seconds in a schema duration such as '500ms', '30s', '5m' or '1h'."""
-    match = _DURATION.match(text.strip())
-    if match is None:
-        raise StepError(f"cannot read duration '{text}'; write it like '500ms', '30s' or '5m'")
-    return float(match.group(1)) * _UNITS[match.group(2)]
+    """Seconds in a schema duration such as '500ms', '30s', '5m' or '1h' (see config.units)."""
+    try:
+        return units.duration_seconds(text)
+    except units.UnitError:
+        raise StepError(
+            f"cannot read duration '{text}'; write it like '500ms', '30s' or '5m'"
+        ) from None
 
 
 def apply_overrides(params: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
@@ -147,7 +146,7 @@ def apply_overrides(params: Mapping[str, Any], overrides: Mapping[str, Any]) -> 
 
 def hash_cache_for(config: Config) -> FileHashCache:
     """The persistent file-hash memo of a project's store."""
-    return FileHashCache(config.store_path / "cache" / "filehash.json")
+    return FileHashCache(runs.file_hash_table(config.store_path))
 
 
 def train_config(model: ModelConfig) -> TrainConfig:
@@ -188,7 +187,7 @@ def plan_training(
         "container": train.container,
         "image": image,
     }
-    from mlops_sessions import __version__
+    from mlops_sessions.version import __version__
 
     key_parts: dict[str, Any] = {
         "format": KEY_FORMAT,
@@ -239,7 +238,7 @@ def current_run(config: Config, store: Store, model_name: str) -> dict[str, Any]
     (model,) = config.select_models([model_name])
     if model.train is None:
         return None
-    cache = FileHashCache(store.root / "cache" / "filehash.json")
+    cache = FileHashCache(runs.file_hash_table(store.root))
     plan = plan_training(config, model, hash_cache=cache)
     return reusable_run(store, plan.key)
 
@@ -256,12 +255,8 @@ def reusable_run(store: Store, key: str) -> dict[str, Any] | None:
 
 
 def new_run_id(store: Store, key: str, now: datetime | None = None) -> str:
-    """'<UTC yyyymmddThhmmssZ>-<key[:8]>', with a short suffix if that id is taken."""
-    stamp = (now or datetime.now(timezone.utc)).strftime("%Y%m%dT%H%M%SZ")
-    run_id = f"{stamp}-{key[:8]}"
-    if not store.run_dir(run_id).exists():
-        return run_id
-    return f"{run_id}-{os.urandom(2).hex()}"
+    """A unique run id, '<UTC yyyymmddThhmmssZ>-<6 random hex>-<key[:8]>' (records.runs)."""
+    return runs.new_run_id(store.root, key, now)
 
 
 def requirements_hash(config: Config, cache: FileHashCache) -> str | None:

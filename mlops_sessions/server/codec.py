@@ -15,6 +15,7 @@ TF Serving does, where orjson would write ``null``.
 from __future__ import annotations
 
 import json
+import zlib
 from collections.abc import Mapping
 from typing import Any, NamedTuple, NoReturn
 
@@ -33,10 +34,11 @@ _MAX, _MIN = np.maximum.reduce, np.minimum.reduce
 class RequestError(Exception):
     """A client error: HTTP status plus a message that says what was expected."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, headers: Mapping[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.headers = headers
 
 
 class PredictRequest(NamedTuple):
@@ -237,6 +239,81 @@ def parse_predict(body: bytes, signature: Signature, signature_name: str) -> Pre
         arrays = _parse_columns(document["inputs"], signature)
     rows = next(iter(arrays.values())).shape[0]
     return PredictRequest(arrays, rows, has_cols)
+
+
+# Content-Encoding values the server decodes itself (aiohttp's automatic decompression is
+# off: it answered a body that does not match its header with a 500, and an encoding it
+# cannot decode with a bare-text 400). zlib's wbits: 16+ = gzip, 32+ = zlib or gzip header.
+_GZIP_WBITS = 16 + zlib.MAX_WBITS
+_ZLIB_WBITS = zlib.MAX_WBITS
+_RAW_WBITS = -zlib.MAX_WBITS
+ENCODINGS = ("gzip", "deflate", "identity")
+_ACCEPT = {"Accept-Encoding": ", ".join(ENCODINGS)}
+
+
+def _zlib_header(data: bytes) -> bool:
+    """RFC 1950: CM = 8 and the 16-bit header is a multiple of 31 (else raw deflate)."""
+    return len(data) >= 2 and data[0] & 0x0F == 8 and (data[0] << 8 | data[1]) % 31 == 0
+
+
+def _inflate(data: bytes, coding: str, limit: int) -> bytes:
+    """One coding undone, never more than ``limit`` bytes out (a zip bomb is a 413)."""
+    if coding == "deflate":
+        # HTTP's "deflate" is the zlib format; some clients send raw deflate: accept both.
+        wbits = _ZLIB_WBITS if _zlib_header(data) else _RAW_WBITS
+    else:
+        wbits = _GZIP_WBITS
+    out: list[bytes] = []
+    size = 0
+    rest = data
+    while True:
+        decoder = zlib.decompressobj(wbits)
+        try:
+            chunk = decoder.decompress(rest, limit + 1 - size)
+        except zlib.error as exc:
+            bad(
+                f"request body is not valid {coding} data ({exc}); send a body that matches "
+                "its Content-Encoding header, or drop the header"
+            )
+        size += len(chunk)
+        out.append(chunk)
+        if size > limit:
+            bad(
+                f"request body over the limit of {limit} bytes once decompressed "
+                "(serve.max_body_bytes); send fewer rows",
+                413,
+            )
+        if not decoder.eof:
+            bad(f"request body is truncated {coding} data; send the whole compressed body")
+        rest = decoder.unused_data
+        # gzip allows several members one after the other (RFC 1952 2.2); nothing else
+        # may follow the end of the compressed data.
+        if not rest:
+            return b"".join(out)
+        if coding != "gzip":
+            bad(f"request body has {len(rest)} bytes after the end of its {coding} data")
+
+
+def decode_content(body: bytes, header: str, limit: int) -> bytes:
+    """Undo the body's Content-Encoding (RFC 9110 8.4: codings listed in applied order).
+
+    An unsupported coding is a 415 that lists the supported ones (RFC 7694); a body that
+    does not decode as its header says is a 400: both are the client's doing.
+    """
+    codings = [c.strip().lower() for c in header.split(",")]
+    unknown = [c for c in codings if c not in ("gzip", "x-gzip", "deflate", "identity", "")]
+    if unknown:
+        raise RequestError(
+            415,
+            f"unsupported Content-Encoding {unknown[0][:40]!r}; send {', '.join(ENCODINGS)}",
+            _ACCEPT,
+        )
+    for coding in reversed(codings):
+        if coding in ("gzip", "x-gzip"):
+            body = _inflate(body, "gzip", limit)
+        elif coding == "deflate":
+            body = _inflate(body, "deflate", limit)
+    return body
 
 
 # Built once: json.dumps with non-default options constructs an encoder per call.

@@ -61,6 +61,9 @@ async def _serve(
         handle_signals=False,
         access_log=None,
         shutdown_timeout=settings.drain_s * FINISH_SHARE,
+        # The app decodes Content-Encoding itself (codec.decode_content): aiohttp's own
+        # decoding answered a body that does not match its header with a 500.
+        auto_decompress=False,
     )
     await runner.setup()
     try:

@@ -8,22 +8,15 @@ no aiohttp, so the CLI can build settings before paying for either import.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlops_sessions.config import ServeConfig
-
-_DURATION = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)$")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+from mlops_sessions.config import ServeConfig, units
 
 
 def parse_duration(text: str) -> float:
-    """'2ms' -> 0.002, '20s' -> 20.0 (the schema's duration pattern)."""
-    match = _DURATION.match(text.strip())
-    if match is None:
-        raise ValueError(f"not a duration: {text!r} (expected e.g. '500ms', '30s', '5m', '1h')")
-    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    """'2ms' -> 0.002, '20s' -> 20.0 (the one parser: :mod:`mlops_sessions.config.units`)."""
+    return units.duration_seconds(text)
 
 
 @dataclass(frozen=True)
@@ -51,6 +44,10 @@ class ServerSettings:
     # How long without a new request, after SIGTERM, before the listener closes: once the
     # load balancer has dropped the pod (readiness false) traffic stops and we can go.
     quiet_s: float = 1.0
+    # Longest a request body may take to arrive once its headers are in: a client that
+    # sends less than its Content-Length (or trickles it) gets a 408 instead of holding
+    # a connection and a batcher slot forever.
+    read_timeout_s: float = 30.0
 
     @classmethod
     def from_config(
@@ -67,4 +64,5 @@ class ServerSettings:
             max_body_bytes=serve.max_body_bytes,
             workers=serve.workers,
             drain_s=parse_duration(serve.drain),
+            read_timeout_s=parse_duration(serve.read_timeout),
         )

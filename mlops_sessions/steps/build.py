@@ -14,14 +14,13 @@ import sys
 from datetime import datetime, timezone
 from typing import Any, TextIO
 
+from mlops_sessions import gitinfo
 from mlops_sessions.config import Config
 from mlops_sessions.errors import StepError
 from mlops_sessions.planning.images import ImagePlan, ModelArtifact, plan_image, served_model
 from mlops_sessions.planning.tags import tag_facts
 from mlops_sessions.records.store import Store
 from mlops_sessions.steps.common import emit, load_config, store_for
-
-HELP = "Build images with Docker (one immutable image per commit); unchanged inputs build nothing."
 
 
 def add_images(parser: argparse.ArgumentParser) -> None:
@@ -101,7 +100,12 @@ def plan(
     from mlops_sessions.planning.training import hash_cache_for
 
     cache = hash_cache_for(config)
-    facts = tag_facts(config.root, datetime.now(timezone.utc))
+    facts = tag_facts(
+        gitinfo.state(config.root),
+        gitinfo.head_tags(config.root),
+        gitinfo.origin_url(config.root),
+        datetime.now(timezone.utc),
+    )
     result = plan_image(
         config,
         image,

@@ -15,9 +15,9 @@ from typing import Any
 from mlops_sessions.config import Config
 from mlops_sessions.errors import StepError
 from mlops_sessions.planning import ci_templates, stamped
+from mlops_sessions.steps import argtypes
 from mlops_sessions.steps.common import emit, load_config
 
-HELP = "Write a GitHub Actions or GitLab CI workflow that runs the same nox sessions."
 PRODUCTION_PROFILES = ("prod", "production")
 
 
@@ -28,6 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-o",
         "--output",
+        type=argtypes.output_path,
         default=None,
         help="file to write (default: .github/workflows/mlops.yml or .gitlab-ci.yml "
         "next to mlops.yaml)",
@@ -37,11 +38,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--branch",
+        type=argtypes.branch,
         default="main",
         help="the branch that builds, pushes and deploys (default: main)",
     )
     parser.add_argument(
         "--production-profile",
+        type=argtypes.dns_label,
         default=None,
         metavar="PROFILE",
         help="profile of the manually approved production deploy "
@@ -50,6 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--install",
         action="append",
+        type=argtypes.pip_requirement,
         default=None,
         metavar="REQUIREMENT",
         help="pip requirement the CI runner installs before nox (repeatable; "
@@ -141,11 +145,11 @@ def check_provider(provider: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mlops_sessions.frontends.noxplugin import specs
+    from mlops_sessions import pipeline
 
     provider = check_provider(args.provider)
     config = load_config(args)
-    sessions = [spec.name for spec in specs()]
+    sessions = [step.name for step in pipeline.sessions()]
     options = options_for(config, args, sessions)
     body = ci_templates.render(provider, options)
     text = stamped.stamp(body, f"mlops ci {provider}", "mlops.yaml")

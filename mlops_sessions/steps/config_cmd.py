@@ -9,8 +9,6 @@ import yaml
 
 from mlops_sessions.steps.common import load_config
 
-HELP = "Print the effective config (profile, defaults and ${VAR} applied)."
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     pass

@@ -17,7 +17,6 @@ Release policy (``--force`` overrides each, and the record says it was forced):
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 from typing import Any
@@ -26,9 +25,8 @@ from mlops_sessions.config import Config, ModelConfig
 from mlops_sessions.errors import StepError
 from mlops_sessions.planning.k8s_common import seconds
 from mlops_sessions.planning.manifests import RenderInputs
+from mlops_sessions.records import builds
 from mlops_sessions.steps.common import add_models, emit, load_config, store_for
-
-HELP = "Apply the rendered manifests to Kubernetes, wait for the rollout, restore on failure."
 
 
 def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
@@ -110,12 +108,7 @@ def rollout_seconds(model: ModelConfig) -> tuple[float, float]:
 
 
 def _build_record(config: Config, image_name: str) -> dict[str, Any]:
-    path = config.store_path / "builds" / image_name / "latest.json"
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
+    return builds.load_record(config.store_path, image_name, "latest") or {}
 
 
 # The tag policy marks a dirty-tree build's tag '<tag>-dirty-<12 hex of the input digest>'.
@@ -171,19 +164,15 @@ def policy_problems(
     ):
         problems.append(f"the stable track's model {str(inputs.model_hash)[:12]} was never blessed")
     for name in _image_names(model):
-        scan = config.store_path / "builds" / name / "scan.json"
-        if scan.is_file():
-            try:
-                verdict = json.loads(scan.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                verdict = {"passed": False, "summary": "unreadable scan record"}
-            if isinstance(verdict, dict) and verdict.get("passed") is False:
-                summary = verdict.get("summary") or verdict.get("reason") or ""
-                problems.append(
-                    f"image {name!r} failed its scan ({scan})"
-                    + (f": {summary}" if summary else "")
-                    + "; fix the findings and rebuild"
-                )
+        scan = builds.record_path(config.store_path, name, "scan")
+        verdict = builds.load_record(config.store_path, name, "scan")
+        if verdict is not None and verdict.get("passed") is False:
+            summary = verdict.get("summary") or verdict.get("reason") or ""
+            problems.append(
+                f"image {name!r} failed its scan ({scan})"
+                + (f": {summary}" if summary else "")
+                + "; fix the findings and rebuild"
+            )
         if model.deploy.protected and name not in overrides:
             record = _build_record(config, name)
             if _dirty(record):

@@ -14,8 +14,6 @@ from mlops_sessions.errors import StepError
 from mlops_sessions.planning.dockerfile import BUILTIN_DIR, PROJECT_DIR
 from mlops_sessions.steps.common import emit, load_config
 
-HELP = "Copy the built-in Dockerfile templates into ./dockerfiles to override them."
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="overwrite existing copies")

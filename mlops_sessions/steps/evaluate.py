@@ -5,27 +5,33 @@ params and data (``planning.training.current_run``); ``--run`` picks another. Th
 an evaluation is staged and renamed into ``.mlops/runs/<run>/eval/<eval-id>/`` (verdict.json,
 metrics.json, report.md, report.html); a passing model is then blessed. A failing gate exits
 with 1 and its first output lines say which metric failed, by how much, against what.
+An evaluation whose inputs (model hash, held-out data and code hashes, the evaluate section,
+the baseline's model hash) are unchanged reuses its recorded verdict without measuring
+(``records.evaluations``); ``--force`` measures again.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from mlops_sessions.config import Config, EvaluateConfig, ModelConfig
 from mlops_sessions.contract import DataContext
 from mlops_sessions.errors import StepError
+from mlops_sessions.hashing import sha256_json
 from mlops_sessions.planning import baseline as baselines
-from mlops_sessions.planning.gate import Verdict, decide, fmt
+from mlops_sessions.planning.gate import MetricCheck, Verdict, decide, fmt
+from mlops_sessions.records import evaluations as evaluation_records
+from mlops_sessions.records.io import SCHEMA, RecordError, now
 from mlops_sessions.records.store import Store, write_json_atomic, write_text_atomic
 from mlops_sessions.steps.common import add_models, emit, load_config, store_for
 
-HELP = "Gate the trained model on its metrics; bless it when it passes."
+# Bump when what cache_inputs covers changes: older cached verdicts then miss.
+EVAL_CACHE_VERSION = 1
 
 
 @dataclass
@@ -40,6 +46,7 @@ class Outcome:
     baseline: baselines.Baseline
     blessed: bool
     notes: list[str] = field(default_factory=list)
+    reused: bool = False
 
     @property
     def passed(self) -> bool:
@@ -52,6 +59,7 @@ class Outcome:
             "eval_id": self.eval_id,
             "passed": self.passed,
             "blessed": self.blessed,
+            "reused": self.reused,
             "verdict": str(self.path / "verdict.json"),
             "report_md": str(self.path / "report.md"),
             "report_html": str(self.path / "report.html"),
@@ -85,6 +93,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="compare against 'none', 'blessed', 'run:<id>' or 'git:<ref>' "
         "(default: evaluate.baseline in mlops.yaml)",
     )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="measure again even when the model, data, evaluate section and baseline are "
+        "unchanged since a recorded verdict",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -99,7 +113,9 @@ def run(args: argparse.Namespace) -> int:
         overrides = parse_params(list(args.param))
     targets = _targets(config, store, list(args.models), args.run, overrides)
     outcomes = [
-        evaluate_model(config, store, model, run_record, baseline_spec=args.baseline)
+        evaluate_model(
+            config, store, model, run_record, baseline_spec=args.baseline, force=args.force
+        )
         for model, run_record in targets
     ]
     passed = all(o.passed for o in outcomes)
@@ -191,8 +207,132 @@ def _evaluate_section(model: ModelConfig) -> EvaluateConfig:
 
 
 def new_eval_id(now: datetime | None = None) -> str:
-    stamp = (now or datetime.now(timezone.utc)).strftime("%Y%m%dT%H%M%SZ")
-    return f"{stamp}-{os.urandom(3).hex()}"
+    return evaluation_records.new_eval_id(now)
+
+
+def cache_inputs(
+    config: Config,
+    model: ModelConfig,
+    evaluate: EvaluateConfig,
+    run_record: dict[str, Any],
+    baseline: baselines.Baseline,
+) -> dict[str, Any]:
+    """Everything a verdict depends on: equal inputs, equal verdict (records.evaluations)."""
+    from mlops_sessions.planning import training
+
+    code: str | None = None
+    data: dict[str, str] = {}
+    if model.train is not None:
+        # The held-out data comes from the train inputs through the team's code (the
+        # dataset function and custom metrics live in train.source): hash both as they
+        # are now, which is what a new measurement would read.
+        plan = training.plan_training(config, model, hash_cache=training.hash_cache_for(config))
+        lineage = plan.lineage()
+        code = lineage.get("code_hash")
+        data = dict(lineage.get("data_hashes") or {})
+    return {
+        "version": EVAL_CACHE_VERSION,
+        "run_id": run_record.get("run_id"),
+        "model_hash": run_record.get("model_hash"),
+        "code_hash": code,
+        "data_hashes": data,
+        "evaluate": sha256_json(asdict(evaluate)),
+        "baseline": {
+            "spec": baseline.spec,
+            "model_hash": baseline.model_hash,
+            "available": baseline.available,
+        },
+    }
+
+
+def _reused(
+    store: Store, model: ModelConfig, run_record: dict[str, Any], key: str, baseline: Any
+) -> Outcome | None:
+    """The Outcome of the evaluation recorded under key, or None (a miss).
+
+    A damaged cache entry or evaluation is a miss too: measuring again rewrites both.
+    """
+    try:
+        found = evaluation_records.cached_evaluation(store.root, key)
+    except RecordError:
+        return None
+    if found is None or found.run_id != str(run_record["run_id"]):
+        return None
+    verdict = verdict_from_record(found.verdict)
+    blessed = False
+    if verdict.passed:
+        current = store.blessed(model.name)
+        blessed = current is not None and current.get("run_id") == found.run_id
+        if not blessed:
+            _bless(store, model.name, run_record, found.eval_id, found.path, verdict.first_run)
+            blessed = True
+    notes = [str(n) for n in found.verdict.get("notes", []) if n not in verdict.notes]
+    return Outcome(
+        model.name,
+        found.run_id,
+        found.eval_id,
+        found.path,
+        verdict,
+        baseline,
+        blessed,
+        notes,
+        reused=True,
+    )
+
+
+def verdict_from_record(record: dict[str, Any]) -> Verdict:
+    """A Verdict back from its verdict.json (the inverse of Verdict.as_dict)."""
+    checks = []
+    for name, check in (record.get("metrics") or {}).items():
+        threshold = check.get("threshold") or {}
+        direction = check.get("direction")
+        checks.append(
+            MetricCheck(
+                metric=str(name),
+                value=check.get("value"),
+                higher_is_better=None if direction is None else direction == "higher_is_better",
+                min=threshold.get("min"),
+                max=threshold.get("max"),
+                max_regression=threshold.get("max_regression"),
+                max_regression_pct=threshold.get("max_regression_pct"),
+                baseline=check.get("baseline"),
+                delta=check.get("delta"),
+                delta_pct=check.get("delta_pct"),
+                failures=tuple(check.get("failures") or ()),
+                notes=tuple(check.get("notes") or ()),
+            )
+        )
+    return Verdict(
+        checks=tuple(checks),
+        baseline_available=bool(record.get("baseline_available")),
+        first_run=bool(record.get("first_run")),
+        notes=tuple(str(n) for n in record.get("verdict_notes", record.get("notes") or [])),
+    )
+
+
+def _bless(
+    store: Store,
+    model: str,
+    run_record: dict[str, Any],
+    eval_id: str,
+    path: Path,
+    first_run: bool,
+) -> None:
+    git = (run_record.get("lineage") or {}).get("git") or {}
+    store.bless(
+        model,
+        {
+            "model": model,
+            "run_id": str(run_record["run_id"]),
+            "model_hash": run_record.get("model_hash"),
+            "git_commit": git.get("commit"),
+            "git_dirty": git.get("dirty"),
+            "eval_id": eval_id,
+            "verdict": str(path / "verdict.json"),
+            "first_run": first_run,
+            "blessed_at": now(),
+        },
+    )
 
 
 def evaluate_model(
@@ -202,18 +342,30 @@ def evaluate_model(
     run_record: dict[str, Any],
     *,
     baseline_spec: str | None = None,
+    force: bool = False,
 ) -> Outcome:
-    """Measure, judge, record and (on pass) bless one run of one model."""
-    from mlops_sessions.executors import tf_evaluate
-    from mlops_sessions.planning.datainputs import resolve_inputs
-    from mlops_sessions.reports import verdict as report
+    """Measure, judge, record and (on pass) bless one run of one model.
 
+    Unless force, a verdict recorded for the same inputs (:func:`cache_inputs`) is reused
+    without measuring: nothing it depends on has changed.
+    """
     evaluate = _evaluate_section(model)
     run_id = str(run_record["run_id"])
     run_dir = store.run_dir(run_id)
     model_dir = run_dir / str(run_record.get("model_dir", "model"))
     spec = baselines.check_spec(baseline_spec or evaluate.baseline)
     baseline = baselines.resolve_baseline(store, model.name, spec, config.root)
+    inputs = cache_inputs(config, model, evaluate, run_record, baseline)
+    key = evaluation_records.cache_key(inputs)
+    if not force:
+        reused = _reused(store, model, run_record, key, baseline)
+        if reused is not None:
+            return reused
+
+    # Imported only when measuring: TensorFlow is what makes an evaluation take seconds.
+    from mlops_sessions.executors import tf_evaluate
+    from mlops_sessions.planning.datainputs import resolve_inputs
+    from mlops_sessions.reports import verdict as report
 
     train = model.train
     source = config.resolve(train.source) if train is not None else config.root
@@ -242,15 +394,16 @@ def evaluate_model(
             "compare different datasets"
         )
 
-    now = datetime.now(timezone.utc)
-    eval_id = new_eval_id(now)
+    eval_id = new_eval_id()
+    created = now()
     final = baselines.eval_dir(store, run_id) / eval_id
     common = {
+        "schema": SCHEMA,
         "model": model.name,
         "run_id": run_id,
         "eval_id": eval_id,
         "model_hash": run_record.get("model_hash"),
-        "created_at": now.isoformat(),
+        "created_at": created,
     }
     verdict_record = {
         **common,
@@ -258,6 +411,7 @@ def evaluate_model(
         "baseline": baseline.as_dict(),
         "config_hash": config.model_hash(model.name),
     }
+    verdict_record["verdict_notes"] = list(verdict.notes)  # the gate's own, for reuse
     verdict_record["notes"] = [*verdict_record["notes"], *notes]
     document = report.ReportInput(
         model=model.name,
@@ -266,7 +420,7 @@ def evaluate_model(
         verdict=verdict,
         baseline=baseline.as_dict(),
         measurements=measured.as_dict(),
-        created_at=now.isoformat(),
+        created_at=created,
         extra_notes=tuple(notes),
     )
     with store.staging(final) as stage:
@@ -277,22 +431,9 @@ def evaluate_model(
         write_text_atomic(stage / "report.md", report.markdown(document))
         write_text_atomic(stage / "report.html", report.html_report(document))
 
+    evaluation_records.record_evaluation(store.root, key, model.name, run_id, eval_id, inputs)
     if verdict.passed:
-        git = (run_record.get("lineage") or {}).get("git") or {}
-        store.bless(
-            model.name,
-            {
-                "model": model.name,
-                "run_id": run_id,
-                "model_hash": run_record.get("model_hash"),
-                "git_commit": git.get("commit"),
-                "git_dirty": git.get("dirty"),
-                "eval_id": eval_id,
-                "verdict": str(final / "verdict.json"),
-                "first_run": verdict.first_run,
-                "blessed_at": now.isoformat(),
-            },
-        )
+        _bless(store, model.name, run_record, eval_id, final, verdict.first_run)
     return Outcome(model.name, run_id, eval_id, final, verdict, baseline, verdict.passed, notes)
 
 
@@ -308,6 +449,11 @@ def render_text(outcomes: list[Outcome]) -> str:
             f"{outcome.model}: gate {status} — run {outcome.run_id}, "
             f"baseline: {outcome.baseline.label}"
         )
+        if outcome.reused:
+            lines.append(
+                f"  reused: the verdict of evaluation {outcome.eval_id} (model, data, evaluate "
+                "section and baseline unchanged; --force measures again)"
+            )
         lines += [f"  note: {note}" for note in [*verdict.notes, *outcome.notes]]
         rows = [("metric", "value", "threshold", "baseline", "delta", "")]
         for check in verdict.checks:

@@ -16,19 +16,24 @@ from pathlib import Path
 
 from mlops_sessions.errors import StepError
 from mlops_sessions.planning.training import parse_duration
+from mlops_sessions.steps import argtypes
 from mlops_sessions.steps.common import emit
 
-HELP = "Download a model from S3-compatible storage, check its sha256, unpack it atomically."
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    # --uri, --sha256, --timeout and --retries are checked at the top of run() (exit 1,
+    # before any download or write); the options below are checked while parsing.
     parser.add_argument("--uri", required=True, help="s3://bucket/path/model.tar.gz (or a file)")
     parser.add_argument(
         "--sha256", required=True, help="expected sha256 of the object (64 hex digits)"
     )
     parser.add_argument(
-        "--dest", required=True, type=Path, help="directory the model ends up in (e.g. /models/m)"
+        "--dest",
+        required=True,
+        type=argtypes.path,
+        help="directory the model ends up in (e.g. /models/m)",
     )
     parser.add_argument(
         "--timeout", default="10m", help="give up the download after this long (default: 10m)"
@@ -41,6 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--endpoint",
+        type=argtypes.http_url,
         default=None,
         help="S3-compatible endpoint URL (MinIO, Ceph ...); default: AWS S3",
     )

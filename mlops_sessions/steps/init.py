@@ -25,7 +25,6 @@ if TYPE_CHECKING:
     else:
         from importlib.abc import Traversable
 
-HELP = "Scaffold a new project: mlops.yaml, noxfile, example model, requirements and a test."
 SUFFIX = ".tmpl"
 RENAMES = {"gitignore": ".gitignore"}
 # (distribution, fallback specifier when it is not installed here); pins match this machine

@@ -2,28 +2,27 @@
 
 For every stored run that matches — by run id, by model hash (a prefix is enough), by git
 commit (a prefix, or any ref git can resolve such as ``HEAD`` or a tag) or by training cache
-key (the hex after the run id's timestamp starts it) — it shows: commit
+key (the run id ends with its first 8 hex) — it shows: commit
 (and whether the tree was dirty), config hash, params, data hashes, requirements hash,
 environment (and, for container training, the train image), model hash, the newest
 evaluation's metrics and verdict, the blessings, the images built with the model and pushed
 (``repo@sha256``), and the deploy revisions that rolled it out.
-Read-only: it only looks at ``.mlops/``.
+Read-only: it only looks at ``.mlops/``, through the records package (a damaged record is a
+one-line error naming the file and the fix).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any
 
 from mlops_sessions import gitinfo
 from mlops_sessions.errors import StepError
 from mlops_sessions.planning import baseline as baselines
 from mlops_sessions.planning.gate import fmt
+from mlops_sessions.records import builds, deployments, evaluations
 from mlops_sessions.records.store import Store
 from mlops_sessions.steps.common import emit, load_config, store_for
-
-HELP = "Trace a run, model hash or commit from commit to blessed model."
 
 # Shorter prefixes match too much to mean anything.
 MIN_PREFIX = 4
@@ -88,7 +87,7 @@ def chain(store: Store, record: dict[str, Any], matched: str) -> dict[str, Any]:
     run_id = str(record.get("run_id"))
     model = str(record.get("model"))
     lineage = record.get("lineage") or {}
-    done = baselines.evaluations(store, run_id)
+    done = evaluations.evaluations(store.root, run_id)
     latest = done[-1] if done else None
     blessed_now = store.blessed(model)
     blessings = baselines.blessings_of_run(store, model, run_id)
@@ -128,20 +127,16 @@ def chain(store: Store, record: dict[str, Any], matched: str) -> dict[str, Any]:
 
 def images_of_run(store: Store, run_id: str) -> list[dict[str, Any]]:
     """Images built with this run's model, and where each was pushed (repo@sha256)."""
-    from mlops_sessions.executors.docker_engine import load_history
-
     found: dict[str, dict[str, Any]] = {}
-    if not store.builds().is_dir():
-        return []
-    for directory in sorted(p for p in store.builds().iterdir() if p.is_dir()):
-        for built in load_history(store, directory.name, "build"):
+    for image in builds.images(store.root):
+        for built in builds.load_history(store.root, image, "build"):
             if built.get("run_id") == run_id and built.get("image_id"):
                 entry = found.setdefault(
                     str(built["image_id"]),
-                    {"image": directory.name, "image_id": built["image_id"], "pushed": []},
+                    {"image": image, "image_id": built["image_id"], "pushed": []},
                 )
                 entry.update(refs=built.get("refs", []), built_at=built.get("built_at"))
-        for pushed in load_history(store, directory.name, "latest"):
+        for pushed in builds.load_history(store.root, image, "latest"):
             if pushed.get("run_id") == run_id and pushed.get("image_id") in found:
                 where = found[str(pushed["image_id"])]["pushed"]
                 if pushed.get("image") not in where:
@@ -153,13 +148,8 @@ def deployments_of_run(
     store: Store, model: str, run_id: str, model_hash: str | None
 ) -> list[dict[str, Any]]:
     """Deploy revisions (any cluster target) whose stable or canary model is this run's."""
-    root = store.deployments() / model
     out = []
-    for path in sorted(root.glob("*/revisions/*.json")) if root.is_dir() else []:
-        try:
-            record = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
+    for target, record in deployments.revisions_of_model(store.root, model):
         lineage = record.get("lineage") or {}
         roles = [
             role
@@ -172,7 +162,7 @@ def deployments_of_run(
         if roles:
             out.append(
                 {
-                    "target": path.parent.parent.name,
+                    "target": target,
                     "revision": record.get("revision"),
                     "status": record.get("status"),
                     "as": roles,

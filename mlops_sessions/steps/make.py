@@ -10,18 +10,22 @@ import argparse
 from pathlib import Path
 
 from mlops_sessions.planning import makefile, stamped
+from mlops_sessions.steps import argtypes
 from mlops_sessions.steps.ci import write_generated
 from mlops_sessions.steps.common import emit, load_config
-
-HELP = "Write mlops.mk: one Make target per pipeline session (nox -s <name> -- $(ARGS))."
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "-o", "--output", default=None, help="file to write (default: mlops.mk next to mlops.yaml)"
+        "-o",
+        "--output",
+        type=argtypes.output_path,
+        default=None,
+        help="file to write (default: mlops.mk next to mlops.yaml)",
     )
     parser.add_argument(
         "--prefix",
+        type=argtypes.make_prefix,
         default="",
         help="prefix for target names, e.g. 'mlops-' when your Makefile already "
         "has a 'test' target",
@@ -32,10 +36,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mlops_sessions.frontends.noxplugin import specs
+    from mlops_sessions import pipeline
 
     config = load_config(args)  # a broken config should fail here, not in every target
-    sessions = [(spec.name, spec.description) for spec in specs()]
+    sessions = [(step.name, step.help) for step in pipeline.sessions()]
     text = stamped.stamp(makefile.render(sessions, args.prefix), "mlops make", "mlops.yaml")
     path = Path(args.output) if args.output else config.root / "mlops.mk"
     status = write_generated(path, text, args.force, "mlops make")

@@ -21,8 +21,6 @@ from mlops_sessions.steps.build import add_images, select_images
 from mlops_sessions.steps.common import emit, load_config, store_for
 from mlops_sessions.steps.scan import built_record, scan_image
 
-HELP = "Push built, scanned images to the registry; record repo@sha256 digests for deploy."
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_images(parser)

@@ -20,7 +20,6 @@ from mlops_sessions.planning import k8s_inputs, k8s_validate, manifests
 from mlops_sessions.records.store import write_text_atomic
 from mlops_sessions.steps.common import add_models, emit, load_config
 
-HELP = "Render Kubernetes and Istio manifests (offline, deterministic) to k8s/rendered/<profile>/."
 ALL_FILE = "all.yaml"
 # What render writes: 'NN-kind-name.yaml' and all.yaml; only these are ever removed.
 _OURS = re.compile(r"^[0-9]{2}-[a-z]+-[a-z0-9.-]+\.yaml$")

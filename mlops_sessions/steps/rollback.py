@@ -18,8 +18,6 @@ from mlops_sessions.errors import StepError
 from mlops_sessions.steps.common import emit, load_config, store_for
 from mlops_sessions.steps.deploy import add_cluster_arguments, connect_for, rollout_seconds
 
-HELP = "Roll a model back to its previous (or a named) deployed revision, without rebuilding."
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(

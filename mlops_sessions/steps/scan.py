@@ -17,7 +17,6 @@ from mlops_sessions.records.store import Store
 from mlops_sessions.steps.build import add_images, select_images
 from mlops_sessions.steps.common import emit, load_config, store_for
 
-HELP = "Check built images: non-root, no secrets in layers, size budget, Trivy if asked."
 CHECKS = ("non-root", "secrets", "size")
 
 

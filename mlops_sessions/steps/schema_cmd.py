@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 
-HELP = "Print the JSON Schema of mlops.yaml."
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     pass

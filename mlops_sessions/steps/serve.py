@@ -17,9 +17,9 @@ from typing import Any
 
 from mlops_sessions.config import Config, ModelConfig
 from mlops_sessions.errors import StepError
+from mlops_sessions.records.io import read_record
+from mlops_sessions.steps import argtypes
 from mlops_sessions.steps.common import load_config, store_for
-
-HELP = "Serve a SavedModel over HTTP (TF Serving REST API, /metrics, /healthz, /ready)."
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,15 +27,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "model", nargs="?", metavar="MODEL", help="model to serve (default: the only model)"
     )
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--run", metavar="RUN_ID", help="serve this training run's model")
-    source.add_argument("--model-dir", metavar="PATH", help="serve this SavedModel directory")
-    parser.add_argument("--host", default=None, help="bind address (default: serve.host)")
+    source.add_argument(
+        "--run", type=argtypes.label, metavar="RUN_ID", help="serve this training run's model"
+    )
+    source.add_argument(
+        "--model-dir", type=argtypes.path, metavar="PATH", help="serve this SavedModel directory"
+    )
     parser.add_argument(
-        "--port", type=int, default=None, help="port (default: serve.port; 0 = any)"
+        "--host", type=argtypes.host, default=None, help="bind address (default: serve.host)"
+    )
+    parser.add_argument(
+        "--port", type=argtypes.port, default=None, help="port (default: serve.port; 0 = any)"
     )
     parser.add_argument(
         "--version",
         dest="model_version",
+        type=argtypes.label,
         default=None,
         help="version label in URLs and metrics (default: the run id, or '1')",
     )
@@ -71,7 +78,7 @@ def _identity_source(
     if args.model_dir is not None:
         path = Path(args.model_dir).resolve()
         beside = path.parent / "run.json"
-        record = json.loads(beside.read_text()) if beside.is_file() else None
+        record = read_record(beside, fix=f"delete {beside} or pass a --model-dir of a complete run")
         run_id = str(record["run_id"]) if record and "run_id" in record else None
         return path, record, run_id
     run_id = args.run

@@ -13,8 +13,6 @@ from typing import Any
 from mlops_sessions.steps.common import add_models, emit, load_config, store_for
 from mlops_sessions.steps.deploy import add_cluster_arguments, connect_for
 
-HELP = "Show what runs on the cluster: image, digest, commit, model hash, weights, replicas."
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_models(parser)

@@ -33,10 +33,9 @@ from mlops_sessions.config import Config
 from mlops_sessions.errors import StepError
 from mlops_sessions.planning.testing import test_cache_key
 from mlops_sessions.planning.training import environment_digest, hash_cache_for
-from mlops_sessions.records.store import Store, read_json, write_json_atomic
+from mlops_sessions.records.io import RecordError, now, read_record, stamped, write_json_atomic
+from mlops_sessions.records.store import Store
 from mlops_sessions.steps.common import add_models, emit, load_config, store_for
-
-HELP = "Run the team's tests (pytest) in the training environment."
 
 # pytest's documented exit codes (pytest.ExitCode); named here so messages can explain them.
 EXIT_OK = 0
@@ -121,10 +120,10 @@ def pytest_command(config: Config, args: argparse.Namespace) -> list[str]:
 def _recorded_pass(entry: Path) -> dict[str, Any] | None:
     """The pass recorded under a cache entry, or None (absent or unreadable: run again)."""
     try:
-        recorded: dict[str, Any] = read_json(entry)
-    except (OSError, ValueError):
-        return None
-    return recorded if recorded.get("passed") is True else None
+        recorded = read_record(entry)
+    except RecordError:
+        return None  # a damaged cache entry is a miss: the suite runs again and rewrites it
+    return recorded if recorded is not None and recorded.get("passed") is True else None
 
 
 def test_environment(config: Config) -> dict[str, str]:
@@ -166,6 +165,11 @@ def explain(code: int, path: str, counts: dict[str, int]) -> str:
         )
     if code == EXIT_INTERRUPTED:
         return f"the test run was interrupted (pytest exit 2), often by an import error in {path}"
+    if code == EXIT_INTERNAL_ERROR:
+        return (
+            "pytest itself failed (exit 3: an internal error, usually a plugin or conftest.py "
+            f"that raised); see the INTERNALERROR lines above, then fix the plugin or {path}"
+        )
     if code == EXIT_USAGE_ERROR:
         return (
             "pytest rejected its arguments (exit 4); check tests.args / tests.markers in mlops.yaml"
@@ -241,8 +245,8 @@ def run_suite(
     if code != EXIT_OK:
         result["error"] = explain(code, config.tests.path, counts)
         return result  # only passes are recorded: a failure always re-runs
-    result.update(key=key, finished_at=datetime.now(timezone.utc).isoformat(), cached=False)
-    write_json_atomic(entry, result)
+    result.update(key=key, finished_at=now(), cached=False)
+    write_json_atomic(entry, stamped(result))
     return result
 
 

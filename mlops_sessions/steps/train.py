@@ -4,7 +4,10 @@ For each model: plan (key over code, params, data, lock, config) -> reuse the co
 recorded for that key unless ``--force`` -> otherwise clean leftovers of killed runs, train
 in-process into a staging directory under ``.mlops/tmp``, write run.json there, rename it
 into ``.mlops/runs/<run-id>`` and only then record the key. A run killed at any point leaves
-no directory under runs/ and no cache entry, so it can never be reused.
+no directory under runs/ and no cache entry, so it can never be reused. A damaged cache
+entry or run.json is a cache miss: train warns, sets the damaged run aside and retrains.
+Run ids are unique per training (``records.runs``), so two ``--force`` trainings of one key
+at once both keep their run.
 """
 
 from __future__ import annotations
@@ -17,7 +20,6 @@ import shutil
 import socket
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -34,10 +36,11 @@ from mlops_sessions.planning.training import (
     plan_training,
     reusable_run,
 )
-from mlops_sessions.records.store import Store, write_json_atomic
+from mlops_sessions.records import runs
+from mlops_sessions.records.io import SCHEMA, RecordError, now, read_record, write_json_atomic
+from mlops_sessions.records.store import Store
 from mlops_sessions.steps.common import add_models, emit, load_config, store_for
 
-HELP = "Train models; an unchanged cache key reuses the stored run (--force retrains)."
 OWNER_FILE = ".mlops-owner.json"
 # Staging dirs without an owner file (another step's, or killed before writing it) are
 # removed only once they are clearly abandoned.
@@ -162,7 +165,7 @@ def train_model(
     out = stream if stream is not None else sys.stdout
     plan = plan_training(config, model, params_override=overrides, hash_cache=cache)
     if not force:
-        cached = reusable_run(store, plan.key)
+        cached = _reusable(store, plan, out)
         if cached is not None:
             return _summary(store, cached, reused=True)
     removed = clean_stale_staging(store)
@@ -179,14 +182,36 @@ def train_model(
         flush=True,
     )
     record = _train_into_store(config, store, plan, run_id, out)
-    store.record_cache(STEP, plan.key, run_id)
+    # Under the model's lock: two trainings of one key finishing together each leave their
+    # run; the pointer names the last one written, never a half-written entry.
+    store.record_cache(STEP, plan.key, run_id, model=plan.model)
     return _summary(store, record, reused=False)
+
+
+def _reusable(store: Store, plan: TrainPlan, out: TextIO) -> dict[str, Any] | None:
+    """The cached run of plan's key; a damaged cache entry or run.json is a miss (warned).
+
+    The damaged run is set aside into ``tmp/`` (where later steps never look and the stale
+    staging sweep removes it), so evaluate and lineage do not trip over it again.
+    """
+    try:
+        return reusable_run(store, plan.key)
+    except RecordError as exc:
+        print(f"[{plan.model}] warning: {exc}", file=out, flush=True)
+    moved = runs.set_aside_damaged(store.root, STEP, plan.key, store.tmp)
+    where = f"; the damaged run is kept in {moved}" if moved else ""
+    print(
+        f"[{plan.model}] the cached run is unusable: training again{where}",
+        file=out,
+        flush=True,
+    )
+    return None
 
 
 def _train_into_store(
     config: Config, store: Store, plan: TrainPlan, run_id: str, out: TextIO
 ) -> dict[str, Any]:
-    started = datetime.now(timezone.utc)
+    started = now()
     clock = time.monotonic()
     with store.staging(store.run_dir(run_id)) as stage:
         owner = stage / OWNER_FILE
@@ -196,7 +221,7 @@ def _train_into_store(
                 "pid": os.getpid(),
                 "host": socket.gethostname(),
                 "run_id": run_id,
-                "started_at": started.isoformat(),
+                "started_at": started,
             },
         )
         if plan.container:
@@ -209,14 +234,14 @@ def _train_into_store(
 
             quiet_tensorflow()
             outcome = run_training(plan, stage, reporter_for(plan.model, out))
-        finished = datetime.now(timezone.utc)
         record: dict[str, Any] = {
+            "schema": SCHEMA,
             "run_id": run_id,
             "model": plan.model,
             "key": plan.key,
             "status": "complete",
-            "started_at": started.isoformat(),
-            "finished_at": finished.isoformat(),
+            "started_at": started,
+            "finished_at": now(),
             "duration_s": round(time.monotonic() - clock, 3),
             "params": dict(plan.params),
             "seed": plan.seed,
@@ -255,9 +280,9 @@ def clean_stale_staging(store: Store) -> int:
         owner = child / OWNER_FILE
         if owner.is_file():
             try:
-                info = json.loads(owner.read_text())
+                info = read_record(owner) or {}
                 stale = info.get("host") == host and not _alive(int(info["pid"]))
-            except (OSError, ValueError, KeyError):
+            except (RecordError, ValueError, KeyError, TypeError):
                 stale = False
         else:
             try:

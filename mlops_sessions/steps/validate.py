@@ -7,8 +7,6 @@ import argparse
 from mlops_sessions.errors import ConfigError, Problem
 from mlops_sessions.steps.common import emit
 
-HELP = "Check mlops.yaml against the schema and cross-field rules."
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(

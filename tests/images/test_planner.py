@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from mlops_sessions import gitinfo
 from mlops_sessions.config import TagPolicy
 from mlops_sessions.config.loader import load
 from mlops_sessions.errors import StepError
@@ -25,13 +26,20 @@ NOW = datetime(2026, 3, 4, 5, 6, 7, tzinfo=timezone.utc)
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
+def facts_of(root: Path, now: datetime) -> tags.TagFacts:
+    """Tag facts as the build step gathers them: git is read here, planning stays pure."""
+    return tags.tag_facts(
+        gitinfo.state(root), gitinfo.head_tags(root), gitinfo.origin_url(root), now
+    )
+
+
 def plan_of(project: Project, now: datetime = NOW, image: str = "serve") -> images.ImagePlan:
     config = load(project.config)
     store = Store(config.store_path)
     return images.plan_image(
         config,
         image,
-        facts=tags.tag_facts(config.root, now),
+        facts=facts_of(config.root, now),
         artifact=model_artifact(config, store, image, force=False),
         runtime_text="pyyaml==6.0.3\n",
     )
@@ -180,7 +188,7 @@ def test_untracked_file_in_the_context_counts_as_dirty(make_project: ProjectFact
     local = images.plan_image(
         config,
         "serve",
-        facts=tags.tag_facts(config.root, NOW),
+        facts=facts_of(config.root, NOW),
         artifact=model_artifact(config, Store(config.store_path), "serve", force=False),
         local=True,
     )

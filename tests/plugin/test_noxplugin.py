@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
+from mlops_sessions import pipeline
 from mlops_sessions.errors import MlopsError
 from mlops_sessions.frontends import noxplugin
-from mlops_sessions.frontends.cli import STEPS
 
 from .nox_helpers import example_project, run_nox
 
@@ -30,12 +30,12 @@ def _register(example_config: Path, **kwargs: Any) -> dict[str, Any]:
 
 def test_registers_a_session_per_available_step(example_config: Path) -> None:
     registry = _register(example_config)
-    expected = [s.name for s in noxplugin.SESSIONS if s.step is None or s.step in STEPS]
+    expected = [s.name for s in pipeline.sessions()]
     assert list(registry) == [n for n in expected if n in registry]
     assert {"validate", "pipeline"} <= set(registry)
     for name, func in registry.items():
         assert func.name == name
-        assert func.__doc__, f"session {name} has no description for `nox -l`"
+        assert func.description, f"session {name} has no description for `nox -l`"
         assert "mlops" in func.tags
 
 
@@ -83,7 +83,7 @@ def test_prefix_keeps_both_and_prefixes_requires(example_config: Path) -> None:
 
 
 def test_a_missing_link_in_the_chain_is_skipped() -> None:
-    chosen = {s.name: s.requires for s in noxplugin.specs(["validate", "train", "evaluate"])}
+    chosen = {s.name: s.requires for s in pipeline.sessions(["validate", "train", "evaluate"])}
     # No `test` step: train inherits test's prerequisite instead of being dropped.
     assert chosen == {
         "validate": (),
@@ -91,7 +91,7 @@ def test_a_missing_link_in_the_chain_is_skipped() -> None:
         "evaluate": ("train",),
         "pipeline": ("evaluate",),
     }
-    chosen = {s.name: s.requires for s in noxplugin.specs(["validate", "test", "train"])}
+    chosen = {s.name: s.requires for s in pipeline.sessions(["validate", "test", "train"])}
     assert chosen["train"] == ("test",) and chosen["test"] == ("validate",)
     # pipeline chains to whatever the last available step before it is.
     assert chosen["pipeline"] == ("train",)
@@ -128,7 +128,7 @@ def test_container_training_sessions_get_the_docker_sdk(example_config: Path) ->
     from mlops_sessions.config.loader import load
 
     config = load(example_config)
-    by_step = {spec.step: spec for spec in noxplugin.SESSIONS}
+    by_step = {spec.name: spec for spec in pipeline.sessions()}
     assert noxplugin.session_extras(by_step["train"], config) == ("train",)
     model = config.models["digits"]
     assert model.train is not None

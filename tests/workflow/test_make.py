@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from mlops_sessions.frontends import noxplugin
+from mlops_sessions import pipeline
 
 NOXFILE = 'import mlops_sessions\n\nmlops_sessions.register("mlops.yaml")\n'
 
@@ -65,7 +65,7 @@ def test_targets_are_exactly_the_registered_sessions(
         check=True,
     )
     sessions = [entry["session"] for entry in json.loads(listed.stdout)]
-    assert sessions == [spec.name for spec in noxplugin.specs()]
+    assert sessions == [step.name for step in pipeline.sessions()]
     assert [t["name"] for t in result["targets"]] == sessions
     assert all(t["command"] == f"nox -s {t['name']} -- $(ARGS)" for t in result["targets"])
     text = (project_with_nox / "mlops.mk").read_text()

@@ -1,0 +1,106 @@
+"""Evaluations of a run and the evaluation cache.
+
+An evaluation of run ``R`` lives at ``runs/R/eval/<eval-id>/``: ``verdict.json``,
+``metrics.json``, ``report.md``, ``report.html``, renamed into place complete. Eval ids are
+``<UTC yyyymmddThhmmssZ>-<6 random hex>``, so they sort by time and never collide.
+
+The evaluation cache, ``cache/evaluate/<key>.json`` -> ``{"run_id", "eval_id"}``, makes a
+verdict reusable: the key covers everything the verdict depends on (the model's hash, the
+held-out data's hashes, the evaluate section, the baseline's model hash), so an unchanged
+key means measuring again would judge the same model on the same data by the same rules.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from mlops_sessions.records import runs
+from mlops_sessions.records.io import Record, read_record
+
+STEP = "evaluate"
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One stored evaluation of a run."""
+
+    run_id: str
+    eval_id: str
+    path: Path
+    verdict: dict[str, Any] = field(repr=False)
+    metrics: dict[str, Any] = field(repr=False)
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.verdict.get("passed"))
+
+    @property
+    def values(self) -> dict[str, float]:
+        values = self.metrics.get("values", {})
+        if not isinstance(values, dict):
+            return {}
+        return {str(k): float(v) for k, v in values.items() if isinstance(v, (int, float))}
+
+
+def eval_dir(root: Path, run_id: str) -> Path:
+    return runs.run_dir(root, run_id) / "eval"
+
+
+def new_eval_id(now: datetime | None = None) -> str:
+    stamp = (now or datetime.now(timezone.utc)).strftime("%Y%m%dT%H%M%SZ")
+    return f"{stamp}-{os.urandom(3).hex()}"
+
+
+def load_evaluation(root: Path, run_id: str, eval_id: str) -> Evaluation | None:
+    """One evaluation; None when it is not there (or was never completed)."""
+    path = eval_dir(root, run_id) / eval_id
+    fix = f"delete {path} and re-evaluate with `mlops evaluate --force`"
+    verdict = read_record(path / "verdict.json", fix=fix)
+    metrics = read_record(path / "metrics.json", fix=fix)
+    if verdict is None or metrics is None:
+        return None
+    return Evaluation(run_id=run_id, eval_id=eval_id, path=path, verdict=verdict, metrics=metrics)
+
+
+def evaluations(root: Path, run_id: str) -> list[Evaluation]:
+    """Every complete evaluation of a run, oldest first (eval ids start with a UTC stamp)."""
+    directory = eval_dir(root, run_id)
+    if not directory.is_dir():
+        return []
+    found = []
+    for child in sorted(directory.iterdir()):
+        if child.is_dir():
+            loaded = load_evaluation(root, run_id, child.name)
+            if loaded is not None:
+                found.append(loaded)
+    return found
+
+
+# --- the evaluation cache ------------------------------------------------------------------
+def cache_key(inputs: Mapping[str, Any]) -> str:
+    """sha256 over the inputs a verdict depends on (any JSON-ready mapping)."""
+    blob = json.dumps(dict(inputs), sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+def cached_evaluation(root: Path, key: str) -> Evaluation | None:
+    """The evaluation recorded for key if it is still complete in the store, else None."""
+    entry = runs.read_cache(root, STEP, key)
+    if entry is None or not entry.get("run_id") or not entry.get("eval_id"):
+        return None
+    return load_evaluation(root, str(entry["run_id"]), str(entry["eval_id"]))
+
+
+def record_evaluation(
+    root: Path, key: str, model: str, run_id: str, eval_id: str, inputs: Record
+) -> None:
+    runs.write_cache(
+        root, STEP, key, {"run_id": run_id, "eval_id": eval_id, "inputs": inputs}, model=model
+    )

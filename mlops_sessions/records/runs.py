@@ -1,0 +1,145 @@
+"""Training runs and the train cache: ``runs/<run-id>/run.json`` and ``cache/<step>/<key>.json``.
+
+A run directory appears (by rename from ``tmp/``) only when the run is complete, with its
+``run.json``. The cache maps a step's input key to the run (or result) it produced; the
+pointer is written under the model's lock, after the run is in place, so it never names a
+run that is not there.
+
+Run ids are ``<UTC yyyymmddThhmmssZ>-<6 random hex>-<key[:8]>``: sortable by time, unique
+between two trainings started in the same second (two ``mlops train --force`` in one
+checkout), and ending with the cache key's prefix so lineage finds a run by its key.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+
+from mlops_sessions.records.io import (
+    Record,
+    RecordError,
+    ensure_dir,
+    lock_path,
+    locked,
+    read_record,
+    stamped,
+    write_json_atomic,
+)
+
+
+def runs_dir(root: Path) -> Path:
+    return root / "runs"
+
+
+def run_dir(root: Path, run_id: str) -> Path:
+    return runs_dir(root) / run_id
+
+
+def run_file(root: Path, run_id: str) -> Path:
+    return run_dir(root, run_id) / "run.json"
+
+
+def new_run_id(root: Path, key: str, now: datetime | None = None) -> str:
+    """A run id no other run (finished or still training) has."""
+    stamp = (now or datetime.now(timezone.utc)).strftime("%Y%m%dT%H%M%SZ")
+    while True:
+        run_id = f"{stamp}-{os.urandom(3).hex()}-{key[:8]}"
+        if not run_dir(root, run_id).exists():
+            return run_id
+
+
+def run_fix(root: Path, run_id: str) -> str:
+    return f"delete {run_dir(root, run_id)}, or run `mlops train --force` to re-create the run"
+
+
+def load_run(root: Path, run_id: str) -> Record | None:
+    """run.json of a complete run; None when there is no such run."""
+    return read_record(run_file(root, run_id), fix=run_fix(root, run_id))
+
+
+def list_runs(root: Path) -> list[Record]:
+    """Every complete run's run.json, oldest first (a damaged one is a RecordError)."""
+    directory = runs_dir(root)
+    if not directory.is_dir():
+        return []
+    out = []
+    for child in sorted(directory.iterdir()):
+        record = load_run(root, child.name) if child.is_dir() else None
+        if record is not None:
+            out.append(record)
+    out.sort(key=lambda r: (str(r.get("finished_at", "")), str(r.get("run_id", ""))))
+    return out
+
+
+def set_aside_damaged(root: Path, step: str, key: str, tmp: Path) -> Path | None:
+    """Move the run the cache names for key out of runs/ if its run.json is damaged.
+
+    Returns where it went (under tmp, which later steps never read), or None when there
+    was nothing to move (a damaged cache entry, or a run that is fine or gone).
+    """
+    try:
+        run_id = cached_run_id(root, step, key)
+    except RecordError:
+        return None
+    if run_id is None:
+        return None
+    try:
+        load_run(root, run_id)
+        return None
+    except RecordError:
+        pass
+    ensure_dir(tmp)
+    target = tmp / f"{run_id}.damaged-{os.urandom(3).hex()}"
+    try:
+        os.replace(run_dir(root, run_id), target)
+    except OSError:
+        return None
+    return target
+
+
+# --- cache ---------------------------------------------------------------------------------
+def cache_dir(root: Path, step: str) -> Path:
+    return root / "cache" / step
+
+
+def cache_entry(root: Path, step: str, key: str) -> Path:
+    return cache_dir(root, step) / f"{key}.json"
+
+
+def file_hash_table(root: Path) -> Path:
+    """The (path, size, mtime) -> sha256 table that makes re-hashing inputs cheap."""
+    return root / "cache" / "filehash.json"
+
+
+def cache_fix(entry: Path) -> str:
+    return f"delete {entry} (the step then runs again and re-creates it)"
+
+
+def read_cache(root: Path, step: str, key: str) -> Record | None:
+    """The cache entry of key (None: a miss); a damaged entry is a RecordError."""
+    entry = cache_entry(root, step, key)
+    return read_record(entry, fix=cache_fix(entry))
+
+
+def cached_run_id(root: Path, step: str, key: str) -> str | None:
+    entry = read_cache(root, step, key)
+    run_id = entry.get("run_id") if entry is not None else None
+    return str(run_id) if run_id else None
+
+
+def write_cache(root: Path, step: str, key: str, data: Record, *, model: str = "") -> None:
+    """Point key at data, under the model's (or the step's) lock."""
+    entry = cache_entry(root, step, key)
+    guard = model_lock(root, model) if model else lock_path(entry)
+    with locked(guard):
+        write_json_atomic(entry, stamped({**data, "key": key}))
+
+
+def record_cache(root: Path, step: str, key: str, run_id: str, *, model: str = "") -> None:
+    write_cache(root, step, key, {"run_id": run_id}, model=model)
+
+
+def model_lock(root: Path, model: str) -> Path:
+    """The lock file two writers of one model's records take (bless, cache pointers)."""
+    return root / "models" / model / ".lock"
