@@ -29,6 +29,7 @@ import numpy.typing as npt
 from mlops_sessions.config import LATENCY_PERCENTILES, CustomMetric, EvaluateConfig
 from mlops_sessions.contract import DataContext
 from mlops_sessions.errors import StepError
+from mlops_sessions.executors.tf_quiet import import_tensorflow
 from mlops_sessions.executors.usercode import load_callable, user_frame
 
 FloatArray = npt.NDArray[np.float64]
@@ -85,7 +86,7 @@ class Measurements:
 
 def load_predictor(model_dir: Path) -> Predictor:
     """Load the SavedModel at model_dir and pick its single input and output."""
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     if not (model_dir / "saved_model.pb").is_file():
         raise StepError(

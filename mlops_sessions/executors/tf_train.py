@@ -33,6 +33,7 @@ from mlops_sessions.contract import TrainContext, TrainResult
 from mlops_sessions.errors import StepError
 from mlops_sessions.executors import usercode
 from mlops_sessions.executors.progress import Reporter, keras_callback, reporter_for
+from mlops_sessions.executors.tf_quiet import import_tensorflow
 from mlops_sessions.hashing import sha256_dir
 from mlops_sessions.planning.training import TrainPlan
 
@@ -57,8 +58,11 @@ class TrainOutcome:
 
 
 def quiet_tensorflow() -> None:
-    """Keep TensorFlow's C++ start-up chatter out of progress output (unless the user set it)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    """Import TensorFlow now, without its C++ start-up chatter (see tf_quiet), so the user's
+    model module, which may import it first, does not print it either. A missing TensorFlow
+    is reported later by prepare(), with the fix."""
+    with contextlib.suppress(ImportError):
+        import_tensorflow()
 
 
 def prepare(plan: TrainPlan, warn: Callable[[str], None]) -> tuple[dict[str, Any], list[str]]:

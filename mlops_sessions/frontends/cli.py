@@ -22,6 +22,7 @@ from mlops_sessions import pipeline
 from mlops_sessions.errors import MlopsError
 
 CONFIG_ENV = "MLOPS_CONFIG"
+VERBOSE_ENV = "MLOPS_VERBOSE"  # the name executors.tf_quiet reads
 
 
 def add_common(parser: argparse.ArgumentParser) -> None:
@@ -39,6 +40,12 @@ def add_common(parser: argparse.ArgumentParser) -> None:
         help="profile overlay to apply (default: $MLOPS_PROFILE)",
     )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="keep TensorFlow's native log lines (oneDNN, absl notices) in the output",
+    )
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -83,6 +90,9 @@ def _invoked_step(argv: Sequence[str]) -> str | None:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser(_invoked_step(argv)).parse_args(argv)
+    if args.verbose:
+        # Read by executors.tf_quiet here and in every process a step starts.
+        os.environ[VERBOSE_ENV] = "1"
     try:
         code: int = _step_module(args._module).run(args)
         return code
