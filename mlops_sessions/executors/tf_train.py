@@ -387,48 +387,15 @@ def _timeout_callback(model: str, seconds: float) -> Any:
 # --- container entry point -------------------------------------------------------------
 
 
-def plan_to_spec(plan: TrainPlan) -> dict[str, Any]:
-    """The JSON spec the container entry point reads (paths as the container sees them)."""
-    return {
-        "model": plan.model,
-        "key": plan.key,
-        "entrypoint": plan.entrypoint,
-        "source": str(plan.source),
-        "params": dict(plan.params),
-        "seed": plan.seed,
-        "inputs": {name: str(path) for name, path in plan.inputs.items()},
-        "deterministic": plan.deterministic,
-        "gpu": plan.gpu,
-        "allow_cpu_fallback": plan.allow_cpu_fallback,
-        "timeout_s": plan.timeout_s,
-    }
-
-
-def spec_to_plan(spec: Mapping[str, Any]) -> TrainPlan:
-    return TrainPlan(
-        model=str(spec["model"]),
-        key=str(spec["key"]),
-        params=dict(spec["params"]),
-        seed=int(spec["seed"]),
-        inputs={name: Path(path) for name, path in spec["inputs"].items()},
-        source=Path(spec["source"]),
-        entrypoint=str(spec["entrypoint"]),
-        deterministic=bool(spec["deterministic"]),
-        gpu=int(spec["gpu"]),
-        allow_cpu_fallback=bool(spec["allow_cpu_fallback"]),
-        timeout_s=spec.get("timeout_s"),
-    )
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="Run one training spec (used inside the train container)."
     )
-    parser.add_argument("spec", type=Path, help="JSON spec written by plan_to_spec")
+    parser.add_argument("spec", type=Path, help="JSON spec written by TrainPlan.to_spec")
     parser.add_argument("output_dir", type=Path, help="directory for model/ and result.json")
     args = parser.parse_args(argv)
     try:
-        plan = spec_to_plan(json.loads(args.spec.read_text()))
+        plan = TrainPlan.from_spec(json.loads(args.spec.read_text()))
         args.output_dir.mkdir(parents=True, exist_ok=True)
         outcome = run_training(plan, args.output_dir)
     except StepError as exc:

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from mlops_sessions.planning.training import TrainPlan
+
 WORKSPACE = PurePosixPath("/workspace")
 OUTPUT = PurePosixPath("/mlops/out")
 EXTRA_MOUNTS = PurePosixPath("/mlops/mounts")
@@ -111,14 +113,16 @@ def container_environment(python_path: list[str]) -> dict[str, str]:
 
 
 def train_run(
-    spec: Mapping[str, Any], *, root: Path, output: Path, user: str, labels: Mapping[str, str]
+    plan: TrainPlan, *, root: Path, output: Path, user: str, labels: Mapping[str, str]
 ) -> tuple[ContainerRun, dict[str, Any]]:
-    """The run of one training spec (from ``tf_train.plan_to_spec``) in the train image.
+    """The run of one training plan in the train image.
 
-    Returns the run and the spec rewritten to container paths; the executor writes that
-    spec to ``output/train-spec.json`` before starting the container.
+    Returns the run and the plan's spec (:meth:`TrainPlan.to_spec`) rewritten to container
+    paths; the executor writes that spec to ``output/train-spec.json`` before starting the
+    container.
     """
     paths = PathMap(root, output)
+    spec = plan.to_spec()
     inside = dict(spec)
     inside["source"] = paths(Path(spec["source"]))
     inside["inputs"] = {name: paths(Path(p)) for name, p in spec["inputs"].items()}
@@ -134,7 +138,7 @@ def train_run(
         mounts=paths.mounts(),
         environment=container_environment([]),
         user=user,
-        gpus=int(spec.get("gpu", 0)),
+        gpus=plan.gpu,
         labels=labels,
     )
     return run, inside

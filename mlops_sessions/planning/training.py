@@ -73,6 +73,40 @@ class TrainPlan:
     def short_key(self) -> str:
         return self.key[:8]
 
+    def to_spec(self) -> dict[str, Any]:
+        """The JSON spec a train process reads (``python -m mlops_sessions.executors.tf_train``
+        in the train image): what running needs, not the lineage, which stays on the host."""
+        return {
+            "model": self.model,
+            "key": self.key,
+            "entrypoint": self.entrypoint,
+            "source": str(self.source),
+            "params": dict(self.params),
+            "seed": self.seed,
+            "inputs": {name: str(path) for name, path in self.inputs.items()},
+            "deterministic": self.deterministic,
+            "gpu": self.gpu,
+            "allow_cpu_fallback": self.allow_cpu_fallback,
+            "timeout_s": self.timeout_s,
+        }
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any]) -> TrainPlan:
+        """The plan :meth:`to_spec` wrote (paths as the reading process sees them)."""
+        return cls(
+            model=str(spec["model"]),
+            key=str(spec["key"]),
+            params=dict(spec["params"]),
+            seed=int(spec["seed"]),
+            inputs={name: Path(path) for name, path in spec["inputs"].items()},
+            source=Path(spec["source"]),
+            entrypoint=str(spec["entrypoint"]),
+            deterministic=bool(spec["deterministic"]),
+            gpu=int(spec["gpu"]),
+            allow_cpu_fallback=bool(spec["allow_cpu_fallback"]),
+            timeout_s=spec.get("timeout_s"),
+        )
+
     def lineage(self) -> dict[str, Any]:
         """The lineage block of run.json, minus the environment (known only at run time)."""
         return {

@@ -59,12 +59,9 @@ def image_plan(config: Config, store: Store, plan: TrainPlan, *, dry_run: bool) 
 def container_spec(
     config: Config, plan: TrainPlan, output: Path, run_id: str
 ) -> tuple[ContainerRun, dict[str, Any]]:
-    from mlops_sessions.executors.tf_train import plan_to_spec
 
     labels = {f"{LABEL_PREFIX}.run-id": run_id, f"{LABEL_PREFIX}.model": plan.model}
-    return train_run(
-        plan_to_spec(plan), root=config.root, output=output, user=host_user(), labels=labels
-    )
+    return train_run(plan, root=config.root, output=output, user=host_user(), labels=labels)
 
 
 def describe_container(config: Config, store: Store, plan: TrainPlan) -> dict[str, Any]:

@@ -71,12 +71,9 @@ def test_paths_map_into_workspace_output_and_extra_mounts(tmp_path: Path) -> Non
 def test_train_run_rewrites_the_spec_and_runs_offline_as_the_caller(project: Path) -> None:
     config = load(str(project / "mlops.yaml"))
     plan = plan_training(config, config.models["m"])
-    from mlops_sessions.executors.tf_train import plan_to_spec
 
     out = project / ".mlops" / "tmp" / "stage"
-    run, inside = train_run(
-        plan_to_spec(plan), root=project, output=out, user="1000:1000", labels={"k": "v"}
-    )
+    run, inside = train_run(plan, root=project, output=out, user="1000:1000", labels={"k": "v"})
     assert inside["source"] == "/workspace/src"
     assert inside["inputs"]["inside"] == "/workspace/data/points.csv"
     assert inside["inputs"]["outside"] == "/mlops/mounts/0-points.csv"

@@ -272,13 +272,12 @@ def test_container_entry_point_runs_a_spec(
     import sys
 
     from mlops_sessions.config.loader import load
-    from mlops_sessions.executors.tf_train import plan_to_spec
     from mlops_sessions.planning.training import plan_training
 
     project = toy_project()
     config = load(str(project.config))
     spec = tmp_path / "spec.json"
-    spec.write_text(json.dumps(plan_to_spec(plan_training(config, config.models["toy"]))))
+    spec.write_text(json.dumps(plan_training(config, config.models["toy"]).to_spec()))
     out = tmp_path / "out"
     done = subprocess.run(
         [sys.executable, "-m", "mlops_sessions.executors.tf_train", str(spec), str(out)],
