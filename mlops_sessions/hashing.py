@@ -7,14 +7,15 @@ make-like tools avoid re-reading unchanged inputs.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from mlops_sessions import gitinfo
-from mlops_sessions.records.io import write_json_atomic
 
 _CHUNK = 1 << 20
 _SKIP_DIRS = {
@@ -93,8 +94,28 @@ class FileHashCache:
 
     def save(self) -> None:
         if self.table is not None and self._dirty:
-            write_json_atomic(self.table, self.entries)
+            # A memo that cannot be saved (a file where the store should be, a read-only
+            # checkout) only costs re-hashing next time; the step that writes a record
+            # there reports the path.
+            with contextlib.suppress(OSError):
+                _save_memo(self.table, self.entries)
             self._dirty = False
+
+
+def _save_memo(table: Path, entries: dict[str, list[object]]) -> None:
+    """Write the memo table by temp file + rename. Not through records.io: hashing sits
+    below the records layer (the import contract), and the memo is not a record — a
+    reader drops a damaged table and re-hashes."""
+    table.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{table.name}.", suffix=".tmp", dir=table.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(entries, handle, sort_keys=True)
+        os.replace(tmp, table)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
 
 
 def sha256_dir(directory: Path) -> str:

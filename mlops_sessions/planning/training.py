@@ -68,6 +68,8 @@ class TrainPlan:
     config_hash: str = ""
     git: gitinfo.GitState = field(default_factory=lambda: gitinfo.GitState(None, None, None))
     key_parts: Mapping[str, Any] = field(default_factory=dict)
+    # data.<name>.description of each input: shown with the plan, never part of the key.
+    data_descriptions: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def short_key(self) -> str:
@@ -136,6 +138,7 @@ class TrainPlan:
             "container": self.container,
             "image": self.image,
             "inputs": {name: str(path) for name, path in self.inputs.items()},
+            "data": dict(self.data_descriptions),
             "lineage": self.lineage(),
         }
 
@@ -257,6 +260,11 @@ def plan_training(
         config_hash=config.model_hash(model.name),
         git=gitinfo.state(config.root),
         key_parts=key_parts,
+        data_descriptions={
+            name: config.data[name].description
+            for name in inputs
+            if name in config.data and config.data[name].description
+        },
     )
 
 

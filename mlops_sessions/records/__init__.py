@@ -1,4 +1,17 @@
-"""Records: every layout under ``.mlops/`` and every record written on the cluster.
+"""Records: every layout under ``.mlops/`` and every record format written on the cluster.
 
-One module per kind of record; nobody else builds a store path by hand.
+The bottom layer next to config (imports only the standard library and
+``mlops_sessions.errors``). One module per kind of record; nobody else builds a store path
+by hand:
+
+- ``io``           atomic writes, the one reader (``RecordError``), the one log reader and
+                   its torn-line policy, append-and-point, locks, ``now()``, ``SCHEMA``
+- ``runs``         runs/<run-id>/run.json, run ids, cache/<step>/<key>.json
+- ``evaluations``  runs/<run>/eval/<eval-id>/ and the evaluation cache
+- ``blessings``    models/<model>/blessed.json + blessings.jsonl
+- ``builds``       builds/<image>/{build,scan,latest}.json + histories, wheels/
+- ``deployments``  deployments/<model>/<target>/revisions + events.jsonl, ConfigMap values
+- ``store``        the Store facade steps and executors hold (staging, marker)
+
+See docs/store.md.
 """

@@ -70,7 +70,11 @@ def load_evaluation(root: Path, run_id: str, eval_id: str) -> Evaluation | None:
 
 
 def evaluations(root: Path, run_id: str) -> list[Evaluation]:
-    """Every complete evaluation of a run, oldest first (eval ids start with a UTC stamp)."""
+    """Every complete evaluation of a run, oldest first.
+
+    Ordered by the verdict's ``created_at`` (milliseconds), then the id: two evaluations in
+    one second have ids whose random part does not say which came first.
+    """
     directory = eval_dir(root, run_id)
     if not directory.is_dir():
         return []
@@ -80,6 +84,7 @@ def evaluations(root: Path, run_id: str) -> list[Evaluation]:
             loaded = load_evaluation(root, run_id, child.name)
             if loaded is not None:
                 found.append(loaded)
+    found.sort(key=lambda e: (str(e.verdict.get("created_at", "")), e.eval_id))
     return found
 
 

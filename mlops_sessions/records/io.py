@@ -74,6 +74,10 @@ def _first_file(path: Path) -> Path:
     return path
 
 
+def _not_a_file(path: Path) -> str:
+    return f"{path} is a directory where the store expects a file; move or delete it and re-run"
+
+
 def _not_a_dir(path: Path) -> str:
     return f"{path} is a file where the store expects a directory; move or delete it and re-run"
 
@@ -91,9 +95,7 @@ def write_text_atomic(path: Path, text: str) -> None:
 def _write_atomic(path: Path, text: str) -> None:
     ensure_dir(path.parent)
     if path.is_dir():
-        raise RecordError(
-            f"{path} is a directory where the store expects a file; move or delete it and re-run"
-        )
+        raise RecordError(_not_a_file(path))
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
@@ -154,6 +156,10 @@ def append_and_point(log: Path, pointer: Path, data: Mapping[str, Any]) -> None:
     record ahead of the pointer, never a pointer to something the history does not hold.
     """
     with locked(lock_path(log)):
+        # Refused before the append, so a pointer that cannot be written leaves no log
+        # line behind either.
+        if pointer.is_dir():
+            raise RecordError(_not_a_file(pointer))
         append_line(log, data)
         write_json_atomic(pointer, dict(data))
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, is_dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from mlops_sessions.planning.gate import MetricCheck, Verdict, decide, fmt
 from mlops_sessions.records import evaluations as evaluation_records
 from mlops_sessions.records.io import SCHEMA, RecordError, now
 from mlops_sessions.records.store import Store, write_json_atomic, write_text_atomic
+from mlops_sessions.steps import argtypes
 from mlops_sessions.steps.common import add_models, emit, load_config, store_for
 
 # Bump when what cache_inputs covers changes: older cached verdicts then miss.
@@ -75,6 +77,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_models(parser)
     parser.add_argument(
         "--run",
+        type=argtypes.label,
         metavar="RUN_ID",
         default=None,
         help="evaluate this stored run instead of the one matching the current inputs",
@@ -236,7 +239,7 @@ def cache_inputs(
         "model_hash": run_record.get("model_hash"),
         "code_hash": code,
         "data_hashes": data,
-        "evaluate": sha256_json(asdict(evaluate)),
+        "evaluate": sha256_json(_plain(evaluate)),
         "baseline": {
             "spec": baseline.spec,
             "model_hash": baseline.model_hash,
@@ -245,8 +248,24 @@ def cache_inputs(
     }
 
 
+def _plain(value: Any) -> Any:
+    """A frozen config object as plain JSON-ready data (its mappings are read-only proxies,
+    which dataclasses.asdict cannot copy)."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
 def _reused(
-    store: Store, model: ModelConfig, run_record: dict[str, Any], key: str, baseline: Any
+    store: Store,
+    model: ModelConfig,
+    run_record: dict[str, Any],
+    key: str,
+    baseline: baselines.Baseline,
 ) -> Outcome | None:
     """The Outcome of the evaluation recorded under key, or None (a miss).
 
