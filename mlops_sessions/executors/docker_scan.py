@@ -21,7 +21,7 @@ import tarfile
 import tempfile
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 from typing import IO, Any
 
 from mlops_sessions.config import ImageConfig
@@ -86,8 +86,17 @@ class ScanReport:
         return "\n".join(lines)
 
 
+class ImageGone(Exception):
+    """The image to scan is no longer on the engine."""
+
+
 def scan(client: Any, image_id: str, ref: str, config: ImageConfig, base: str) -> ScanReport:
-    image = client.images.get(image_id)
+    from docker.errors import ImageNotFound
+
+    try:
+        image = client.images.get(image_id)
+    except ImageNotFound:
+        raise ImageGone(image_id) from None
     checks = [
         check_user(image.attrs),
         check_secrets(client, image, base),
@@ -236,4 +245,3 @@ def scan_layer(layer: IO[bytes], label: str) -> list[str]:
                     findings.append(f"{label}: /{path} ({what})")
                     break
     return findings
-

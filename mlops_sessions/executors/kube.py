@@ -283,6 +283,172 @@ def _group_version(api_version: str) -> tuple[str, str]:
     return group, version
 
 
+class KubeconfigError(StepError):
+    """The kubeconfig is missing, unreadable or malformed: one line naming the file and fix."""
+
+    def __init__(self, message: str) -> None:
+        # Names and paths come from the user's files: never let one break the line.
+        super().__init__(" ".join(message.split()))
+
+
+def _one_line(text: object) -> str:
+    return " ".join(str(text).split())[:300]
+
+
+def kubeconfig_paths(kubeconfig: str | None) -> tuple[list[str], str]:
+    """The kubeconfig files to read and where that choice came from.
+
+    ``--kubeconfig`` wins, then ``$KUBECONFIG`` (a list, like kubectl's), then
+    ``~/.kube/config``. An empty list means no file: in-cluster login, and only inside a pod.
+    A path that was named (option or variable) and does not exist is an error, never a
+    silent fall-back to other credentials: that is how a deploy lands on the wrong cluster.
+    """
+    if kubeconfig is not None:
+        named, source = [kubeconfig], "--kubeconfig"
+    elif os.environ.get("KUBECONFIG"):
+        named = [p for p in os.environ["KUBECONFIG"].split(os.pathsep) if p]
+        source = "$KUBECONFIG"
+    else:
+        default = os.path.expanduser("~/.kube/config")
+        if os.path.exists(default):
+            return [default], "~/.kube/config"
+        if os.environ.get("KUBERNETES_SERVICE_HOST"):
+            return [], "in-cluster"
+        raise KubeconfigError(
+            f"no Kubernetes login found: {default} does not exist and this is not a pod; pass "
+            "--kubeconfig PATH or set KUBECONFIG, or use `mlops render` to write the "
+            "manifests offline"
+        )
+    missing = [p for p in named if not os.path.isfile(p)]
+    if not named or missing:
+        shown = missing[0] if missing else "(empty)"
+        raise KubeconfigError(
+            f"no Kubernetes login found: kubeconfig {shown} (from {source}) does not exist or "
+            f"is not a file; fix the path in {source} (nothing falls back to other "
+            "credentials), or use `mlops render` to write the manifests offline"
+        )
+    return named, source
+
+
+def _read_kubeconfig(path: str) -> dict[str, Any]:
+    """One kubeconfig file as a mapping; KubeconfigError (one line) if it is not one."""
+    import yaml
+
+    fix = f"fix {path} (`kubectl config view --kubeconfig {path}` shows what kubectl reads)"
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read()
+        text = raw.decode("utf-8")
+        document = yaml.safe_load(text)
+    except OSError as exc:
+        raise KubeconfigError(f"cannot read kubeconfig {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise KubeconfigError(
+            f"kubeconfig {path} is not UTF-8 text (byte {exc.start}); {fix}"
+        ) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or type(exc).__name__
+        raise KubeconfigError(
+            f"kubeconfig {path} is not valid YAML{where} ({_one_line(problem)}); {fix}"
+        ) from None
+    if document is None:
+        return {}
+    if not isinstance(document, dict):
+        raise KubeconfigError(
+            f"kubeconfig {path} is a YAML {type(document).__name__}, not a mapping with "
+            f"clusters, contexts and users; {fix}"
+        )
+    for key in ("clusters", "contexts", "users"):
+        entries = document.get(key)
+        if entries is None:
+            continue
+        if not isinstance(entries, list) or not all(
+            isinstance(e, dict) and isinstance(e.get("name"), str) and e.get("name")
+            for e in entries
+        ):
+            raise KubeconfigError(
+                f"kubeconfig {path}: '{key}' must be a list of entries with a 'name'; {fix}"
+            )
+    current = document.get("current-context")
+    if current is not None and not isinstance(current, str):
+        raise KubeconfigError(f"kubeconfig {path}: 'current-context' must be a name; {fix}")
+    return document
+
+
+def _merged(paths: list[str]) -> dict[str, Any]:
+    """kubectl's merge of several files: the first definition of a name wins."""
+    merged: dict[str, Any] = {"clusters": {}, "contexts": {}, "users": {}, "current-context": ""}
+    for path in paths:
+        document = _read_kubeconfig(path)
+        for key in ("clusters", "contexts", "users"):
+            for entry in document.get(key) or []:
+                merged[key].setdefault(entry["name"], (path, entry))
+        if not merged["current-context"] and document.get("current-context"):
+            merged["current-context"] = document["current-context"]
+    return merged
+
+
+def resolve_context(paths: list[str], pinned: str | None) -> tuple[str, str | None]:
+    """The context to use and its namespace, checked to be complete before any login.
+
+    ``pinned`` is deploy.context: the deploy goes to that context or nowhere. A kubeconfig
+    without it is refused naming both the pinned and the current context.
+    """
+    merged = _merged(paths)
+    files = ", ".join(paths)
+    current = merged["current-context"]
+    name = pinned or current
+    known = sorted(merged["contexts"])
+    if not name:
+        raise KubeconfigError(
+            f"kubeconfig {files} sets no current-context; set deploy.context in mlops.yaml "
+            f"or run `kubectl config use-context NAME` (contexts: {', '.join(known) or 'none'})"
+        )
+    if name not in merged["contexts"]:
+        if pinned:
+            raise KubeconfigError(
+                f"deploy.context pins context {pinned!r}, but kubeconfig {files} has no such "
+                f"context (current context: {current or 'none'!r}; contexts: "
+                f"{', '.join(known) or 'none'}); refusing to deploy to another cluster: "
+                "point --kubeconfig/KUBECONFIG at the right file or fix deploy.context"
+            )
+        raise KubeconfigError(
+            f"kubeconfig {files}: current-context {name!r} is not among its contexts "
+            f"({', '.join(known) or 'none'}); run `kubectl config use-context NAME`"
+        )
+    path, entry = merged["contexts"][name]
+    body = entry.get("context")
+    if not isinstance(body, dict) or not isinstance(body.get("cluster"), str):
+        raise KubeconfigError(
+            f"kubeconfig {path}: context {name!r} names no cluster; add 'context: "
+            "{cluster: NAME, user: NAME}' to it"
+        )
+    cluster_name = body["cluster"]
+    if cluster_name not in merged["clusters"]:
+        defined = ", ".join(sorted(merged["clusters"])) or "none"
+        raise KubeconfigError(
+            f"kubeconfig {path}: context {name!r} names cluster {cluster_name!r}, which is "
+            f"not defined under 'clusters' (defined: {defined}); add it or fix the context"
+        )
+    cluster_path, cluster = merged["clusters"][cluster_name]
+    server = (cluster.get("cluster") or {}) if isinstance(cluster.get("cluster"), dict) else None
+    if not server or not isinstance(server.get("server"), str) or not server["server"]:
+        raise KubeconfigError(
+            f"kubeconfig {cluster_path}: cluster {cluster_name!r} has no 'server' URL; add "
+            "'cluster: {server: https://HOST:6443}' to it"
+        )
+    user = body.get("user")
+    if user is not None and (not isinstance(user, str) or user not in merged["users"]):
+        raise KubeconfigError(
+            f"kubeconfig {path}: context {name!r} names user {user!r}, which is not defined "
+            "under 'users'; add it or fix the context"
+        )
+    namespace = body.get("namespace")
+    return name, namespace if isinstance(namespace, str) and namespace else None
+
+
 def connect(
     context: str | None,
     namespace: str | None,
@@ -290,44 +456,51 @@ def connect(
     kubeconfig: str | None = None,
     policy: RetryPolicy | None = None,
 ) -> Cluster:
-    """Log in from a kubeconfig (KUBECONFIG, ~/.kube/config) or, inside a pod, in-cluster.
+    """Log in from a kubeconfig (--kubeconfig, KUBECONFIG, ~/.kube/config) or, in a pod, in-cluster.
 
-    ``context`` is deploy.context (None: the kubeconfig's current context). The namespace
-    is deploy.namespace, else the context's namespace, else ``default``. Raises a StepError
-    that points at ``mlops render`` when no cluster login can be found.
+    ``context`` is deploy.context (None: the kubeconfig's current context); when set, it
+    pins the cluster: no other context is ever used. The namespace is deploy.namespace,
+    else the context's namespace, else ``default``. Every problem with the login — a named
+    file that does not exist, a malformed file, a missing context — is a one-line
+    :class:`KubeconfigError` naming the file and the fix.
     """
     from kubernetes import client
     from kubernetes import config as kube_config
-    from kubernetes.config.config_exception import ConfigException
 
     config: Any = kube_config  # untyped module: one Any at the boundary
     configuration = client.Configuration()
-    path = kubeconfig or os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
-    context_namespace: str | None = None
-    try:
-        if os.path.exists(path.split(os.pathsep)[0]) or context is not None:
+    paths, source = kubeconfig_paths(kubeconfig)
+    if paths:
+        context_name, context_namespace = resolve_context(paths, context)
+        try:
             config.load_kube_config(
-                config_file=path,
-                context=context,
+                config_file=os.pathsep.join(paths),
+                context=context_name,
                 client_configuration=configuration,
                 persist_config=False,
             )
-            contexts, current = config.list_kube_config_contexts(config_file=path)
-            chosen: dict[str, Any] = next(
-                (c for c in contexts if c["name"] == (context or current["name"])), {}
+        except Exception as exc:  # the client's loader: certificates, exec plugins, tokens
+            raise KubeconfigError(
+                f"cannot log in with context {context_name!r} of kubeconfig "
+                f"{', '.join(paths)} (from {source}): {_one_line(exc)}; fix that file"
+            ) from None
+    else:
+        if context is not None:
+            raise KubeconfigError(
+                f"deploy.context pins context {context!r}, but there is no kubeconfig "
+                "(~/.kube/config does not exist) and the only login here is this pod's "
+                "in-cluster service account (context 'in-cluster'); refusing to deploy to "
+                "another cluster: pass --kubeconfig or set KUBECONFIG"
             )
-            context_namespace = (chosen.get("context") or {}).get("namespace")
-            context_name = context or str(current["name"])
-        else:
+        try:
             config.load_incluster_config(client_configuration=configuration)
-            context_name = "in-cluster"
-            context_namespace = _incluster_namespace()
-    except (ConfigException, OSError, KeyError, TypeError) as exc:
-        raise StepError(
-            f"no Kubernetes login found ({exc}); set KUBECONFIG or ~/.kube/config "
-            f"{'with context ' + repr(context) if context else ''}, run inside a cluster, "
-            "or use `mlops render` to write the manifests offline"
-        ) from exc
+        except Exception as exc:
+            raise KubeconfigError(
+                f"no Kubernetes login found: in-cluster credentials failed ({_one_line(exc)}); "
+                "pass --kubeconfig PATH or set KUBECONFIG"
+            ) from None
+        context_name = "in-cluster"
+        context_namespace = _incluster_namespace()
     # One retry policy (tenacity) decides; urllib3 must not retry underneath it.
     configuration.retries = 0
     api_client = client.ApiClient(configuration)

@@ -20,6 +20,7 @@ The flow (``deploy`` and ``rollback`` both come through :func:`apply_revision`):
 from __future__ import annotations
 
 import copy
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -200,6 +201,21 @@ def _record(
     }
 
 
+def announce_target(cluster: Cluster, req: ApplyRequest, *, dry_run: bool) -> None:
+    """Say which cluster and namespace are about to change, before anything is written.
+
+    On stderr, so ``--json`` output stays one document: a human watching the deploy (or
+    the CI log afterwards) sees the target before the first write, not after the damage.
+    """
+    verb = "comparing with" if dry_run else "changing"
+    print(
+        f"mlops {req.source}: {verb} {req.app!r} on context {cluster.context!r} "
+        f"(server {cluster.server}), namespace {cluster.namespace!r}",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
 def apply_revision(
     cluster: Cluster,
     store: Store,
@@ -209,6 +225,7 @@ def apply_revision(
     progress: Progress | None = None,
 ) -> Outcome:
     """Apply req as a new revision (see the module docstring for the steps)."""
+    announce_target(cluster, req, dry_run=dry_run)
     # Planned once without the lock: a dry run, and a deploy with nothing to change, stay
     # read-only (a repeated deploy writes nothing, not even a lock).
     preview = _apply(cluster, store, req, dry_run=True, progress=progress)

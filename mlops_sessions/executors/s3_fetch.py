@@ -550,3 +550,14 @@ def _remove_leftovers(dest: Path) -> None:
 
 def _is_empty_dir(path: Path) -> bool:
     return path.is_dir() and not any(path.iterdir())
+
+
+def require_boto3() -> None:
+    """Refuse early, with the fix, where the 'fetch' extra is not installed."""
+    try:
+        import boto3  # noqa: F401
+    except ImportError as exc:
+        raise StepError(
+            "fetch-model needs boto3: pip install 'mlops-sessions[fetch]' "
+            "(the serve image must include the fetch extra)"
+        ) from exc

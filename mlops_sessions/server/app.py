@@ -11,7 +11,13 @@ Endpoints (docs/serving.md has the formats):
   ``GET /metrics`` Prometheus text
 
 Every client mistake is answered with a 4xx JSON ``{"error": ...}``; a 5xx means the model
-itself failed. The :class:`ServerState` holds what the routes share: the served model once
+itself failed. What happens before the model is called depends only on the request, so
+:func:`_answer` maps any failure there to a 4xx: a body that does not match its
+``Content-Encoding`` (400, or 415 for an unsupported coding; the app decodes bodies itself),
+one shorter than its ``Content-Length`` or trickled in slower than ``serve.read_timeout``
+(408), and anything unforeseen while reading or parsing (400, logged).
+
+The :class:`ServerState` holds what the routes share: the served model once
 loaded, the batcher, the metrics and the lifecycle phase that drives ``/ready``.
 """
 

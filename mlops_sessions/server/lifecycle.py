@@ -33,6 +33,8 @@ from mlops_sessions.server.settings import ModelIdentity, ServerSettings
 ACCEPT_SHARE = 0.4
 # Share of the drain period left for in-flight requests once the listener is closed.
 FINISH_SHARE = 0.5
+# aiohttp's default lingering time: the longest a refused body's rest is read and dropped.
+LINGER_MAX_S = 10.0
 
 
 class ServerFailed(Exception):
@@ -64,6 +66,10 @@ async def _serve(
         # The app decodes Content-Encoding itself (codec.decode_content): aiohttp's own
         # decoding answered a body that does not match its header with a 500.
         auto_decompress=False,
+        # After an answer sent before the whole body arrived (408, 413), aiohttp reads and
+        # drops the rest for a while so the client sees the answer, not a reset; no longer
+        # than a body may take to arrive at all, so a slow client is let go then.
+        lingering_time=min(settings.read_timeout_s, LINGER_MAX_S),
     )
     await runner.setup()
     try:

@@ -22,20 +22,18 @@ from urllib.parse import urlsplit
 __all__ = [
     "branch",
     "dns_label",
-    "duration",
     "host",
     "http_url",
     "label",
     "make_prefix",
     "non_negative_float",
-    "non_negative_int",
     "output_path",
     "path",
+    "path_text",
     "pip_requirement",
     "port",
     "positive_float",
     "positive_int",
-    "sha256",
 ]
 
 _HOST_LABEL = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
@@ -48,8 +46,8 @@ _BRANCH_CHARS = re.compile(r"^[A-Za-z0-9._/+@-]+$")
 # something to make); what is left is letters, digits and a few separators.
 _MAKE_PREFIX = re.compile(r"^[A-Za-z0-9._-]*$")
 # A run id or version label: one path segment, safe in URLs and file names.
+_DIGITS = re.compile(r"^[0-9]+$")
 _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
-_SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 
 
 def _refuse(message: str) -> argparse.ArgumentTypeError:
@@ -64,6 +62,8 @@ def _shown(text: str) -> str:
 def port(text: str) -> int:
     """A TCP port, 0..65535 (0 = any free port)."""
     try:
+        if not _DIGITS.match(text.strip()):  # int() also takes '8_501', '+80' and '٨٠'
+            raise ValueError(text)
         value = int(text.strip(), 10)
     except ValueError:
         raise _refuse(
@@ -183,22 +183,10 @@ def output_path(text: str) -> Path:
     return value
 
 
-def duration(text: str) -> float:
-    """'500ms', '30s', '5m', '1h' -> seconds; must be longer than zero."""
-    match = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)", text.strip())
-    seconds = 0.0
-    if match is not None:
-        seconds = float(match.group(1)) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[match[2]]
-    if seconds <= 0:
-        raise _refuse(
-            f"{_shown(text)} is not a duration longer than zero; write it like '500ms', "
-            "'30s', '10m' or '1h'"
-        )
-    return seconds
-
-
 def _number(text: str, kind: type[int] | type[float], what: str) -> float:
     try:
+        if kind is int and not _DIGITS.match(text.strip().lstrip("+-")):
+            raise ValueError(text)
         value = kind(text.strip())
     except ValueError:
         raise _refuse(f"{_shown(text)} is not {what}") from None
@@ -209,10 +197,6 @@ def _number(text: str, kind: type[int] | type[float], what: str) -> float:
 
 def positive_int(text: str) -> int:
     return int(_at_least(text, int, 1, "a whole number of 1 or more, e.g. 3"))
-
-
-def non_negative_int(text: str) -> int:
-    return int(_at_least(text, int, 0, "a whole number of 0 or more, e.g. 3"))
 
 
 def positive_float(text: str) -> float:
@@ -231,16 +215,6 @@ def _at_least(text: str, kind: type[int] | type[float], minimum: float, what: st
     if value < minimum:
         raise _refuse(f"{_shown(text)} is not {what}")
     return value
-
-
-def sha256(text: str) -> str:
-    """64 hex digits, returned in lower case."""
-    if not _SHA256.match(text.strip()):
-        raise _refuse(
-            f"{_shown(text)} is not a sha256; pass the 64 hex digits that "
-            "`sha256sum model.tar.gz` prints"
-        )
-    return text.strip().lower()
 
 
 def pip_requirement(text: str) -> str:
@@ -264,4 +238,10 @@ def dns_label(text: str) -> str:
             f"{_shown(text)} is not a valid name; use 1-63 lower-case letters, digits and "
             "'-', starting and ending with a letter or digit (e.g. prod)"
         )
+    return text
+
+
+def path_text(text: str) -> str:
+    """Like :func:`path`, for options the step reads as text (e.g. --kubeconfig)."""
+    path(text)
     return text

@@ -8,6 +8,13 @@ with 1 and its first output lines say which metric failed, by how much, against 
 An evaluation whose inputs (model hash, held-out data and code hashes, the evaluate section,
 the baseline's model hash) are unchanged reuses its recorded verdict without measuring
 (``records.evaluations``); ``--force`` measures again.
+
+With ``store.remote`` the run, the baseline and the verdict cache are read through the
+remote (the model is downloaded only when measuring) and the blessing moves the remote's
+pointer conditionally: if another pipeline blessed a different run while this one was
+judging, the measured values are judged again against that run (a new evaluation record,
+the first one kept) instead of overwriting its blessing. ``--offline`` judges against the
+local cache and says so in the verdict.
 """
 
 from __future__ import annotations
@@ -28,12 +35,15 @@ from mlops_sessions.planning import baseline as baselines
 from mlops_sessions.planning.gate import MetricCheck, Verdict, decide, fmt
 from mlops_sessions.records import evaluations as evaluation_records
 from mlops_sessions.records.io import SCHEMA, RecordError, now
+from mlops_sessions.records.remote import BlessConflict
 from mlops_sessions.records.store import Store, write_json_atomic, write_text_atomic
 from mlops_sessions.steps import argtypes
-from mlops_sessions.steps.common import add_models, emit, load_config, store_for
+from mlops_sessions.steps.common import add_models, add_offline, emit, load_config, store_for
 
 # Bump when what cache_inputs covers changes: older cached verdicts then miss.
 EVAL_CACHE_VERSION = 1
+# How many times a blessing that lost the race to another pipeline is judged again.
+MAX_REJUDGE = 5
 
 
 @dataclass
@@ -102,14 +112,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="measure again even when the model, data, evaluate section and baseline are "
         "unchanged since a recorded verdict",
     )
+    add_offline(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     config = load_config(args)
-    store = store_for(config)
+    store = store_for(config, offline=args.offline)
     overrides: dict[str, Any] = {}
     if args.param:
-        from mlops_sessions.steps.train import parse_params
+        from mlops_sessions.steps.common import parse_params
 
         if args.run is not None:
             raise StepError("--run names the run already; drop --param (or --run)")
@@ -127,11 +138,14 @@ def run(args: argparse.Namespace) -> int:
         for outcome in outcomes:
             for line in outcome.verdict.failure_lines():
                 print(f"{outcome.model}: {line}", file=sys.stderr)
-    emit(
-        args,
-        {"passed": passed, "models": {o.model: o.as_dict() for o in outcomes}},
-        render_text(outcomes),
-    )
+    result: dict[str, Any] = {"passed": passed, "models": {o.model: o.as_dict() for o in outcomes}}
+    if config.store_remote is not None:
+        result["store"] = {
+            "remote": config.store_remote.url,
+            "offline": store.offline,
+            "downloaded_bytes": store.downloaded,
+        }
+    emit(args, result, render_text(outcomes))
     return 0 if passed else 1
 
 
@@ -272,7 +286,7 @@ def _reused(
     A damaged cache entry or evaluation is a miss too: measuring again rewrites both.
     """
     try:
-        found = evaluation_records.cached_evaluation(store.root, key)
+        found = store.cached_evaluation(key)
     except RecordError:
         return None
     if found is None or found.run_id != str(run_record["run_id"]):
@@ -283,7 +297,16 @@ def _reused(
         current = store.blessed(model.name)
         blessed = current is not None and current.get("run_id") == found.run_id
         if not blessed:
-            _bless(store, model.name, run_record, found.eval_id, found.path, verdict.first_run)
+            # May raise BlessConflict: the caller then judges again against the new pointer.
+            _bless(
+                store,
+                model.name,
+                run_record,
+                found.eval_id,
+                found.path,
+                verdict.first_run,
+                expected_run=baseline.run_id,
+            )
             blessed = True
     notes = [str(n) for n in found.verdict.get("notes", []) if n not in verdict.notes]
     return Outcome(
@@ -336,6 +359,8 @@ def _bless(
     eval_id: str,
     path: Path,
     first_run: bool,
+    *,
+    expected_run: str | None = None,
 ) -> None:
     git = (run_record.get("lineage") or {}).get("git") or {}
     store.bless(
@@ -351,6 +376,7 @@ def _bless(
             "first_run": first_run,
             "blessed_at": now(),
         },
+        expected_run=expected_run,
     )
 
 
@@ -366,26 +392,85 @@ def evaluate_model(
     """Measure, judge, record and (on pass) bless one run of one model.
 
     Unless force, a verdict recorded for the same inputs (:func:`cache_inputs`) is reused
-    without measuring: nothing it depends on has changed.
+    without measuring: nothing it depends on has changed. A blessing that loses the race
+    for the shared store's pointer (:class:`BlessConflict`) is judged again against the
+    run now blessed, with the values already measured.
     """
     evaluate = _evaluate_section(model)
-    run_id = str(run_record["run_id"])
-    run_dir = store.run_dir(run_id)
-    model_dir = run_dir / str(run_record.get("model_dir", "model"))
     spec = baselines.check_spec(baseline_spec or evaluate.baseline)
-    baseline = baselines.resolve_baseline(store, model.name, spec, config.root)
-    inputs = cache_inputs(config, model, evaluate, run_record, baseline)
-    key = evaluation_records.cache_key(inputs)
-    if not force:
-        reused = _reused(store, model, run_record, key, baseline)
-        if reused is not None:
-            return reused
+    measured: Any = None
+    lost: list[str] = []  # notes of the blessings that lost the race, for the final verdict
+    for _ in range(MAX_REJUDGE):
+        baseline = baselines.resolve_baseline(store, model.name, spec, config.root)
+        inputs = cache_inputs(config, model, evaluate, run_record, baseline)
+        key = evaluation_records.cache_key(inputs)
+        if not force and measured is None:
+            try:
+                reused = _reused(store, model, run_record, key, baseline)
+            except BlessConflict as conflict:
+                lost.append(_lost_note(conflict, None))
+                continue
+            if reused is not None:
+                reused.notes = [*_offline_notes(config, store), *reused.notes]
+                return reused
+        if measured is None:
+            measured = _measure(config, store, model, evaluate, run_record)
+        outcome = _judge(config, store, model, evaluate, run_record, measured, baseline, lost)
+        store.record_evaluation(key, model.name, outcome.run_id, outcome.eval_id, inputs)
+        if not outcome.passed:
+            return outcome
+        try:
+            _bless(
+                store,
+                model.name,
+                run_record,
+                outcome.eval_id,
+                outcome.path,
+                outcome.verdict.first_run,
+                expected_run=baseline.run_id,
+            )
+        except BlessConflict as conflict:
+            lost.append(_lost_note(conflict, outcome.eval_id))
+            continue
+        outcome.blessed = True
+        return outcome
+    raise StepError(
+        f"{model.name}: the blessed pointer of the shared store moved {MAX_REJUDGE} times "
+        "while this evaluation was judging; re-run `mlops evaluate`"
+    )
 
+
+def _lost_note(conflict: BlessConflict, eval_id: str | None) -> str:
+    first = f" (the first verdict is evaluation {eval_id})" if eval_id else ""
+    return (
+        f"re-judged: while this evaluation ran, another pipeline blessed run "
+        f"{conflict.current.get('run_id')}; this verdict is against that run{first}"
+    )
+
+
+def _offline_notes(config: Config, store: Store) -> list[str]:
+    if not store.offline or config.store_remote is None:
+        return []
+    return [
+        f"offline: judged against the local cache of the shared store "
+        f"{config.store_remote.url}; its blessed model may be newer and nothing was "
+        "written to it — re-run online before shipping"
+    ]
+
+
+def _measure(
+    config: Config,
+    store: Store,
+    model: ModelConfig,
+    evaluate: EvaluateConfig,
+    run_record: dict[str, Any],
+) -> Any:
     # Imported only when measuring: TensorFlow is what makes an evaluation take seconds.
     from mlops_sessions.executors import tf_evaluate
     from mlops_sessions.planning.datainputs import resolve_inputs
-    from mlops_sessions.reports import verdict as report
 
+    # A run reused from the shared store has its model downloaded here, not before.
+    model_dir = store.ensure_model(run_record)
     train = model.train
     source = config.resolve(train.source) if train is not None else config.root
     ctx = DataContext(
@@ -394,7 +479,23 @@ def evaluate_model(
         seed=int(run_record.get("seed", train.seed if train else 0)),
         inputs=resolve_inputs(config, train.inputs) if train is not None else {},
     )
-    measured = tf_evaluate.measure(model_dir, evaluate, ctx, source)
+    return tf_evaluate.measure(model_dir, evaluate, ctx, source)
+
+
+def _judge(
+    config: Config,
+    store: Store,
+    model: ModelConfig,
+    evaluate: EvaluateConfig,
+    run_record: dict[str, Any],
+    measured: Any,
+    baseline: baselines.Baseline,
+    lost: list[str],
+) -> Outcome:
+    """Decide the gate on measured values against baseline; stage the evaluation record."""
+    from mlops_sessions.reports import verdict as report
+
+    run_id = str(run_record["run_id"])
     produced = evaluate.produced_metrics()
     values = dict(measured.values)  # measured order: quality, custom, latency, size, drift
     verdict = decide(
@@ -405,7 +506,7 @@ def evaluate_model(
         allow_first_run=evaluate.allow_first_run,
         baseline_label=baseline.label,
     )
-    notes = []
+    notes = [*_offline_notes(config, store), *lost]
     if baseline.available and baseline.dataset_sha256 not in (None, measured.dataset_sha256):
         notes.append(
             "the baseline was evaluated on different held-out data (dataset sha256 "
@@ -449,11 +550,7 @@ def evaluate_model(
         write_json_atomic(stage / "verdict.json", verdict_record)
         write_text_atomic(stage / "report.md", report.markdown(document))
         write_text_atomic(stage / "report.html", report.html_report(document))
-
-    evaluation_records.record_evaluation(store.root, key, model.name, run_id, eval_id, inputs)
-    if verdict.passed:
-        _bless(store, model.name, run_record, eval_id, final, verdict.first_run)
-    return Outcome(model.name, run_id, eval_id, final, verdict, baseline, verdict.passed, notes)
+    return Outcome(model.name, run_id, eval_id, final, verdict, baseline, False, notes)
 
 
 def render_text(outcomes: list[Outcome]) -> str:

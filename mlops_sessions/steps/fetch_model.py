@@ -68,16 +68,10 @@ def run(args: argparse.Namespace) -> int:
     if args.retries < 0:
         raise StepError(f"--retries {args.retries} must be 0 or more")
     # Lazily imported: boto3 is the 'fetch' extra.
-    from mlops_sessions.executors.s3_fetch import FetchRequest, fetch, parse_uri
+    from mlops_sessions.executors.s3_fetch import FetchRequest, fetch, parse_uri, require_boto3
 
     parse_uri(args.uri)  # a malformed URI is refused before boto3 is even imported
-    try:
-        import boto3  # noqa: F401
-    except ImportError as exc:
-        raise StepError(
-            "fetch-model needs boto3: pip install 'mlops-sessions[fetch]' "
-            "(the serve image must include the fetch extra)"
-        ) from exc
+    require_boto3()
     request = FetchRequest(
         uri=args.uri,
         sha256=args.sha256.lower(),

@@ -8,7 +8,8 @@ environment (and, for container training, the train image), model hash, the newe
 evaluation's metrics and verdict, the blessings, the images built with the model and pushed
 (``repo@sha256``), and the deploy revisions that rolled it out.
 Read-only: it only looks at ``.mlops/``, through the records package (a damaged record is a
-one-line error naming the file and the fix).
+one-line error naming the file and the fix). With ``store.remote`` it first pulls the
+shared store's records (no models), so any machine can trace any pipeline's runs.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from mlops_sessions.planning import baseline as baselines
 from mlops_sessions.planning.gate import fmt
 from mlops_sessions.records import builds, deployments, evaluations
 from mlops_sessions.records.store import Store
-from mlops_sessions.steps.common import emit, load_config, store_for
+from mlops_sessions.steps.common import add_offline, emit, load_config, store_for
 
 # Shorter prefixes match too much to mean anything.
 MIN_PREFIX = 4
@@ -34,11 +35,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="REF",
         help="a run id, model hash, git commit or cache key (prefixes of 4+ characters work)",
     )
+    add_offline(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     config = load_config(args)
-    store = store_for(config)
+    store = store_for(config, offline=args.offline)
+    store.pull()  # the shared store's records, when there is one
     chains = lineage(store, args.ref, root=config.root)
     emit(args, {"ref": args.ref, "runs": chains}, "\n\n".join(render(c) for c in chains))
     return 0

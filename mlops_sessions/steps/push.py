@@ -17,9 +17,8 @@ from typing import Any
 from mlops_sessions.config import Config
 from mlops_sessions.errors import StepError
 from mlops_sessions.records.store import Store
-from mlops_sessions.steps.build import add_images, select_images
 from mlops_sessions.steps.common import emit, load_config, store_for
-from mlops_sessions.steps.scan import built_record, scan_image
+from mlops_sessions.steps.imaging import add_images, built_record, scan_image, select_images
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

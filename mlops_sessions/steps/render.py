@@ -18,6 +18,7 @@ from typing import Any
 from mlops_sessions.config import Config
 from mlops_sessions.planning import k8s_inputs, k8s_validate, manifests
 from mlops_sessions.records.store import write_text_atomic
+from mlops_sessions.steps import argtypes
 from mlops_sessions.steps.common import add_models, emit, load_config
 
 ALL_FILE = "all.yaml"
@@ -29,6 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_models(parser)
     parser.add_argument(
         "--out",
+        type=argtypes.path_text,
         metavar="DIR",
         default=None,
         help="directory to write (default: k8s/rendered/<profile>/ next to mlops.yaml)",

@@ -15,8 +15,9 @@ from typing import Any
 
 from mlops_sessions.config import Config, ModelConfig
 from mlops_sessions.errors import StepError
+from mlops_sessions.steps import argtypes
+from mlops_sessions.steps.cluster import add_cluster_arguments, connect_for, rollout_seconds
 from mlops_sessions.steps.common import emit, load_config, store_for
-from mlops_sessions.steps.deploy import add_cluster_arguments, connect_for, rollout_seconds
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--to",
-        type=int,
+        type=argtypes.positive_int,
         default=None,
         metavar="REVISION",
         help="revision number to return to (see `mlops status`)",

@@ -9,50 +9,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-from typing import Any
 
-from mlops_sessions.config import Config
-from mlops_sessions.errors import StepError
-from mlops_sessions.records.store import Store
-from mlops_sessions.steps.build import add_images, select_images
 from mlops_sessions.steps.common import emit, load_config, store_for
+from mlops_sessions.steps.imaging import add_images, scan_image, select_images
 
 CHECKS = ("non-root", "secrets", "size")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_images(parser)
-
-
-def built_record(store: Store, image: str) -> dict[str, Any]:
-    from mlops_sessions.executors.docker_engine import load_record
-
-    record = load_record(store, image, "build")
-    if record is None:
-        raise StepError(f"image '{image}' has not been built; run `mlops build {image}` first")
-    return record
-
-
-def scan_image(client: Any, config: Config, store: Store, image: str) -> dict[str, Any]:
-    """Scan the last build of image, record scan.json, return the report as a dict."""
-    from docker.errors import ImageNotFound
-
-    from mlops_sessions.executors import docker_scan
-    from mlops_sessions.executors.docker_engine import now_iso, record
-
-    built = built_record(store, image)
-    try:
-        report = docker_scan.scan(
-            client, built["image_id"], built["refs"][0], config.images[image], built["base"]
-        )
-    except ImageNotFound:
-        raise StepError(
-            f"the last build of '{image}' ({built['image_id'][:19]}) is no longer on this Docker "
-            f"engine; run `mlops build {image}` again"
-        ) from None
-    result = {**report.as_dict(), "image": image, "scanned_at": now_iso(), "text": report.render()}
-    record(store, image, "scan", result)
-    return result
 
 
 def run(args: argparse.Namespace) -> int:

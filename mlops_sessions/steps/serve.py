@@ -68,7 +68,7 @@ def _run_record(config: Config, run_id: str) -> tuple[Path, dict[str, Any]]:
             f" (recent runs: {', '.join(known)})" if known else " (no runs yet: run `mlops train`)"
         )
         raise StepError(f"no training run {run_id!r} in {store.runs}{hint}")
-    return store.run_dir(run_id) / str(record.get("model_dir", "model")), record
+    return store.ensure_model(record), record  # a run pulled from store.remote: fetch now
 
 
 def _identity_source(

@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from mlops_sessions.steps.cluster import add_cluster_arguments, connect_for
 from mlops_sessions.steps.common import add_models, emit, load_config, store_for
-from mlops_sessions.steps.deploy import add_cluster_arguments, connect_for
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

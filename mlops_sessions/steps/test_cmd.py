@@ -256,8 +256,8 @@ def _run_in_image(
     from mlops_sessions.executors import docker_run
     from mlops_sessions.executors.docker_engine import connect
     from mlops_sessions.planning.container_run import suite_run
-    from mlops_sessions.steps.build import build_one
-    from mlops_sessions.steps.build import plan as plan_build
+    from mlops_sessions.steps.imaging import build_one
+    from mlops_sessions.steps.imaging import plan as plan_build
     from mlops_sessions.steps.train_container import host_user
 
     planned = plan_build(config, store, image, force=False, local=True)

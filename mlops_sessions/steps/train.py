@@ -8,6 +8,10 @@ no directory under runs/ and no cache entry, so it can never be reused. A damage
 entry or run.json is a cache miss: train warns, sets the damaged run aside and retrains.
 Run ids are unique per training (``records.runs``), so two ``--force`` trainings of one key
 at once both keep their run.
+
+With ``store.remote`` a local miss asks the shared store: a run trained elsewhere with the
+same key is reused without retraining (its model is downloaded later, only by a step that
+needs it), and a new run is uploaded before its key is published there.
 """
 
 from __future__ import annotations
@@ -15,15 +19,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 import socket
 import sys
 import time
 from pathlib import Path
 from typing import Any, TextIO
-
-import yaml
 
 from mlops_sessions.config import Config, ModelConfig
 from mlops_sessions.errors import StepError
@@ -39,13 +40,19 @@ from mlops_sessions.planning.training import (
 from mlops_sessions.records import runs
 from mlops_sessions.records.io import SCHEMA, RecordError, now, read_record, write_json_atomic
 from mlops_sessions.records.store import Store
-from mlops_sessions.steps.common import add_models, emit, load_config, store_for
+from mlops_sessions.steps.common import (
+    add_models,
+    add_offline,
+    emit,
+    load_config,
+    parse_params,
+    store_for,
+)
 
 OWNER_FILE = ".mlops-owner.json"
 # Staging dirs without an owner file (another step's, or killed before writing it) are
 # removed only once they are clearly abandoned.
 ABANDONED_AFTER_S = 24 * 3600
-_FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -66,32 +73,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="print the plan and whether it is cached; train nothing",
     )
-
-
-def parse_params(items: list[str]) -> dict[str, Any]:
-    """'KEY=VALUE' strings -> {key: YAML-typed value}."""
-    overrides: dict[str, Any] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise StepError(f"--param '{item}' is not KEY=VALUE (for example --param epochs=5)")
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError as exc:
-            raise StepError(f"--param {key}: '{raw}' is not a YAML value ({exc})") from None
-        overrides[key] = _number_or_same(value)
-    return overrides
-
-
-def _number_or_same(value: Any) -> Any:
-    """YAML 1.1 reads '1e-3' (no dot) as a string; on a command line it means a float."""
-    if isinstance(value, str):
-        try:
-            return float(value) if _FLOAT.match(value) else value
-        except ValueError:
-            return value
-    return value
+    add_offline(parser)
 
 
 def trainable(config: Config, names: list[str]) -> list[ModelConfig]:
@@ -110,7 +92,7 @@ def trainable(config: Config, names: list[str]) -> list[ModelConfig]:
 
 def run(args: argparse.Namespace) -> int:
     config = load_config(args)
-    store = store_for(config)
+    store = store_for(config, offline=args.offline)
     overrides = parse_params(args.param)
     models = trainable(config, list(args.models))
     # Progress goes to stderr with --json so stdout stays one JSON document.
@@ -314,6 +296,10 @@ def _summary(store: Store, record: dict[str, Any], *, reused: bool) -> dict[str,
         "reused": reused,
         "key": record["key"],
         "run_dir": str(store.run_dir(record["run_id"])),
+        # Reused from the shared store, its model not downloaded (yet): nothing needed it.
+        "model_on_remote_only": not (
+            store.run_dir(record["run_id"]) / str(record.get("model_dir", "model"))
+        ).is_dir(),
         "model_hash": record.get("model_hash"),
         "duration_s": record.get("duration_s"),
         "final_metrics": final,

@@ -44,7 +44,7 @@ def host_user() -> str:
 
 
 def image_plan(config: Config, store: Store, plan: TrainPlan, *, dry_run: bool) -> ImagePlan:
-    from mlops_sessions.steps import build as build_step
+    from mlops_sessions.steps import imaging as build_step
 
     assert plan.image is not None
     planned = build_step.plan(config, store, plan.image, force=False, dry_run=dry_run, local=True)
@@ -61,7 +61,15 @@ def container_spec(
 ) -> tuple[ContainerRun, dict[str, Any]]:
 
     labels = {f"{LABEL_PREFIX}.run-id": run_id, f"{LABEL_PREFIX}.model": plan.model}
-    return train_run(plan, root=config.root, output=output, user=host_user(), labels=labels)
+    train = config.models[plan.model].train
+    return train_run(
+        plan,
+        root=config.root,
+        output=output,
+        user=host_user(),
+        labels=labels,
+        resources=train.resources if train is not None else None,
+    )
 
 
 def describe_container(config: Config, store: Store, plan: TrainPlan) -> dict[str, Any]:
@@ -85,7 +93,7 @@ def train_in_container(
     from mlops_sessions.executors import docker_run
     from mlops_sessions.executors.docker_engine import connect
     from mlops_sessions.executors.tf_train import TrainOutcome
-    from mlops_sessions.steps.build import build_one
+    from mlops_sessions.steps.imaging import build_one
 
     planned = image_plan(config, store, plan, dry_run=False)
     run, inside = container_spec(config, plan, stage, run_id)

@@ -1,0 +1,162 @@
+"""Image helpers shared by the build, scan, push, train and test steps: which images a
+command names, the model artifact a serve image carries, the image plan, and one build that
+records its result. Not a command itself (see the pipeline table)."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import datetime, timezone
+from typing import Any, TextIO
+
+from mlops_sessions import gitinfo
+from mlops_sessions.config import Config
+from mlops_sessions.errors import StepError
+from mlops_sessions.planning.images import ImagePlan, ModelArtifact, plan_image, served_model
+from mlops_sessions.planning.tags import tag_facts
+from mlops_sessions.records.store import Store
+
+
+def add_images(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("images", nargs="*", metavar="IMAGE", help="images (default: all)")
+    parser.add_argument("--dry-run", action="store_true", help="print the plan and touch nothing")
+
+
+def select_images(config: Config, names: list[str]) -> list[str]:
+    if not config.images:
+        raise StepError("this config declares no images; add one under 'images'")
+    unknown = [n for n in names if n not in config.images]
+    if unknown:
+        raise StepError(
+            f"unknown image(s): {', '.join(unknown)}; this config declares: "
+            f"{', '.join(config.images)}"
+        )
+    return names or list(config.images)
+
+
+def model_artifact(config: Config, store: Store, image: str, force: bool) -> ModelArtifact | None:
+    """The SavedModel a serving image carries: the blessed run's (or, with force, the newest)."""
+    if config.images[image].kind == "train":
+        return None
+    model = served_model(config, image).name
+    blessed = store.blessed(model)
+    if blessed is not None and blessed.get("run_id"):
+        run = store.load_run(str(blessed["run_id"]))
+        if run is None:
+            raise StepError(
+                f"model '{model}' is blessed as run {blessed['run_id']}, which is not in "
+                f"{store.runs}; retrain and re-evaluate: mlops train {model} && "
+                f"mlops evaluate {model}"
+            )
+        return _artifact(store, run, blessed=True)
+    if not force:
+        raise StepError(
+            f"model '{model}' has no blessed run, so image '{image}' would ship an ungated "
+            f"model; run `mlops evaluate {model}` to bless one, or pass --force"
+        )
+    runs = [r for r in store.list_runs() if r.get("model") == model]
+    if not runs:
+        raise StepError(f"model '{model}' has no trained run; run `mlops train {model}` first")
+    return _artifact(store, runs[-1], blessed=False)
+
+
+def _artifact(store: Store, run: dict[str, Any], *, blessed: bool) -> ModelArtifact:
+    run_id = str(run["run_id"])
+    return ModelArtifact(
+        model=str(run["model"]),
+        run_id=run_id,
+        model_hash=str(run.get("model_hash", "")),
+        path=store.ensure_model(run),  # a run pulled from store.remote is downloaded now
+        blessed=blessed,
+        record=run,
+    )
+
+
+def plan(
+    config: Config,
+    store: Store,
+    image: str,
+    *,
+    force: bool,
+    dry_run: bool = False,
+    local: bool = False,
+) -> ImagePlan:
+    from mlops_sessions.planning.training import hash_cache_for
+
+    cache = hash_cache_for(config)
+    facts = tag_facts(
+        gitinfo.state(config.root),
+        gitinfo.head_tags(config.root),
+        gitinfo.origin_url(config.root),
+        datetime.now(timezone.utc),
+    )
+    result = plan_image(
+        config,
+        image,
+        facts=facts,
+        artifact=model_artifact(config, store, image, force),
+        hash_cache=cache,
+        local=local,
+    )
+    if not dry_run:  # a dry run writes nothing, not even the hash memo
+        cache.save()
+    return result
+
+
+def build_one(
+    client: Any, image_plan: ImagePlan, store: Store, *, out: TextIO, no_cache: bool = False
+) -> dict[str, Any]:
+    """Build (or reuse) one planned image and record it in the store; returns the record."""
+    from mlops_sessions.executors import docker_build
+    from mlops_sessions.executors.docker_engine import now_iso, record
+
+    built = docker_build.build(client, image_plan, store, out=out, no_cache=no_cache)
+    entry = {
+        "image": image_plan.image,
+        "kind": image_plan.kind,
+        "image_id": built.image_id,
+        "refs": list(built.refs),
+        "input_digest": image_plan.input_digest,
+        "environment_digest": image_plan.environment_digest,
+        "base": image_plan.base,
+        "model": image_plan.model,
+        "model_hash": image_plan.artifact.model_hash if image_plan.artifact else None,
+        "run_id": image_plan.artifact.run_id if image_plan.artifact else None,
+        "blessed": image_plan.artifact.blessed if image_plan.artifact else None,
+        "git_commit": image_plan.git_commit,
+        "skipped": built.skipped,
+        "reason": built.reason,
+        "seconds": round(built.seconds, 3),
+        "size_bytes": built.size_bytes,
+        "built_at": now_iso(),
+    }
+    record(store, image_plan.image, "build", entry)
+    return entry
+
+
+def built_record(store: Store, image: str) -> dict[str, Any]:
+    from mlops_sessions.executors.docker_engine import load_record
+
+    record = load_record(store, image, "build")
+    if record is None:
+        raise StepError(f"image '{image}' has not been built; run `mlops build {image}` first")
+    return record
+
+
+def scan_image(client: Any, config: Config, store: Store, image: str) -> dict[str, Any]:
+    """Scan the last build of image, record scan.json, return the report as a dict."""
+    from mlops_sessions.executors import docker_scan
+    from mlops_sessions.executors.docker_engine import now_iso, record
+
+    built = built_record(store, image)
+    try:
+        report = docker_scan.scan(
+            client, built["image_id"], built["refs"][0], config.images[image], built["base"]
+        )
+    except docker_scan.ImageGone:
+        raise StepError(
+            f"the last build of '{image}' ({built['image_id'][:19]}) is no longer on this Docker "
+            f"engine; run `mlops build {image}` again"
+        ) from None
+    result = {**report.as_dict(), "image": image, "scanned_at": now_iso(), "text": report.render()}
+    record(store, image, "scan", result)
+    return result
