@@ -31,12 +31,12 @@ from mlops_sessions.contract import DataContext
 from mlops_sessions.errors import StepError
 from mlops_sessions.executors.tf_quiet import import_tensorflow
 from mlops_sessions.executors.usercode import load_callable, user_frame
+from mlops_sessions.planning import drift
 
 FloatArray = npt.NDArray[np.float64]
 _PREDICT_BATCH = 512
 # Probabilities below this are floored when computing PSI, so an empty bin on one side
 # gives a large but finite contribution (the usual convention).
-_PSI_FLOOR = 1e-4
 _MB = 1_000_000
 
 
@@ -353,25 +353,17 @@ def psi_per_feature(
         )
     out: dict[str, float] = {}
     for index in range(ref.shape[1]):
-        name = f"f{index}"
         r, c = ref[:, index], cur[:, index]
-        low, high = float(r.min()), float(r.max())
-        if high == low:
-            ref_share = np.array([1.0, 0.0])
+        low = float(r.min())
+        if float(r.max()) == low:
+            # A feature constant in the reference: the share of values that left it.
             moved = float(np.mean(c != low))
-            cur_share = np.array([1.0 - moved, moved])
+            out[f"f{index}"] = drift.psi([1.0, 0.0], [1.0 - moved, moved])
         else:
-            inner = np.unique(np.quantile(r, np.linspace(0.0, 1.0, bins + 1)[1:-1]))
-            bins_here = len(inner) + 1
-            ref_share = np.bincount(
-                np.searchsorted(inner, r, side="right"), minlength=bins_here
-            ) / len(r)
-            cur_share = np.bincount(
-                np.searchsorted(inner, c, side="right"), minlength=bins_here
-            ) / len(c)
-        ref_share = np.maximum(ref_share, _PSI_FLOOR)
-        cur_share = np.maximum(cur_share, _PSI_FLOOR)
-        out[name] = float(np.sum((cur_share - ref_share) * np.log(cur_share / ref_share)))
+            edges = drift.inner_edges(r, bins)
+            out[f"f{index}"] = drift.psi(
+                drift.bin_counts(r, edges).tolist(), drift.bin_counts(c, edges).tolist()
+            )
     return out
 
 
