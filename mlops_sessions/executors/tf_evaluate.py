@@ -69,6 +69,8 @@ class Measurements:
     latency_ms: dict[str, dict[str, float]] = field(default_factory=dict)
     model_size_bytes: int = 0
     output: str = ""
+    # planning.drift.reference_table of evaluate.drift's reference data (not in metrics.json)
+    drift_reference: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -412,6 +414,7 @@ def measure(
     if evaluate.drift is not None:
         reference, _ = call_data(evaluate.drift.reference, source, ctx, "evaluate.drift.reference")
         result.psi = psi_per_feature(reference, features, evaluate.drift.bins)
+        result.drift_reference = drift.reference_table(reference, evaluate.drift.bins)
         psi = list(result.psi.values())
         values["drift_psi_max"] = max(psi)
         values["drift_psi_mean"] = float(np.mean(psi))

@@ -68,3 +68,29 @@ def bin_counts(column: npt.ArrayLike, edges: Sequence[float]) -> npt.NDArray[Any
     return np.bincount(
         np.searchsorted(np.asarray(edges), values, side="right"), minlength=len(edges) + 1
     )
+
+
+def reference_table(reference: npt.ArrayLike, bins: int) -> dict[str, Any]:
+    """The training reference's bins per feature, for live drift (``drift_reference.json``).
+
+    Each feature ``f<i>`` gets the inner edges :func:`inner_edges` makes and the reference's
+    share of each bin. A feature constant in the reference gets the bins "below", "at" and
+    "above" its value, so live PSI, like the offline one, scores values that left it.
+    """
+    import numpy as np
+
+    rows = np.asarray(reference, dtype=np.float64)
+    rows = rows.reshape(len(rows), -1)
+    features: dict[str, dict[str, list[float]]] = {}
+    for index in range(rows.shape[1]):
+        column = rows[:, index]
+        edges = inner_edges(column, bins)
+        if not edges:
+            value = float(column[0])
+            edges = [value, float(np.nextafter(value, np.inf))]
+        counts = bin_counts(column, edges)
+        features[f"f{index}"] = {
+            "edges": edges,
+            "shares": [float(c) / len(column) for c in counts.tolist()],
+        }
+    return {"schema": 1, "bins": bins, "features": features}
