@@ -11,9 +11,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from tests.prometheus_server import Prometheus
 
 REPO = Path(__file__).resolve().parent.parent
 REQUIRE_REAL_ENV = "MLOPS_REQUIRE_REAL"
@@ -55,3 +60,21 @@ def repo_root() -> Path:
 @pytest.fixture
 def example_config() -> Path:
     return REPO / "mlops.yaml"
+
+
+@pytest.fixture(scope="session")
+def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
+    """A real Prometheus on loopback for the whole session (tests/prometheus_server.py):
+    tests add the `mlops serve` processes it should scrape with `add_target`."""
+    from tests.prometheus_server import Prometheus, binary
+
+    found = binary()
+    if found is None:
+        require_real("Prometheus (Debian's prometheus package) is not installed")
+    assert found is not None
+    server = Prometheus(found, tmp_path_factory.mktemp("prometheus"))
+    try:
+        server.wait_ready()
+        yield server
+    finally:
+        server.stop()
