@@ -102,6 +102,11 @@ STEPS: tuple[Step, ...] = (
         session=True,
     ),
     Step(
+        "store",
+        "store_cmd",
+        "The artifact store: status, pull, push, gc (with store.remote, the shared one).",
+    ),
+    Step(
         "serve",
         "serve",
         "Serve the blessed (or a named) SavedModel: TF Serving REST API, /metrics.",
@@ -166,11 +171,25 @@ STEPS: tuple[Step, ...] = (
     Step(
         "deploy",
         "deploy",
-        "Apply manifests to Kubernetes, wait for the rollout, restore on failure.",
+        "Apply manifests to Kubernetes; step a new build through rollout.steps, judged live.",
         session=True,
         extras=("deploy",),
         requires=("push",),
         ci_stage="deploy",
+    ),
+    Step(
+        "promote",
+        "promote",
+        "Skip a progressive rollout's remaining steps: stable takes the canary's build now.",
+        session=True,
+        extras=("deploy",),
+    ),
+    Step(
+        "abort",
+        "abort",
+        "End a progressive rollout: 100% stable at once, the canary to 0, recorded.",
+        session=True,
+        extras=("deploy",),
     ),
     Step(
         "rollback",
@@ -182,7 +201,7 @@ STEPS: tuple[Step, ...] = (
     Step(
         "status",
         "status",
-        "Show what runs: image, digest, commit, model hash, weights, replicas.",
+        "Show what runs: image, digest, commit, model hash, weights, replicas, rollout.",
         session=True,
         extras=("deploy",),
     ),

@@ -4,8 +4,10 @@ Modules, in the order data flows through them:
 
 - yamlpos: YAML text -> plain data + a map from JSON path to file:line:col;
 - interpolate: ${VAR} substitution on the effective document;
-- loader: locate the file, pick the profile, validate (schema, then checks), build;
-- checks: the cross-field rules: every rule a later step enforces on the config;
+- loader: read the file, pick the profile, validate (schema, then checks), build;
+- locate: JSON path -> file:line:col for every problem, and the did-you-mean hints;
+- checks: the cross-field rules: every rule a later step enforces on the config, in
+  functions the planners call too;
 - units: the one parser for durations and CPU/memory quantities;
 - build: schema-valid document -> the frozen dataclasses of model;
 - model: the dataclasses themselves (re-exported here: from mlops_sessions.config
@@ -21,6 +23,8 @@ from mlops_sessions.config.model import (
     API_VERSION,
     BUILTIN_METRICS,
     LATENCY_PERCENTILES,
+    LIVE_METRICS,
+    SHARED_METRICS,
     ABRoute,
     Analysis,
     Autoscaling,
@@ -65,6 +69,8 @@ __all__ = [
     "API_VERSION",
     "BUILTIN_METRICS",
     "LATENCY_PERCENTILES",
+    "LIVE_METRICS",
+    "SHARED_METRICS",
     "ABRoute",
     "Analysis",
     "Autoscaling",

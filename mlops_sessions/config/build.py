@@ -85,7 +85,7 @@ def config(document: Mapping[str, Any], root: Path, file: str, profile: str | No
         for name, spec in document["models"].items()
     }
     top = {k: v for k, v in document.items() if k not in ("models", "profiles", "defaults")}
-    built: cfg.Config = _dataclass(cfg.Config, {**top, "models": {}})
+    built: cfg.Config = _dataclass(cfg.Config, {**_store_fields(top), "models": {}})
     return dataclasses.replace(
         built,
         models=types.MappingProxyType(models),
@@ -95,6 +95,25 @@ def config(document: Mapping[str, Any], root: Path, file: str, profile: str | No
         profile=profile,
         document=_freeze_plain({**top, "models": document["models"]}),
     )
+
+
+def _store_fields(top: Mapping[str, Any]) -> dict[str, Any]:
+    """``store:`` is a path (the original form) or ``{path, remote, endpoint, region}``.
+
+    The object form is split into ``Config.store`` (still the local path, so readers of it
+    are unchanged) and ``Config.store_remote``.
+    """
+    store = top.get("store")
+    if not isinstance(store, Mapping):
+        return dict(top)
+    out = {k: v for k, v in top.items() if k != "store"}
+    out["store"] = store.get("path", ".mlops")
+    if store.get("remote"):
+        out["store_remote"] = {
+            "url": store["remote"],
+            **{k: store[k] for k in ("endpoint", "region") if store.get(k) is not None},
+        }
+    return out
 
 
 def _freeze_plain(document: Mapping[str, Any]) -> Mapping[str, Any]:

@@ -18,6 +18,7 @@ shipped schema versions is consulted when it is installed.
 from __future__ import annotations
 
 import functools
+import importlib.util
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -26,7 +27,14 @@ from typing import Any
 
 from mlops_sessions.config import ALWAYS_PRODUCED, BUILTIN_METRICS, LATENCY_PERCENTILES, units
 from mlops_sessions.config.locate import Locator, dotted, suggest
-from mlops_sessions.config.model import ABRoute, Config, ModelConfig, Resources
+from mlops_sessions.config.model import (
+    LIVE_METRICS,
+    SHARED_METRICS,
+    ABRoute,
+    Config,
+    ModelConfig,
+    Resources,
+)
 from mlops_sessions.errors import Problem, StepError
 
 Check = Callable[[dict[str, Any], Locator, Path], list[Problem]]
@@ -40,12 +48,8 @@ def cross_field(doc: dict[str, Any], locator: Locator, root: Path) -> list[Probl
     return problems
 
 
-def _suggest(word: str, names: list[str]) -> str:
-    return suggest(word, names)
-
-
 def _name_hint(word: str, names: list[str], kind: str, section: str) -> str:
-    return _suggest(word, names) or (
+    return suggest(word, names) or (
         f"declared {kind}: {', '.join(names)}" if names else f"declare it under '{section}'"
     )
 
@@ -105,14 +109,10 @@ def _references(doc: dict[str, Any], locator: Locator, root: Path) -> list[Probl
     return out
 
 
-cpu_cores = units.cpu_cores  # kept for callers of the old names
-memory_bytes = units.memory_bytes
-
-
 # Quantities whose limit must not be below the request: (key, name in messages, parser).
 _LIMITED: tuple[tuple[str, str, Callable[[Any], float]], ...] = (
-    ("cpu", "CPU", cpu_cores),
-    ("memory", "memory", memory_bytes),
+    ("cpu", "CPU", units.cpu_cores),
+    ("memory", "memory", units.memory_bytes),
 )
 
 
@@ -183,7 +183,7 @@ def _thresholds(doc: dict[str, Any], locator: Locator, root: Path) -> list[Probl
         for metric, bound in (ev.get("thresholds") or {}).items():
             path = (*base, "thresholds", metric)
             if metric not in produced:
-                hint = _suggest(metric, list(produced)) or (
+                hint = suggest(metric, list(produced)) or (
                     "add it to evaluate.metrics (or evaluate.latency / evaluate.drift); "
                     "produced now: " + ", ".join(sorted(produced))
                 )
@@ -222,7 +222,8 @@ def _rollout(doc: dict[str, Any], locator: Locator, root: Path) -> list[Problem]
         if not rollout:
             continue
         base = ("models", name, "rollout")
-        if rollout.get("ab") and not rollout.get("canary"):
+        # `canary: {}` declares a canary (with steps it has no weight): only absence counts.
+        if rollout.get("ab") and rollout.get("canary") is None:
             out.append(
                 locator.problem(
                     (*base, "ab"),
@@ -241,7 +242,7 @@ def _rollout(doc: dict[str, Any], locator: Locator, root: Path) -> list[Problem]
                     "list canary weights in rising order, e.g. [10, 25, 50, 100]",
                 )
             )
-        if steps and not rollout.get("canary"):
+        if steps and rollout.get("canary") is None:
             out.append(
                 locator.problem(
                     (*base, "steps"), "rollout steps need a canary", "declare rollout.canary"
@@ -430,20 +431,8 @@ def model_findings(config: Config, model: ModelConfig) -> list[Finding]:
         *toleration_findings(model),
         *label_key_findings(model),
         *kubernetes_version_findings(model),
+        *rollout_findings(model),
     ]
-
-
-def traffic_split(model: ModelConfig) -> dict[str, int]:
-    """Traffic per track in percent; stable's weight defaults to what the canary leaves."""
-    rollout = model.rollout
-    if rollout is None:
-        return {"stable": 100}
-    canary = rollout.canary.weight if rollout.canary is not None else None
-    stable = rollout.stable.weight if rollout.stable is not None else 100 - (canary or 0)
-    split = {"stable": stable}
-    if canary is not None:
-        split["canary"] = canary
-    return split
 
 
 def weight_findings(model: ModelConfig) -> list[Finding]:
@@ -451,9 +440,11 @@ def weight_findings(model: ModelConfig) -> list[Finding]:
     if rollout is None:
         return []
     base = ("models", model.name, "rollout")
-    split = traffic_split(model)
-    stable, canary = split["stable"], split.get("canary")
-    if canary is not None and stable + canary != 100:
+    # Only weights written in the file can disagree: an unset stable weight is what the
+    # canary leaves (render's default), an unset canary is no canary.
+    stable = rollout.stable.weight if rollout.stable is not None else None
+    canary = rollout.canary.weight if rollout.canary is not None else None
+    if stable is not None and canary is not None and stable + canary != 100:
         return [
             Finding(
                 (*base, "canary", "weight"),
@@ -462,7 +453,7 @@ def weight_findings(model: ModelConfig) -> list[Finding]:
                 "stable.weight + canary.weight = 100",
             )
         ]
-    if canary is None and stable != 100:
+    if stable is not None and canary is None and stable != 100:
         return [
             Finding(
                 (*base, "stable", "weight"),
@@ -742,12 +733,20 @@ def supported_kubernetes_versions() -> tuple[str, ...]:
 
     Empty when kubernetes-validate is not installed (render then says how to install it).
     """
-    try:
-        from kubernetes_validate import utils
-    except ImportError:
+    # Read the package's schema directory without importing it: kubernetes-validate pulls
+    # in jsonschema, which an unchanged, already-validated file must not pay for.
+    spec = importlib.util.find_spec("kubernetes_validate")
+    if spec is None or not spec.submodule_search_locations:
         return ()
-    found = {utils.major_minor(v) for v in utils.all_versions()}
+    found: set[str] = set()
+    for location in spec.submodule_search_locations:
+        schemas = Path(location) / "kubernetes-json-schema"
+        names = [p.name for p in schemas.iterdir()] if schemas.is_dir() else []
+        found.update(m.group(1) for n in names if (m := _SCHEMA_DIR.match(n)))
     return tuple(sorted(found, key=lambda v: tuple(int(p) for p in v.split("."))))
+
+
+_SCHEMA_DIR = re.compile(r"^v(\d+\.\d+)\.")
 
 
 def kubernetes_version_minor(version: str) -> str:
@@ -789,4 +788,136 @@ def host_findings(config: Config) -> list[Finding]:
                     )
                 )
             owner.setdefault(host, model.name)
+    return out
+
+
+def rollout_findings(model: ModelConfig) -> list[Finding]:
+    """A progressive rollout's rules (``rollout.steps`` with ``rollout.analysis``).
+
+    With steps the weights are the steps' (``canary.weight``/``stable.weight`` must be
+    absent: outside a rollout stable takes 100 %); without steps ``canary.weight`` is
+    required. Steps rise, each in 1..100, and end at 100 — the promotion follows the last.
+    Live thresholds name metrics a rollout can measure; a metric measured both offline
+    and live is declared once, in ``evaluate.thresholds``.
+    """
+    rollout = model.rollout
+    if rollout is None:
+        return []
+    base: Path_ = ("models", model.name, "rollout")
+    out: list[Finding] = []
+    if not rollout.steps:
+        if rollout.canary is not None and rollout.canary.weight is None:
+            out.append(
+                Finding(
+                    (*base, "canary"),
+                    "the canary has no weight and there are no rollout.steps to set one",
+                    "set canary.weight (0 keeps it out of the split), or declare "
+                    "rollout.steps and rollout.analysis for a progressive rollout",
+                )
+            )
+        if rollout.analysis is not None:
+            out.append(
+                Finding(
+                    (*base, "analysis"),
+                    "rollout.analysis judges the steps of a progressive rollout, but "
+                    "rollout.steps is empty",
+                    "declare rollout.steps (e.g. [10, 50, 100]) or drop rollout.analysis",
+                )
+            )
+        return out
+    steps = list(rollout.steps)
+    if rollout.analysis is None:
+        out.append(
+            Finding(
+                (*base, "steps"),
+                "rollout steps need rollout.analysis: each step is judged before the next",
+                "add rollout.analysis with prometheus and interval, e.g. "
+                "{prometheus: '${PROMETHEUS_URL:-http://prometheus.istio-system:9090}', "
+                "interval: 5m}",
+            )
+        )
+    if rollout.canary is not None and rollout.canary.weight is not None:
+        out.append(
+            Finding(
+                (*base, "canary", "weight"),
+                "with rollout.steps the canary's weight comes from the steps",
+                "remove canary.weight: outside a rollout stable takes 100% and the canary "
+                "runs nothing; during one the steps set the split",
+            )
+        )
+    if rollout.canary is not None and rollout.canary.image is not None:
+        out.append(
+            Finding(
+                (*base, "canary", "image"),
+                "with rollout.steps the canary runs the new build of the model's image",
+                f"remove canary.image: a deploy of a new build of models.{model.name}.image "
+                "goes to the canary first, then to stable",
+            )
+        )
+    if rollout.stable is not None:
+        out.append(
+            Finding(
+                (*base, "stable", "weight"),
+                "with rollout.steps the stable weight comes from the steps",
+                "remove rollout.stable: stable takes 100% outside a rollout",
+            )
+        )
+    if steps[-1] != 100:
+        out.append(
+            Finding(
+                (*base, "steps", len(steps) - 1),
+                f"the last step is {steps[-1]}, not 100: promotion follows the last step, so "
+                "the canary must have carried all the traffic by then",
+                f"end the steps with 100, e.g. {[*steps, 100] if steps[-1] < 100 else [100]}",
+            )
+        )
+    if rollout.analysis is not None:
+        out += _live_threshold_findings(model, (*base, "analysis", "thresholds"))
+    return out
+
+
+def _live_threshold_findings(model: ModelConfig, base: Path_) -> list[Finding]:
+    assert model.rollout is not None and model.rollout.analysis is not None
+    offline = model.evaluate.thresholds if model.evaluate is not None else {}
+    has_drift = model.evaluate is not None and model.evaluate.drift is not None
+    out: list[Finding] = []
+    for metric in model.rollout.analysis.thresholds:
+        path = (*base, metric)
+        if metric not in LIVE_METRICS:
+            offline_names = set(BUILTIN_METRICS) | set(ALWAYS_PRODUCED)
+            label_based = metric in offline_names or metric.startswith("latency_b")
+            hint = (
+                "needs labels; live traffic has none — keep it in evaluate.thresholds"
+                if metric in BUILTIN_METRICS
+                else "a batch-latency metric of the offline evaluation; live, use "
+                "latency_p50_ms / latency_p95_ms / latency_p99_ms"
+                if metric.startswith("latency_b")
+                else "an offline metric — keep it in evaluate.thresholds"
+                if label_based
+                else suggest(metric, list(LIVE_METRICS))
+                or "live metrics: " + ", ".join(LIVE_METRICS)
+            )
+            out.append(
+                Finding(path, f"'{metric}' cannot be measured on live traffic", hint)
+            )
+            continue
+        if metric in SHARED_METRICS and metric in offline:
+            out.append(
+                Finding(
+                    path,
+                    f"'{metric}' is declared in evaluate.thresholds too; one declaration "
+                    "checks both places",
+                    f"remove it here: evaluate.thresholds.{metric} is judged offline and "
+                    "on every rollout step",
+                )
+            )
+        elif metric in ("drift_psi_max", "drift_psi_mean") and not has_drift:
+            out.append(
+                Finding(
+                    path,
+                    f"'{metric}' compares live inputs with the training reference, but "
+                    "evaluate.drift declares none",
+                    "add evaluate.drift: {reference: module:function, bins: 10}",
+                )
+            )
     return out

@@ -102,7 +102,25 @@ def load(
     file = Path(path)
     shown = str(path)
     try:
-        text = file.read_text(encoding="utf-8")
+        with file.open("rb") as stream:
+            # One byte past the limit is enough to refuse a huge file without reading it.
+            data = stream.read(yamlpos.MAX_BYTES + 1)
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise ConfigError(
+            [
+                Problem(
+                    shown,
+                    line,
+                    column,
+                    "",
+                    f"the file is not UTF-8: byte 0x{data[exc.start]:02x} cannot be decoded",
+                    "save mlops.yaml as UTF-8 (most editors: 'Save with encoding')",
+                )
+            ]
+        ) from None
     except FileNotFoundError:
         raise ConfigError(
             [
@@ -116,7 +134,7 @@ def load(
                 )
             ]
         ) from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
         raise ConfigError(
             [Problem(shown, None, None, "", f"cannot read the file: {exc}")]
         ) from None
@@ -170,6 +188,21 @@ def _effective(
         parsed = yamlpos.parse(text)
     except yaml.MarkedYAMLError as exc:
         raise ConfigError([_yaml_problem(file, exc, text)]) from None
+    except yaml.reader.ReaderError as exc:
+        # Characters YAML does not allow (NUL, most control characters): locate them.
+        before = text[: exc.position]
+        line, column = before.count("\n") + 1, exc.position - (before.rfind("\n") + 1) + 1
+        char = exc.character  # an int code point from libyaml, a str from PyYAML
+        shown_char = chr(char) if isinstance(char, int) else char
+        problem = Problem(
+            file,
+            line,
+            column,
+            "",
+            f"invalid YAML: character {shown_char!r} is not allowed in a YAML file",
+            "remove it; mlops.yaml is plain text",
+        )
+        raise ConfigError([problem]) from None
     except yaml.YAMLError as exc:
         raise ConfigError([Problem(file, None, None, "", f"invalid YAML: {exc}")]) from None
     except RecursionError:
@@ -233,7 +266,13 @@ def _yaml_problem(file: str, exc: yaml.MarkedYAMLError, text: str) -> Problem:
             message = f"invalid YAML: {exc.context}{where}, {exc.problem}"
         else:
             message = f"invalid YAML: {exc.problem} {exc.context}{where}"
-    if isinstance(exc, yamlpos.AliasError):
+    if isinstance(exc, yamlpos.LimitError):
+        hint = (
+            "mlops.yaml describes the pipeline; keep data and long lists in the files it "
+            f"names (limits: {yamlpos.MAX_BYTES // 1024 // 1024} MiB, "
+            f"{yamlpos.MAX_DEPTH} levels of nesting)"
+        )
+    elif isinstance(exc, yamlpos.AliasError):
         hint = "reuse an anchor (*name) only outside the value it names, and not in bulk"
     elif isinstance(exc, yaml.constructor.ConstructorError):
         hint = (
@@ -534,6 +573,16 @@ def _explain(error: Any, locator: Locator) -> list[Problem]:
         return [
             locator.problem(
                 path, f"expected {_article(' or '.join(names))}, got {got}{shown}", hint
+            )
+        ]
+    if validator == "maximum":
+        limit = error.validator_value
+        why = " (Kubernetes stores it in 32 bits)" if limit == 2**31 - 1 else ""
+        return [
+            locator.problem(
+                path,
+                f"{instance} is greater than the maximum of {limit}{why}",
+                " ".join(filter(None, [_subschema_description(error), f"Use at most {limit}."])),
             )
         ]
     if validator == "minProperties":

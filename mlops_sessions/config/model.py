@@ -210,6 +210,8 @@ class ServeConfig:
     runtime: Literal["mlops", "tfserving"] = "mlops"
     host: str = "127.0.0.1"
     port: int = 8501
+    grpc_port: int = 8500  # 0: no gRPC listener
+    grpc_max_message_bytes: int = 4194304
     batching: Batching = field(default_factory=Batching)
     max_queue: int = 256
     max_body_bytes: int = 4194304
@@ -307,7 +309,9 @@ class TrackWeight:
 
 @dataclass(frozen=True)
 class Canary:
-    weight: int
+    # None: not written. Required without rollout.steps; with steps the steps set it and
+    # it must be absent (config.checks.rollout_findings).
+    weight: int | None = None
     image: str | None = None
     replicas: int = 1
 
@@ -319,12 +323,32 @@ class ABRoute:
     value: str | None = None
 
 
+# Metrics a rollout can measure live, per track, from the server's Prometheus series;
+# True where higher is better. Accuracy and the other label-based scores are not here:
+# live traffic carries no labels.
+LIVE_METRICS: dict[str, bool] = {
+    "error_rate": False,
+    "request_rate": True,
+    "latency_p50_ms": False,
+    "latency_p95_ms": False,
+    "latency_p99_ms": False,
+    "prediction_drift_psi": False,
+    "drift_psi_max": False,
+    "drift_psi_mean": False,
+}
+# Live metrics that exist offline too: one declaration in evaluate.thresholds checks both.
+SHARED_METRICS = ("drift_psi_max", "drift_psi_mean")
+
+
 @dataclass(frozen=True)
 class Analysis:
-    prometheus: str | None = None
-    interval: str | None = None
-    max_error_rate: float | None = None
-    max_p99_ms: float | None = None
+    prometheus: str
+    interval: str
+    min_requests: int = 20
+    failure_limit: int = 1
+    inconclusive_limit: int = 3
+    error_limit: int = 3
+    thresholds: Mapping[str, Threshold] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -376,6 +400,34 @@ class SuiteConfig:
 
 
 @dataclass(frozen=True)
+class StoreRemote:
+    """``store.remote``: the shared store in S3-compatible object storage (docs/store.md).
+
+    Only where it is; credentials come from boto3's chain (AWS_ACCESS_KEY_ID ..., never the
+    file) and ``MLOPS_STORE_ENDPOINT`` overrides ``endpoint``.
+    """
+
+    url: str  # s3://bucket/prefix
+    endpoint: str | None = None
+    region: str | None = None
+
+
+@dataclass(frozen=True)
+class MlflowTracking:
+    """``tracking.mlflow``: mirror runs, evaluations and blessings into an MLflow server."""
+
+    uri: str
+    experiment: str
+    registered_model: str | None = None  # default: <project>-<model>
+    alias: str = "champion"
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    mlflow: MlflowTracking | None = None
+
+
+@dataclass(frozen=True)
 class Config:
     """The effective configuration: file + chosen profile + defaults, validated."""
 
@@ -383,7 +435,10 @@ class Config:
     project: ProjectConfig
     models: Mapping[str, ModelConfig]
     python: PythonConfig = field(default_factory=PythonConfig)
-    store: str = ".mlops"
+    store: str = ".mlops"  # the local store's path (``store:`` or ``store.path``)
+    # ``store.remote`` (``store:`` as an object); None: the store is local only.
+    store_remote: StoreRemote | None = None
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
     tests: SuiteConfig = field(default_factory=SuiteConfig)
     data: Mapping[str, DataInput] = field(default_factory=dict)
     images: Mapping[str, ImageConfig] = field(default_factory=dict)

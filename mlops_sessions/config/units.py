@@ -72,18 +72,21 @@ def whole_seconds(text: str, *, minimum: int = 0) -> int:
 
 def cpu_cores(value: str | float | int) -> float:
     """'500m' -> 0.5, '2' -> 2.0, 0.25 -> 0.25."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)  # `cpu: 0.00001` is a number; str() would give '1e-05'
-    match = _CPU.match(value) if isinstance(value, str) else None
-    if match is None:
+    if isinstance(value, str):
+        if _CPU.match(value) is None:
+            raise UnitError(f"not a CPU quantity: {value!r}; write e.g. 2, 0.5 or '500m'")
+        return float(value[:-1]) / 1000 if value.endswith("m") else float(value)
+    if isinstance(value, bool):
         raise UnitError(f"not a CPU quantity: {value!r}; write e.g. 2, 0.5 or '500m'")
-    return float(value[:-1]) / 1000 if value.endswith("m") else float(value)
+    return float(value)  # `cpu: 0.00001` is a number; str() would give '1e-05'
 
 
 def memory_bytes(value: str | int) -> float:
     """'512Mi' -> 536870912.0, '1G' -> 1e9."""
-    text = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
-    match = _MEMORY.match(text) if isinstance(text, str) else None
+    if isinstance(value, bool):
+        raise UnitError(f"not a memory quantity: {value!r}; write e.g. '512Mi' or '4Gi'")
+    text = str(value)
+    match = _MEMORY.match(text)
     if match is None:
         raise UnitError(f"not a memory quantity: {value!r}; write e.g. '512Mi' or '4Gi'")
     suffix = match.group(2) or ""

@@ -6,16 +6,23 @@ wheels from ``pip download`` on the host, cached under ``.mlops/wheels/<digest>/
 build context is written as one tar straight from the plan's file list (nothing copied);
 (4) the engine builds it with no network when the build is hermetic, streaming each step's
 output; a failed step becomes a StepError quoting the step and its last output lines.
+
+A serve image installs the lock's serving subset (:mod:`mlops_sessions.planning.serving_deps`),
+resolved here from the ``Requires-Dist`` metadata of the very wheels downloaded for the
+image (its Python and platform), or of the installed distributions for a non-hermetic
+build, and written into the context as ``serve.txt`` and ``serve-over-base.txt``.
 """
 
 from __future__ import annotations
 
+import email.parser
 import io
 import os
 import subprocess
 import sys
 import tarfile
 import tempfile
+import zipfile
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +30,7 @@ from typing import Any, TextIO
 
 from mlops_sessions.errors import StepError
 from mlops_sessions.executors.docker_engine import now_iso
+from mlops_sessions.planning import serving_deps
 from mlops_sessions.planning.images import INPUT_DIGEST_LABEL, ImagePlan, WheelSpec
 from mlops_sessions.records import builds
 from mlops_sessions.records.io import stamped, write_json_atomic
@@ -58,9 +66,21 @@ def download_wheels(plan: ImagePlan, store: Store, out: TextIO) -> Path:
             source = plan.files.get(arc)
             text = source.read_text(encoding="utf-8") if source else plan.texts[arc]
             (reqs / name).write_text(text, encoding="utf-8")
-        command = pip_download_command(spec, reqs, stage)
         print(f"[build] downloading wheels for Python {spec.python_version}", file=out)
-        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        done = subprocess.run(
+            pip_download_command(spec, reqs, stage), capture_output=True, text=True, check=False
+        )
+        if done.returncode == 0 and spec.no_deps_files:
+            # Their declared dependencies are not wanted (a second TensorFlow, for
+            # tensorflow-serving-api): fetch the packages alone.
+            for name in spec.no_deps_files:
+                (reqs / name).write_text(plan.texts[f"deps/requirements/{name}"], encoding="utf-8")
+            done = subprocess.run(
+                pip_download_command(spec, reqs, stage, spec.no_deps_files, no_deps=True),
+                capture_output=True,
+                text=True,
+                check=False,
+            )
         if done.returncode != 0:
             tail = "\n".join(done.stderr.strip().splitlines()[-12:])
             raise StepError(
@@ -68,7 +88,7 @@ def download_wheels(plan: ImagePlan, store: Store, out: TextIO) -> Path:
                 f"(manylinux):\n{tail}\nhermetic builds need a binary wheel for every pinned "
                 "package: pin versions that publish wheels, or set images.<name>.hermetic: false"
             )
-        for name in spec.requirement_files:
+        for name in (*spec.requirement_files, *spec.no_deps_files):
             (reqs / name).unlink()
         reqs.rmdir()
         write_json_atomic(
@@ -80,9 +100,18 @@ def download_wheels(plan: ImagePlan, store: Store, out: TextIO) -> Path:
     return final
 
 
-def pip_download_command(spec: WheelSpec, reqs: Path, dest: Path) -> list[str]:
+def pip_download_command(
+    spec: WheelSpec,
+    reqs: Path,
+    dest: Path,
+    files: tuple[str, ...] | None = None,
+    *,
+    no_deps: bool = False,
+) -> list[str]:
     nodot = spec.python_version.replace(".", "")
     command = [sys.executable, "-m", "pip", "download", "--disable-pip-version-check"]
+    if no_deps:
+        command.append("--no-deps")
     command += ["--only-binary=:all:", "--python-version", spec.python_version]
     command += ["--implementation", "cp"]
     for abi in (f"cp{nodot}", "abi3", "none"):
@@ -90,13 +119,57 @@ def pip_download_command(spec: WheelSpec, reqs: Path, dest: Path) -> list[str]:
     for platform_tag in spec.platforms:
         command += ["--platform", platform_tag]
     command += ["--dest", str(dest)]
-    for name in spec.requirement_files:
+    for name in spec.requirement_files if files is None else files:
         command += ["-r", str(reqs / name)]
     return command
 
 
+def _wheel_requires(wheels: Path) -> dict[str, list[str]]:
+    """Canonical name -> Requires-Dist, read from each wheel's METADATA."""
+    requires: dict[str, list[str]] = {}
+    parser = email.parser.HeaderParser()
+    for wheel in sorted(wheels.glob("*.whl")):
+        with zipfile.ZipFile(wheel) as archive:
+            name = next((n for n in archive.namelist() if n.endswith(".dist-info/METADATA")), None)
+            if name is None:
+                continue
+            meta = parser.parsestr(archive.read(name).decode("utf-8", "replace"))
+        requires[serving_deps.canonical(meta["Name"] or "")] = meta.get_all("Requires-Dist") or []
+    return requires
+
+
+def _installed_requires() -> dict[str, list[str]]:
+    from importlib import metadata
+
+    return {
+        serving_deps.canonical(d.metadata["Name"] or ""): list(d.requires or [])
+        for d in metadata.distributions()
+    }
+
+
+def serving_split(plan: ImagePlan, wheels: Path | None, out: TextIO) -> dict[str, str]:
+    """serve.txt and serve-over-base.txt for a serve image: the lock's serving subset."""
+    lock = plan.files["deps/requirements/lock.txt"].read_text(encoding="utf-8")
+    requires = _wheel_requires(wheels) if wheels is not None else _installed_requires()
+    python = plan.wheels.python_version if plan.wheels else "3.11"
+    cut = serving_deps.split(lock, requires, python)
+    left = ", ".join(cut.left_out) or "nothing"
+    kept = len(cut.serve.splitlines())
+    print(
+        f"[build] serving subset of the lock: {kept} of {kept + len(cut.left_out)} "
+        f"distributions; left out (training only): {left}",
+        file=out,
+    )
+    return {
+        "deps/requirements/serve.txt": cut.serve,
+        "deps/requirements/serve-over-base.txt": cut.over_base,
+    }
+
+
 # --- build context -----------------------------------------------------------------------
-def write_context(plan: ImagePlan, wheels: Path | None, target: Path) -> None:
+def write_context(
+    plan: ImagePlan, wheels: Path | None, target: Path, generated: dict[str, str] | None = None
+) -> None:
     """The build context as a tar: generated texts, plan files and wheels, sorted.
 
     Owner and times are normalised: the context is content-addressed like the plan.
@@ -115,7 +188,7 @@ def write_context(plan: ImagePlan, wheels: Path | None, target: Path) -> None:
             info = tarfile.TarInfo(directory)
             info.type = tarfile.DIRTYPE
             tar.addfile(normal(info))
-        texts = {**plan.texts, "Dockerfile": plan.build_dockerfile()}
+        texts = {**plan.texts, **(generated or {}), "Dockerfile": plan.build_dockerfile()}
         for arc, text in sorted(texts.items()):
             data = text.encode()
             info = tarfile.TarInfo(arc)
@@ -201,7 +274,8 @@ def build(
     os.close(fd)
     context = Path(name)
     try:
-        write_context(plan, wheels, context)
+        generated = serving_split(plan, wheels, out) if plan.extra.get("serving_split") else None
+        write_context(plan, wheels, context, generated)
         image_id = _stream_build(client, plan, context, out, no_cache)
     finally:
         context.unlink(missing_ok=True)

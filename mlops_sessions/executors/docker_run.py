@@ -47,6 +47,17 @@ def device_requests(gpus: int) -> list[Any]:
     return [DeviceRequest(count=gpus, capabilities=[["gpu"]])]
 
 
+def resource_options(spec: ContainerRun) -> dict[str, int]:
+    """The planned CPU/memory limits and reservations as docker-py create() options."""
+    options = {
+        "nano_cpus": spec.nano_cpus,
+        "mem_limit": spec.mem_limit,
+        "cpu_shares": spec.cpu_shares,
+        "mem_reservation": spec.mem_reservation,
+    }
+    return {key: value for key, value in options.items() if value is not None}
+
+
 def run(client: Any, image_id: str, spec: ContainerRun, *, out: TextIO, what: str) -> ContainerExit:
     """Run spec on image_id to completion; what names the step in messages."""
     from docker.errors import APIError, ImageNotFound
@@ -67,6 +78,7 @@ def run(client: Any, image_id: str, spec: ContainerRun, *, out: TextIO, what: st
             network_mode=spec.network,
             device_requests=device_requests(spec.gpus),
             labels=dict(spec.labels),
+            **resource_options(spec),
         )
     except ImageNotFound:
         raise StepError(

@@ -325,6 +325,51 @@ def _apply(
     )
 
 
+def apply_objects(
+    cluster: Cluster,
+    objects: Sequence[Manifest],
+    revision: int,
+    *,
+    timeout: float,
+    poll: float,
+    progress: Progress | None = None,
+    delete: Sequence[ObjectRef] = (),
+) -> str | None:
+    """Create/patch objects stamped with revision, delete the refs in ``delete`` that are
+    not among them, and wait for the changed Deployments: the failure, or None.
+
+    The building block of a progressive rollout (:mod:`executors.kube_progressive`),
+    which applies one revision in stages: objects left out are not touched.
+    """
+    applied = [_with_namespace(o, cluster.namespace) for o in objects]
+    try:
+        changes = _plan(cluster, [stamp(o, revision) for o in applied], list(delete))
+        _execute(cluster, changes, progress)
+        result = wait(
+            cluster, _changed_deployments(changes), timeout, poll=poll, progress=progress
+        )
+    except KubeError as exc:
+        return f"apply failed: {exc}"
+    return None if result.ok else result.reason
+
+
+def new_record(
+    req: ApplyRequest,
+    revision: int,
+    objects: Sequence[Manifest],
+    cluster: Cluster,
+    previous: Record | None,
+) -> Record:
+    """The record of a revision about to be applied (status ``applying``)."""
+    return _record(
+        req, revision, [_with_namespace(o, cluster.namespace) for o in objects], cluster, previous
+    )
+
+
+def find_record(records: Sequence[Record], revision: int | None) -> Record | None:
+    return _find(records, revision)
+
+
 def _find(records: Sequence[Record], revision: int | None) -> Record | None:
     if revision is None:
         return None

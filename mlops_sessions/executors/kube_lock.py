@@ -17,6 +17,7 @@ import contextlib
 import getpass
 import os
 import socket
+import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -85,11 +86,21 @@ def expires_at(lease: dict[str, Any]) -> datetime | None:
 
 
 @contextlib.contextmanager
-def deploy_lock(cluster: Cluster, app: str, *, hold_s: float) -> Iterator[str]:
-    """Hold the app's deploy lease for the block; yields the holder identity."""
+def deploy_lock(
+    cluster: Cluster, app: str, *, hold_s: float, margin_s: int = MARGIN_S
+) -> Iterator[str]:
+    """Hold the app's deploy lease for the block; yields the holder identity.
+
+    A progressive rollout outlasts any fixed hold: it passes a short margin and calls
+    :func:`renew` as it goes, so a driver killed mid-rollout frees the lease soon after.
+    """
     holder = holder_identity()
+    if threading.current_thread() is not threading.main_thread():
+        # Two deploys in one process (threads) must not take each other's lease for
+        # their own, nor delete it on release.
+        holder += f" thread {threading.get_ident()}"
     name = lease_name(app)
-    seconds = int(hold_s) + MARGIN_S
+    seconds = int(hold_s) + margin_s
     key = ObjectRef("coordination.k8s.io/v1", "Lease", cluster.namespace, name)
     body = lease_body(name, cluster.namespace, holder, seconds, datetime.now(timezone.utc))
     if not _try_create(cluster, key, body):
@@ -118,6 +129,28 @@ def deploy_lock(cluster: Cluster, app: str, *, hold_s: float) -> Iterator[str]:
         yield holder
     finally:
         _release(cluster, key, holder)
+
+
+def renew(cluster: Cluster, app: str, holder: str) -> None:
+    """Move the lease's renewTime to now: the holder is alive (a rollout's heartbeat)."""
+    key = ObjectRef("coordination.k8s.io/v1", "Lease", cluster.namespace, lease_name(app))
+    stamp = datetime.now(timezone.utc).strftime(_TIME)
+    current = cluster.get(key)
+    if current is None or (current.get("spec") or {}).get("holderIdentity") != holder:
+        raise DeployLocked(
+            f"the deploy lock {key.name} of '{app}' is no longer held by {holder} (it expired "
+            "or was deleted); stopping rather than racing another deploy"
+        )
+    cluster.patch(key, {"spec": {"renewTime": stamp}})
+
+
+def holder_of(cluster: Cluster, app: str) -> tuple[str | None, datetime | None]:
+    """(holder, expiry) of the app's lease; (None, None) when nobody holds it."""
+    key = ObjectRef("coordination.k8s.io/v1", "Lease", cluster.namespace, lease_name(app))
+    current = cluster.get(key)
+    if current is None:
+        return None, None
+    return (current.get("spec") or {}).get("holderIdentity"), expires_at(current)
 
 
 def _try_create(cluster: Cluster, key: ObjectRef, body: dict[str, Any]) -> bool:

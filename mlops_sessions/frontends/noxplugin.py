@@ -60,6 +60,13 @@ def venv_backend(config: Config) -> str:
     return "uv|virtualenv" if choice == "auto" else choice
 
 
+# Installed with --no-deps after an extra: tensorflow-serving-api (the gRPC protos and
+# stubs of `mlops serve`) declares a dependency on the `tensorflow` distribution, which
+# would install a second TensorFlow beside tensorflow-cpu; what it needs (grpcio, protobuf,
+# TensorFlow's protos) is already there.
+NO_DEPS: dict[str, tuple[str, ...]] = {"serve": ("tensorflow-serving-api>=2.16",)}
+
+
 def install_source(extras: Sequence[str]) -> list[str]:
     """pip arguments that install this very mlops-sessions into a session venv.
 
@@ -91,6 +98,11 @@ def session_extras(spec: Step, config: Config) -> tuple[str, ...]:
     containerised = any(m.train is not None and m.train.container for m in config.models.values())
     if containerised and spec.containerised and "build" not in extras:
         extras += ("build",)
+    # A shared store is read and written by every step that has a venv: the S3 client.
+    if config.store_remote is not None and spec.extras is not None and "fetch" not in extras:
+        extras += ("fetch",)
+    if config.tracking.mlflow is not None and spec.name in ("train", "evaluate"):
+        extras += ("mlflow",)
     return extras
 
 
@@ -147,12 +159,15 @@ def _make_session(
             args = install_source(session_extras(spec, config))
             if spec.lock and config.python.requirements:
                 args = ["-r", str(config.resolve(config.python.requirements)), *args]
-            stamp_value = _install_stamp(config, spec, args)
+            no_deps = [p for e in session_extras(spec, config) for p in NO_DEPS.get(e, ())]
+            stamp_value = _install_stamp(config, spec, [*args, *no_deps])
             stamp = Path(session.virtualenv.location) / STAMP
             if stamp.is_file() and stamp.read_text() == stamp_value:
                 session.log("dependencies unchanged since the last install; skipping it")
             else:
                 session.install(*args)
+                if no_deps:
+                    session.install("--no-deps", *no_deps)
                 stamp.write_text(stamp_value)
             command = ["mlops"]
         else:

@@ -81,6 +81,8 @@ def evaluations(store: Store, run_id: str) -> list[Evaluation]:
 
 
 def load_evaluation(store: Store, run_id: str, eval_id: str) -> Evaluation | None:
+    # With a shared store: its verdict.json and metrics.json only (what a baseline needs).
+    store.fetch_evaluation(run_id, eval_id)
     return evaluation_records.load_evaluation(store.root, run_id, eval_id)
 
 

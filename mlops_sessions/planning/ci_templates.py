@@ -13,6 +13,13 @@ runner that built it; a separate push job on a fresh runner would have nothing t
 Between jobs the ``.mlops`` store travels as an artifact, and later jobs run
 ``nox --no-dependencies`` so the training of the train job is not repeated: the evaluate job
 finds the stored run by its cache key, the deploy job finds the pushed image in the store.
+
+With ``store.remote`` there is no store artifact: every job reads through the shared store
+(so a pipeline reuses the runs and judges against the blessing of every other pipeline and
+of the laptops), ``mlops store pull`` starts each later job with its records and
+``mlops store push`` ends each job by uploading image and deploy records. Credentials come
+from the CI's secret store (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY; the endpoint from the
+variable MLOPS_STORE_ENDPOINT), never from the file.
 """
 
 from __future__ import annotations
@@ -31,6 +38,11 @@ MAIN_ONLY = frozenset({"build", "deploy", "deploy-production"})
 PROVIDERS = ("github", "gitlab")
 DEFAULT_PATHS = {"github": ".github/workflows/mlops.yml", "gitlab": ".gitlab-ci.yml"}
 REPORT_DIR = "mlops-report"
+ROLLOUT_REPORT_DIR = "mlops-rollout-report"
+# A progressive deploy waits len(rollout.steps) x analysis.interval plus the applies: give
+# the deploy jobs room (the runners' defaults, 60 min on GitLab, would cut a long rollout;
+# a cut job aborts its rollout cleanly, but the release would never finish).
+DEPLOY_TIMEOUT_MINUTES = 180
 STORE_RETENTION_DAYS = 7
 
 
@@ -47,6 +59,7 @@ class CiOptions:
     cache_files: tuple[str, ...] = ("noxfile.py",)  # files whose change invalidates caches
     registries: tuple[str, ...] = ()  # registry hosts to log in to before push
     store: str = ".mlops"
+    remote: str | None = None  # store.remote: jobs share it instead of a store artifact
 
 
 @dataclass(frozen=True)
@@ -91,7 +104,7 @@ def plan_jobs(options: CiOptions) -> list[Job]:
                 needs=previous.name if previous else None,
                 with_dependencies=index == 0,
                 download_store=previous is not None and previous.upload_store,
-                upload_store=name != "test",
+                upload_store=name != "test" and options.remote is None,
                 environment=environment,
                 profile=profile,
             )
@@ -105,7 +118,14 @@ def nox_command(session: str, with_dependencies: bool) -> str:
 
 
 def _install_command(options: CiOptions) -> str:
-    return "python -m pip install " + " ".join(f'"{r}"' for r in options.install)
+    # `mlops store pull|push` run on the runner itself: they need the S3 client.
+    extra = ("boto3>=1.36", "tenacity>=8.3") if options.remote else ()
+    return "python -m pip install " + " ".join(f'"{r}"' for r in (*options.install, *extra))
+
+
+# With a shared store: records in before a later job's sessions, records out after any job.
+STORE_PULL = "mlops store pull"
+STORE_PUSH = "mlops store push"
 
 
 def _collect_reports(store: str) -> str:
@@ -120,6 +140,18 @@ def _collect_reports(store: str) -> str:
     )
 
 
+def _collect_rollout_reports(store: str) -> str:
+    # Each progressive deploy writes rollouts/<model>/<target>/r<N>/report.md.
+    return (
+        f"mkdir -p {ROLLOUT_REPORT_DIR}\n"
+        f"for f in {store}/rollouts/*/*/r*/report.md; do\n"
+        '  [ -e "$f" ] || continue\n'
+        f"  name=$(printf '%s' \"${{f#{store}/rollouts/}}\" | tr / _)\n"
+        f'  cp "$f" "{ROLLOUT_REPORT_DIR}/$name"\n'
+        "done\n"
+    )
+
+
 def _comments(options: CiOptions, jobs: Sequence[Job], provider: str) -> str:
     secrets = (
         "repository or environment secrets (Settings > Secrets and variables > Actions)"
@@ -130,6 +162,14 @@ def _comments(options: CiOptions, jobs: Sequence[Job], provider: str) -> str:
         "The pipeline of mlops.yaml: each job runs the same nox session as a laptop does.",
         f"Jobs: {' -> '.join(j.name for j in jobs)}.",
         f"Build and deploy run only on the {options.branch} branch.",
+        *(
+            [
+                f"Shared store {options.remote}: credentials AWS_ACCESS_KEY_ID and",
+                f"AWS_SECRET_ACCESS_KEY from {secrets}; MLOPS_STORE_ENDPOINT for a non-AWS store.",
+            ]
+            if options.remote
+            else []
+        ),
         "Jobs for steps mlops-sessions does not provide yet appear when you upgrade it and",
         "re-run `mlops ci`. Images are tagged with the commit SHA (images.<name>.tag.policy",
         "git-commit, the default): the commit CI checked out.",
@@ -217,6 +257,8 @@ def _gh_job(job: Job, options: CiOptions) -> dict[str, Any]:
         spec["env"] = {"MLOPS_PROFILE": job.profile}
     if job.name == "evaluate":
         spec["permissions"] = {"contents": "read", "pull-requests": "write"}
+    if job.name.startswith("deploy"):
+        spec["timeout-minutes"] = DEPLOY_TIMEOUT_MINUTES
     steps = _gh_setup(options)
     if job.download_store:
         steps.append(
@@ -226,6 +268,8 @@ def _gh_job(job: Job, options: CiOptions) -> dict[str, Any]:
                 "with": {"name": f"mlops-store-{job.needs}", "path": options.store},
             }
         )
+    if options.remote and job.needs:
+        steps.append({"name": "Records of the shared store", "run": STORE_PULL})
     if job.name.startswith("deploy"):
         steps.append(
             {
@@ -293,6 +337,32 @@ def _gh_job(job: Job, options: CiOptions) -> dict[str, Any]:
                 ),
             },
         ]
+    if job.name.startswith("deploy"):
+        steps += [
+            {
+                "name": "Collect the rollout report",
+                "if": "always()",
+                "run": _collect_rollout_reports(options.store),
+            },
+            {
+                "name": "Attach the rollout report to the run",
+                "if": "always()",
+                "uses": "actions/upload-artifact@v4",
+                "with": {
+                    "name": f"rollout-report-{job.name}",
+                    "path": f"{ROLLOUT_REPORT_DIR}/",
+                    "if-no-files-found": "ignore",
+                },
+            },
+        ]
+    if options.remote and job.name != "test":
+        steps.append(
+            {
+                "name": "Upload this job's records to the shared store",
+                "if": "always()",
+                "run": STORE_PUSH,
+            }
+        )
     if job.upload_store:
         steps.append(
             {
@@ -316,6 +386,14 @@ def github(options: CiOptions) -> str:
     env: dict[str, Any] = {"PIP_DISABLE_PIP_VERSION_CHECK": "1"}
     if options.profile:
         env["MLOPS_PROFILE"] = options.profile
+    if options.remote:
+        env.update(
+            {
+                "AWS_ACCESS_KEY_ID": "${{ secrets.AWS_ACCESS_KEY_ID }}",
+                "AWS_SECRET_ACCESS_KEY": "${{ secrets.AWS_SECRET_ACCESS_KEY }}",
+                "MLOPS_STORE_ENDPOINT": "${{ vars.MLOPS_STORE_ENDPOINT }}",
+            }
+        )
     document: dict[str, Any] = {
         "name": "mlops",
         "on": {
@@ -349,6 +427,8 @@ def _gl_job(job: Job, options: CiOptions) -> dict[str, Any]:
         spec["rules"] = [main_rule]
     if job.environment:
         spec["environment"] = {"name": job.environment}
+    if job.name.startswith("deploy"):
+        spec["timeout"] = f"{DEPLOY_TIMEOUT_MINUTES} minutes"
     variables: dict[str, str] = {}
     if job.profile:
         variables["MLOPS_PROFILE"] = job.profile
@@ -358,7 +438,7 @@ def _gl_job(job: Job, options: CiOptions) -> dict[str, Any]:
         variables.update({"DOCKER_HOST": "tcp://docker:2375", "DOCKER_TLS_CERTDIR": ""})
     if variables:
         spec["variables"] = variables
-    script: list[str] = []
+    script: list[str] = [STORE_PULL] if options.remote and job.needs else []
     for session in job.sessions:
         if session == "push":
             for registry in options.registries or ("$REGISTRY",):
@@ -370,8 +450,14 @@ def _gl_job(job: Job, options: CiOptions) -> dict[str, Any]:
                 )
         script.append(nox_command(session, job.with_dependencies))
     spec["script"] = script
-    if job.name == "evaluate":
-        spec["after_script"] = [_collect_reports(options.store)]
+    after = [_collect_reports(options.store)] if job.name == "evaluate" else []
+    if job.name.startswith("deploy"):
+        after.append(_collect_rollout_reports(options.store))
+    if options.remote and job.name != "test":
+        # after_script runs in a fresh shell, also when the script failed.
+        after.append(STORE_PUSH)
+    if after:
+        spec["after_script"] = after
     if job.upload_store:
         paths = [f"{options.store}/"]
         artifacts: dict[str, Any] = {"paths": paths, "expire_in": f"{STORE_RETENTION_DAYS} days"}
@@ -383,7 +469,28 @@ def _gl_job(job: Job, options: CiOptions) -> dict[str, Any]:
                 "paths": [f"{REPORT_DIR}/", *paths],
                 "expire_in": artifacts["expire_in"],
             }
+        elif job.name.startswith("deploy"):
+            artifacts = {
+                "when": "always",
+                "expose_as": "rollout report",
+                "paths": [f"{ROLLOUT_REPORT_DIR}/", *paths],
+                "expire_in": artifacts["expire_in"],
+            }
         spec["artifacts"] = artifacts
+    elif job.name == "evaluate":
+        spec["artifacts"] = {
+            "when": "always",
+            "expose_as": "evaluation report",
+            "paths": [f"{REPORT_DIR}/"],
+            "expire_in": f"{STORE_RETENTION_DAYS} days",
+        }
+    elif job.name.startswith("deploy"):
+        spec["artifacts"] = {
+            "when": "always",
+            "expose_as": "rollout report",
+            "paths": [f"{ROLLOUT_REPORT_DIR}/"],
+            "expire_in": f"{STORE_RETENTION_DAYS} days",
+        }
     return spec
 
 

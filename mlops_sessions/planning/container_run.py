@@ -10,16 +10,19 @@ the venv.
 
 The container runs with the invoking user's UID:GID, so the files it writes on the host
 belong to that user (not to the image's service user), and with no network: a step that
-needs the internet at run time is not reproducible.
+needs the internet at run time is not reproducible. Training gets the CPU and memory of
+``train.resources``: limits as hard caps, requests as Docker's soft shares/reservation.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from mlops_sessions.config import Resources, units
 from mlops_sessions.planning.training import TrainPlan
 
 WORKSPACE = PurePosixPath("/workspace")
@@ -50,6 +53,12 @@ class ContainerRun:
     gpus: int = 0
     network: str = "none"
     labels: Mapping[str, str] = field(default_factory=dict)
+    # train.resources in Docker's terms: limits are hard (nano_cpus, mem_limit), requests
+    # soft (cpu_shares weighs CPU time under contention, mem_reservation under pressure).
+    nano_cpus: int | None = None
+    mem_limit: int | None = None
+    cpu_shares: int | None = None
+    mem_reservation: int | None = None
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -63,7 +72,39 @@ class ContainerRun:
             "working_dir": self.working_dir,
             "gpus": self.gpus,
             "network": self.network,
+            **{
+                key: value
+                for key, value in (
+                    ("nano_cpus", self.nano_cpus),
+                    ("mem_limit", self.mem_limit),
+                    ("cpu_shares", self.cpu_shares),
+                    ("mem_reservation", self.mem_reservation),
+                )
+                if value is not None
+            },
         }
+
+
+# Docker's default CPU weight: one core's worth of shares.
+CPU_SHARES_PER_CORE = 1024
+
+
+def resource_limits(resources: Resources | None) -> dict[str, int]:
+    """ContainerRun's resource fields from a config resources block (quantities via units)."""
+    if resources is None:
+        return {}
+    out: dict[str, int] = {}
+    limits = resources.limits
+    if limits is not None and limits.cpu is not None:
+        out["nano_cpus"] = max(1, round(units.cpu_cores(limits.cpu) * 1e9))
+    if limits is not None and limits.memory is not None:
+        out["mem_limit"] = math.ceil(units.memory_bytes(limits.memory))
+    if resources.cpu is not None:
+        # Docker refuses shares below 2.
+        out["cpu_shares"] = max(2, round(units.cpu_cores(resources.cpu) * CPU_SHARES_PER_CORE))
+    if resources.memory is not None:
+        out["mem_reservation"] = math.ceil(units.memory_bytes(resources.memory))
+    return out
 
 
 class PathMap:
@@ -113,7 +154,13 @@ def container_environment(python_path: list[str]) -> dict[str, str]:
 
 
 def train_run(
-    plan: TrainPlan, *, root: Path, output: Path, user: str, labels: Mapping[str, str]
+    plan: TrainPlan,
+    *,
+    root: Path,
+    output: Path,
+    user: str,
+    labels: Mapping[str, str],
+    resources: Resources | None = None,
 ) -> tuple[ContainerRun, dict[str, Any]]:
     """The run of one training plan in the train image.
 
@@ -133,6 +180,7 @@ def train_run(
         str(OUTPUT / "train-spec.json"),
         str(OUTPUT),
     )
+    limits = resource_limits(resources)
     run = ContainerRun(
         command=command,
         mounts=paths.mounts(),
@@ -140,6 +188,10 @@ def train_run(
         user=user,
         gpus=plan.gpu,
         labels=labels,
+        nano_cpus=limits.get("nano_cpus"),
+        mem_limit=limits.get("mem_limit"),
+        cpu_shares=limits.get("cpu_shares"),
+        mem_reservation=limits.get("mem_reservation"),
     )
     return run, inside
 

@@ -13,6 +13,10 @@ Build context layout (what the templates COPY)::
     deps/requirements/runtime.txt  mlops-sessions' own runtime dependencies, pinned from
                                    the environment that runs the build (names the lock lacks)
     deps/requirements/extra.txt    images.<name>.packages.pip
+    deps/requirements/nodeps.txt   serve: installed with --no-deps (tensorflow-serving-api)
+    deps/requirements/serve.txt    serve: the lock's serving subset, written by the build
+    deps/requirements/serve-over-base.txt   the same minus TensorFlow's closure (a base
+                                   that has the locked TensorFlow; see serving_deps)
     deps/wheels/                   hermetic builds: every wheel, downloaded on the host
     code/lib/mlops_sessions/       this package (the image runs `python -m mlops_sessions`)
     code/app/                      mlops.yaml, the lock, each model's train.source
@@ -38,6 +42,7 @@ from mlops_sessions.config import Config, ImageConfig, ModelConfig
 from mlops_sessions.errors import StepError
 from mlops_sessions.hashing import FileHashCache, sha256_json, sha256_text
 from mlops_sessions.planning import dockerfile as dockerfiles
+from mlops_sessions.planning import serving_deps
 from mlops_sessions.planning.tags import TagFacts, make_tag
 from mlops_sessions.version import PACKAGE_DIR
 
@@ -51,13 +56,12 @@ DEFAULT_PYTHON = "3.11"  # tensorflow/tensorflow images since 2.16 and Debian bo
 MAX_GLIBC_MINOR = 35
 TF_SERVING_REST_PORT = 8501
 _SKIP_DIRS = {"__pycache__", ".git", ".mlops", ".nox", ".venv", ".pytest_cache", ".mypy_cache"}
-# What `python -m mlops_sessions <step>` imports inside the image, per kind. Train and serve
-# share one set on purpose: with the same lock and base, their dependency stages are the
-# same build steps, so the engine builds that (large, TensorFlow) layer once for both and
-# training and serving run on the very same installed packages.
+# What `python -m mlops_sessions <step>` imports inside the image, per kind. A serve image
+# installs only the lock's serving subset (serving_deps): it is pulled on every rollout,
+# canary, scale-up and rollback, so training-only packages are left out of it.
 _SHARED_ROOTS = ("pyyaml", "jsonschema", "aiohttp", "prometheus-client", "numpy", "orjson")
 RUNTIME_ROOTS: Mapping[str, tuple[str, ...]] = {
-    "serve": _SHARED_ROOTS,
+    "serve": (*_SHARED_ROOTS, "grpcio", "grpcio-health-checking"),
     "train": _SHARED_ROOTS,
     "tfserving": (),
 }
@@ -89,6 +93,8 @@ class WheelSpec:
     platforms: tuple[str, ...]
     requirement_files: tuple[str, ...]
     digest: str
+    # Downloaded (and installed) without their dependencies: see serving_deps.NO_DEPS_ROOTS.
+    no_deps_files: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -252,6 +258,25 @@ def runtime_requirements(
     return "".join(f"{pins[n]}\n" for n in sorted(pins))
 
 
+def installed_pins(names: Iterable[str]) -> str:
+    """``name==version`` of each name as installed here (unpinned when it is not)."""
+    from importlib import metadata
+
+    pins = []
+    for name in names:
+        try:
+            pins.append(f"{name}=={metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            pins.append(name)
+    return "".join(f"{p}\n" for p in pins)
+
+
+def _locked_tensorflow(lock_text: str) -> str:
+    """The TensorFlow version the lock pins ('' when it pins none)."""
+    pinned = serving_deps.split(lock_text, {}, DEFAULT_PYTHON).tensorflow
+    return pinned[1] if pinned else ""
+
+
 def image_tools(config: Config, name: str, image: ImageConfig) -> tuple[str, ...]:
     """Extra runtime roots of one image, from what runs in it besides the main step.
 
@@ -350,6 +375,7 @@ def plan_image(
     files: dict[str, Path] = {}
     texts: dict[str, str] = {}
     requirement_files: list[str] = []
+    no_deps_files: list[str] = []
     lock_text = ""
     if image.kind != "tfserving":
         files[f"code/app/{config.source_file.name}"] = config.source_file.resolve()
@@ -380,6 +406,9 @@ def plan_image(
         if image.packages.pip:
             texts["deps/requirements/extra.txt"] = "".join(f"{p}\n" for p in image.packages.pip)
             requirement_files.append("extra.txt")
+        if image.kind == "serve":
+            texts["deps/requirements/nodeps.txt"] = installed_pins(serving_deps.NO_DEPS_ROOTS)
+            no_deps_files.append("nodeps.txt")
         for path in _package_files():
             inside = path.relative_to(PACKAGE_DIR.parent)
             files[f"code/lib/{inside.as_posix()}"] = path
@@ -412,6 +441,12 @@ def plan_image(
         if image.kind == "tfserving"
         else (model.serve.port if model is not None else 8501)
     )
+    # A serve image installs the lock's serving subset (serve.txt, written at build time from
+    # the wheels' metadata) instead of the whole lock; over a base that already has the
+    # locked TensorFlow, the subset without TensorFlow's closure (serve-over-base.txt).
+    split = image.kind == "serve" and "lock.txt" in requirement_files
+    installed = ["serve.txt" if r == "lock.txt" and split else r for r in requirement_files]
+    over_base = ["serve-over-base.txt" if r == "serve.txt" else r for r in installed]
     variables: dict[str, Any] = {
         "base": base,
         "kind": image.kind,
@@ -420,7 +455,14 @@ def plan_image(
         "venv": VENV,
         "hermetic": image.hermetic,
         "requirement_files": requirement_files,
-        "pip_requirements": " ".join(f"-r /tmp/mlops/requirements/{r}" for r in requirement_files),
+        "pip_requirements": " ".join(f"-r /tmp/mlops/requirements/{r}" for r in installed),
+        "pip_requirements_over_base": " ".join(
+            f"-r /tmp/mlops/requirements/{r}" for r in over_base
+        ),
+        "pip_no_deps": " ".join(f"-r /tmp/mlops/requirements/{r}" for r in no_deps_files),
+        # The locked TensorFlow version a base may already carry ("" when not split).
+        "base_tensorflow": _locked_tensorflow(lock_text) if split else "",
+        "tensorflow_distributions": " ".join(sorted(serving_deps.TF_DISTRIBUTIONS)),
         "apt_packages": list(image.packages.apt),
         "user": image.user.name,
         "uid": image.user.uid,
@@ -434,7 +476,7 @@ def plan_image(
     if image.hermetic and requirement_files:
         reqs = {
             req: (lock_text if req == "lock.txt" else texts[f"deps/requirements/{req}"])
-            for req in requirement_files
+            for req in (*requirement_files, *no_deps_files)
         }
         platforms = wheel_platforms()
         wheels = WheelSpec(
@@ -442,6 +484,7 @@ def plan_image(
             platforms,
             tuple(requirement_files),
             sha256_json({"reqs": reqs, "python": python, "platforms": platforms}),
+            tuple(no_deps_files),
         )
 
     file_hashes = {arc: cache.file(path) for arc, path in sorted(files.items())}
@@ -497,6 +540,7 @@ def plan_image(
         registry=image.registry,
         hermetic=image.hermetic,
         environment_digest=environment,
+        extra={"serving_split": True} if split else {},
     )
 
 
@@ -536,6 +580,9 @@ def _labels(
         "org.opencontainers.image.base.name": base,
         f"{LABEL_PREFIX}.image": name,
         f"{LABEL_PREFIX}.kind": image.kind,
+        # Whether the base has CUDA (a TF -gpu variant, or base.gpu for a named image):
+        # what a runtime or a reviewer checks before giving the image GPUs.
+        f"{LABEL_PREFIX}.cuda": "true" if image.base.has_gpu else "false",
         f"{LABEL_PREFIX}.config-hash": (
             config.model_hash(model.name) if model else sha256_json(dict(config.document))
         ),
@@ -547,6 +594,8 @@ def _labels(
         labels["org.opencontainers.image.source"] = facts.source
     if model is not None:
         labels[f"{LABEL_PREFIX}.model"] = model.name
+        if model.description:
+            labels[f"{LABEL_PREFIX}.model-description"] = model.description
     if artifact is not None:
         labels[f"{LABEL_PREFIX}.model-hash"] = artifact.model_hash
         labels[f"{LABEL_PREFIX}.run-id"] = artifact.run_id

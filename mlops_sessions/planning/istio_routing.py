@@ -20,14 +20,23 @@ API_VERSION = "networking.istio.io/v1"
 
 
 def weights(model: ModelConfig) -> dict[Track, int]:
-    """Traffic per track in percent; the rule (they add up to 100) is the config's own."""
-    _rollout(model)
+    """Traffic per track in percent; stable's weight defaults to what the canary leaves.
+
+    That they add up to 100 is the config's rule (:func:`checks.weight_findings`), which
+    ``validate`` runs too; render refuses a Config that skipped it.
+    """
+    rollout = _rollout(model)
     checks.require(checks.weight_findings(model))
-    split = checks.traffic_split(model)
-    out: dict[Track, int] = {"stable": split["stable"]}
-    if "canary" in split:
-        out["canary"] = split["canary"]
-    return out
+    canary = rollout.canary.weight if rollout.canary is not None else None
+    if rollout.canary is not None and canary is None:
+        # Only with rollout.steps (the config's rule): the steady state between rollouts,
+        # all traffic on stable; the rollout driver sets each step's split.
+        canary = 0
+    stable = rollout.stable.weight if rollout.stable is not None else 100 - (canary or 0)
+    split: dict[Track, int] = {"stable": stable}
+    if canary is not None:
+        split["canary"] = canary
+    return split
 
 
 def destination_rule(
@@ -48,6 +57,29 @@ def virtual_service(config: Config, model: ModelConfig) -> dict[str, Any]:
     rollout = _rollout(model)
     http: list[dict[str, Any]] = []
     matches = ab_matches(rollout)
+    grpc_port = model.serve.grpc_port
+    if grpc_port:
+        # gRPC first, matched by port (Istio takes the first matching route): the same A/B
+        # slice and weights, to the gRPC port. The rules below, without a port match, then
+        # carry the rest (REST) as before.
+        if matches:
+            http.append(
+                {
+                    "name": "grpc-ab-canary",
+                    "match": [{**match, "port": grpc_port} for match in matches],
+                    "route": [_destination(model, "canary", 100, grpc_port)],
+                }
+            )
+        http.append(
+            {
+                "name": "grpc-weighted",
+                "match": [{"port": grpc_port}],
+                "route": [
+                    _destination(model, track, weight, grpc_port)
+                    for track, weight in weights(model).items()
+                ],
+            }
+        )
     if matches:
         http.append(
             {
@@ -95,12 +127,14 @@ def ab_matches(rollout: RolloutConfig) -> list[dict[str, Any]]:
     return matches
 
 
-def _destination(model: ModelConfig, subset: Track, weight: int) -> dict[str, Any]:
+def _destination(
+    model: ModelConfig, subset: Track, weight: int, port: int | None = None
+) -> dict[str, Any]:
     return {
         "destination": {
             "host": service_host(model),
             "subset": subset,
-            "port": {"number": model.serve.port},
+            "port": {"number": port or model.serve.port},
         },
         "weight": weight,
     }

@@ -104,6 +104,9 @@ def deployment(
     labels = common_labels(config, model) | {"track": track, "version": build.version}
     lineage = lineage_annotations(build, config_hash)
     pod_lineage = {k: v for k, v in lineage.items() if not k.endswith("/config-hash")}
+    # What the model does, for whoever finds the Deployment: on the Deployment only, so
+    # editing the text does not restart pods.
+    described = {f"{ANNOTATION_PREFIX}/description": model.description} if model.description else {}
     pod_lineage[f"{ANNOTATION_PREFIX}/serve-config-hash"] = serve_config_hash
     spec: dict[str, Any] = {
         "revisionHistoryLimit": 10,
@@ -130,7 +133,7 @@ def deployment(
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": {"name": name, "labels": labels, "annotations": lineage},
+        "metadata": {"name": name, "labels": labels, "annotations": lineage | described},
         "spec": spec,
     }
 
@@ -208,7 +211,15 @@ def _server_container(model: ModelConfig, build: Build) -> dict[str, Any]:
         "imagePullPolicy": "IfNotPresent",
         "command": ["mlops"],
         "args": args,
-        "ports": [{"name": "http", "containerPort": serve.port, "protocol": "TCP"}],
+        "ports": [
+            {"name": "http", "containerPort": serve.port, "protocol": "TCP"},
+            # TF Serving's gRPC API (serve.grpc_port; 0: none). Probes stay on http.
+            *(
+                [{"name": "grpc", "containerPort": serve.grpc_port, "protocol": "TCP"}]
+                if serve.grpc_port
+                else []
+            ),
+        ],
         "resources": resources(
             model.deploy.resources, where=("models", model.name, "deploy", "resources")
         ),

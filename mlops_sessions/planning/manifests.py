@@ -30,6 +30,7 @@ import yaml
 from mlops_sessions.config import Config, ModelConfig, checks
 from mlops_sessions.errors import StepError
 from mlops_sessions.planning import istio_routing, k8s_pod, k8s_secrets
+from mlops_sessions.planning import rollout as rollout_plan
 from mlops_sessions.planning.k8s_common import (
     ANNOTATION_PREFIX,
     CONFIG_DIR,
@@ -128,6 +129,10 @@ def render(config: Config, model: ModelConfig, artifacts: RenderInputs) -> list[
     for obj in objects:
         if namespace is not None:
             obj["metadata"]["namespace"] = namespace
+    if rollout_plan.progressive(model):
+        # Between rollouts: 100 % stable, the canary at 0 replicas and no A/B route to it;
+        # the rollout driver scales it up and steps the split (planning.rollout).
+        objects = rollout_plan.steady_state(objects)
     k8s_secrets.refuse_literal_secrets(objects)
     # Label dicts are shared between a Deployment and its pod template while building;
     # callers get independent objects they may modify.
@@ -266,7 +271,22 @@ def _service(config: Config, model: ModelConfig) -> Manifest:
                     "targetPort": "http",
                     "protocol": "TCP",
                     "appProtocol": "http",
-                }
+                },
+                # gRPC: appProtocol grpc makes Istio route it as HTTP/2 (per request, by the
+                # VirtualService's weights), not as opaque TCP.
+                *(
+                    [
+                        {
+                            "name": "grpc",
+                            "port": model.serve.grpc_port,
+                            "targetPort": "grpc",
+                            "protocol": "TCP",
+                            "appProtocol": "grpc",
+                        }
+                    ]
+                    if model.serve.grpc_port
+                    else []
+                ),
             ],
         },
     }
@@ -319,6 +339,8 @@ def _disruption_budget(config: Config, model: ModelConfig, min_available: int) -
 
 def _network_policy(config: Config, model: ModelConfig) -> Manifest:
     port = [{"port": "http", "protocol": "TCP"}]
+    # The mesh may also call the gRPC port; Prometheus scrapes http only.
+    mesh_ports = [*port, *([{"port": "grpc", "protocol": "TCP"}] if model.serve.grpc_port else [])]
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
@@ -338,7 +360,7 @@ def _network_policy(config: Config, model: ModelConfig) -> Manifest:
                             }
                         },
                     ],
-                    "ports": port,
+                    "ports": mesh_ports,
                 },
                 {
                     # Prometheus, wherever it runs, scrapes /metrics on the same port.

@@ -110,8 +110,22 @@ def make_tag(
                 f"the working tree has {what} and images.<name>.tag.dirty is 'refuse'; commit "
                 "(or stash, or git-ignore) them, or set tag.dirty: digest-suffix"
             )
-        tag = f"{tag}-dirty-{input_digest[:DIRTY_SUFFIX_LEN]}"
+        tag = dirty_tag(tag, input_digest)
     return check_tag(tag)
+
+
+# A dirty-tree build's tag: '<tag>-dirty-<first DIRTY_SUFFIX_LEN hex of the input digest>'.
+_DIRTY_SUFFIX = re.compile(rf"-dirty-[0-9a-f]{{{DIRTY_SUFFIX_LEN}}}$")
+
+
+def dirty_tag(tag: str, input_digest: str) -> str:
+    """The tag of a build from a dirty tree: the one place that writes the format."""
+    return f"{tag}-dirty-{input_digest[:DIRTY_SUFFIX_LEN]}"
+
+
+def is_dirty_tag(tag: str) -> bool:
+    """Whether tag was written by :func:`dirty_tag` (the one place that reads the format)."""
+    return _DIRTY_SUFFIX.search(tag) is not None
 
 
 def _fill_template(template: str, facts: TagFacts, model: str, short: str | None, date: str) -> str:

@@ -12,11 +12,11 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from mlops_sessions.version import __version__
 from mlops_sessions.config import Config
 from mlops_sessions.hashing import FileHashCache, sha256_json
 from mlops_sessions.planning.datainputs import resolve_input
 from mlops_sessions.planning.training import hash_data, requirements_hash
+from mlops_sessions.version import __version__
 
 KEY_FORMAT = 1
 # Files at the project root that change how pytest collects and runs the suite.

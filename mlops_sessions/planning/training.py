@@ -286,12 +286,12 @@ def current_run(config: Config, store: Store, model_name: str) -> dict[str, Any]
 
 
 def reusable_run(store: Store, key: str) -> dict[str, Any] | None:
-    """The run recorded for key if it is complete and its SavedModel is present."""
+    """The run recorded for key if it is complete and its SavedModel is present (here, or
+    on the remote store, downloaded only when a step needs it: ``Store.ensure_model``)."""
     run = store.cached_run(STEP, key)
     if run is None or run.get("status") != "complete" or run.get("key") != key:
         return None
-    model_dir = store.run_dir(str(run["run_id"])) / str(run.get("model_dir", "model"))
-    if not (model_dir / "saved_model.pb").is_file():
+    if not store.model_available(run):
         return None
     return run
 

@@ -11,6 +11,9 @@ by hand:
 - ``blessings``    models/<model>/blessed.json + blessings.jsonl
 - ``builds``       builds/<image>/{build,scan,latest}.json + histories, wheels/
 - ``deployments``  deployments/<model>/<target>/revisions + events.jsonl, ConfigMap values
+- ``remote``       the shared store (``store.remote``): the ``Remote`` protocol an executor
+                   implements over S3, and what the Store reads through and writes to it
+                   (content-addressed runs, lazy models, the conditional blessed pointer)
 - ``store``        the Store facade steps and executors hold (staging, marker)
 
 See docs/store.md.

@@ -88,6 +88,21 @@ def evaluations(root: Path, run_id: str) -> list[Evaluation]:
     return found
 
 
+# The training reference's bins per feature (planning.drift.reference_table), written next to
+# the verdict where evaluate.drift is declared: the model server counts live inputs in
+# these bins, so a rollout can judge input drift with the gate's own PSI.
+DRIFT_REFERENCE = "drift_reference.json"
+
+
+def drift_reference(root: Path, run_id: str) -> Path | None:
+    """The drift reference of the run's latest passing evaluation, if it wrote one."""
+    for evaluation in reversed(evaluations(root, run_id)):
+        path = evaluation.path / DRIFT_REFERENCE
+        if evaluation.passed and path.is_file():
+            return path
+    return None
+
+
 # --- the evaluation cache ------------------------------------------------------------------
 def cache_key(inputs: Mapping[str, Any]) -> str:
     """sha256 over the inputs a verdict depends on (any JSON-ready mapping)."""

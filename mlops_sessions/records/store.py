@@ -20,6 +20,12 @@ Layout (see docs/store.md; each kind of record has its module in this package)::
 
 A step writes into ``tmp/`` and renames into place, so an interrupted step never leaves a
 half-written artifact in a place a later step trusts.
+
+With a remote (``store.remote``; a :class:`~.remote.Remote` injected by the steps) the
+store reads through it and writes to it (:mod:`.remote`): the local directory is its cache,
+a run pulled from it has its model downloaded only when :meth:`Store.ensure_model` is
+called, and the blessed pointer is the remote's. ``offline=True`` keeps the remote out of
+it: the local cache answers alone.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from typing import Any
 from mlops_sessions.records import blessings as blessing_records
 from mlops_sessions.records import builds as build_records
 from mlops_sessions.records import deployments as deployment_records
+from mlops_sessions.records import evaluations as evaluation_records
 from mlops_sessions.records import runs as run_records
 from mlops_sessions.records.io import (
     Record,
@@ -42,9 +49,11 @@ from mlops_sessions.records.io import (
     ensure_dir,
     read_log,
     require_record,
+    stamped,
     write_json_atomic,
     write_text_atomic,
 )
+from mlops_sessions.records.remote import REMOTE_MARKER, Remote, RemoteSync
 
 __all__ = [
     "LAYOUT_VERSION",
@@ -72,8 +81,20 @@ def read_json_lines(path: Path) -> list[Record]:
 class Store:
     """Paths and atomic operations on one project's artifact store."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, remote: Remote | None = None, *, offline: bool = False) -> None:
         self.root = Path(root)
+        # A configured remote that this process must not contact (--offline).
+        self.offline = offline and remote is not None
+        self.sync = RemoteSync(self.root, remote) if remote is not None and not offline else None
+
+    @property
+    def remote_url(self) -> str | None:
+        return self.sync.remote.url if self.sync is not None else None
+
+    @property
+    def downloaded(self) -> int:
+        """Bytes this process read from the remote store."""
+        return self.sync.downloaded if self.sync is not None else 0
 
     # --- layout -------------------------------------------------------------------
     @property
@@ -141,23 +162,155 @@ class Store:
         return run_records.list_runs(self.root)
 
     def load_run(self, run_id: str) -> Record | None:
-        return run_records.load_run(self.root, run_id)
+        record = run_records.load_run(self.root, run_id)
+        if record is None and self.sync is not None:
+            record = self.sync.fetch_run(run_id)
+        return record
+
+    def model_available(self, run: Mapping[str, Any]) -> bool:
+        """The run's SavedModel is here, or on the remote to download when needed."""
+        run_dir = self.run_dir(str(run["run_id"]))
+        if (run_dir / str(run.get("model_dir", "model")) / "saved_model.pb").is_file():
+            return True
+        return self.sync is not None and (run_dir / REMOTE_MARKER).is_file()
+
+    def ensure_model(self, run: Mapping[str, Any]) -> Path:
+        """The run's local model directory; a model still on the remote is downloaded
+        (sha256-checked) now — the lazy half of reusing a remote run."""
+        run_id = str(run["run_id"])
+        name = str(run.get("model_dir", "model"))
+        if self.sync is not None:
+            return self.sync.ensure_model(run_id, name)
+        model_dir = self.run_dir(run_id) / name
+        if self.offline and (self.run_dir(run_id) / REMOTE_MARKER).is_file():
+            raise RecordError(
+                f"the model of run {run_id} is on the remote store only (not downloaded "
+                "yet); run without --offline to fetch it"
+            )
+        return model_dir
 
     # --- cache --------------------------------------------------------------------
     def cached_run(self, step: str, key: str) -> Record | None:
-        """The run recorded for key, only if the run itself is complete and present."""
+        """The run recorded for key, only if the run itself is complete and present.
+
+        With a remote, a local miss of the train cache asks the remote (run.json only).
+        """
         run_id = run_records.cached_run_id(self.root, step, key)
-        return None if run_id is None else self.load_run(run_id)
+        run = None if run_id is None else self.load_run(run_id)
+        if run is None and self.sync is not None and step == "train":
+            run = self.sync.fetch_cached_run(step, key)
+        return run
 
     def record_cache(self, step: str, key: str, run_id: str, *, model: str = "") -> None:
         run_records.record_cache(self.root, step, key, run_id, model=model)
+        if self.sync is not None and step == "train":
+            self.sync.push_run(run_id)
+            self.sync.push_cache(step, key)
+
+    # --- evaluations --------------------------------------------------------------
+    def fetch_evaluation(self, run_id: str, eval_id: str) -> None:
+        """Bring one evaluation's verdict and metrics into the cache (no-op when local)."""
+        if self.sync is not None:
+            self.sync.fetch_evaluation(run_id, eval_id)
+
+    def cached_evaluation(self, key: str) -> evaluation_records.Evaluation | None:
+        found = evaluation_records.cached_evaluation(self.root, key)
+        if found is None and self.sync is not None:
+            self.sync.fetch_evaluation_cache(key)
+            found = evaluation_records.cached_evaluation(self.root, key)
+        return found
+
+    def record_evaluation(
+        self, key: str, model: str, run_id: str, eval_id: str, inputs: Record
+    ) -> None:
+        evaluation_records.record_evaluation(self.root, key, model, run_id, eval_id, inputs)
+        if self.sync is not None:
+            self.sync.push_run(run_id)
+            self.sync.push_evaluation(run_id, eval_id)
+            self.sync.push_cache(evaluation_records.STEP, key)
 
     # --- blessing -----------------------------------------------------------------
     def blessed(self, model: str) -> Record | None:
+        """The current blessing; with a remote, the remote's pointer (it is authoritative)."""
+        if self.sync is not None:
+            return self.sync.blessed(model)
         return blessing_records.blessed(self.root, model)
 
-    def bless(self, model: str, record: Mapping[str, Any]) -> Record:
+    def bless(
+        self, model: str, record: Mapping[str, Any], *, expected_run: str | None = None
+    ) -> Record:
+        """Record a blessing. With a remote the pointer moves only if it still names
+        expected_run (the baseline the gate judged against; None: no blessing yet) —
+        otherwise :class:`~.remote.BlessConflict`."""
+        if self.sync is not None:
+            return self.sync.bless(model, stamped(record), expected_run)
         return blessing_records.bless(self.root, model, record)
 
+    # --- pruning ----------------------------------------------------------------------
+    def protected_runs(self) -> dict[str, str]:
+        """Runs gc must never delete, with why: ever blessed, deployed, or in a pushed image."""
+        keep: dict[str, str] = {}
+        models = {str(r.get("model")) for r in self.list_runs()}
+        models_dir = self.root / "models"
+        if models_dir.is_dir():
+            models |= {p.name for p in models_dir.iterdir() if p.is_dir()}
+        by_hash = {str(r.get("model_hash")): str(r["run_id"]) for r in self.list_runs()}
+        for model in sorted(models):
+            current = blessing_records.blessed(self.root, model)
+            for record in [
+                *blessing_records.blessings(self.root, model),
+                *([current] if current else []),
+            ]:
+                keep[str(record.get("run_id"))] = "blessed"
+            for _, revision in deployment_records.revisions_of_model(self.root, model):
+                lineage = revision.get("lineage") or {}
+                if lineage.get("run_id"):
+                    keep[str(lineage["run_id"])] = "deployed"
+                canary = by_hash.get(str(lineage.get("canary_model_hash")))
+                if canary:
+                    keep[canary] = "deployed"
+        for image in build_records.images(self.root):
+            for kind in ("latest", "build"):
+                for record in build_records.load_history(self.root, image, kind):
+                    if record.get("run_id"):
+                        keep.setdefault(str(record["run_id"]), f"in image {image}")
+        return keep
+
+    def prune_runs(self, run_ids: list[str]) -> int:
+        """Delete runs here and (with a remote) there; cache pointers to them go first."""
+        removed = self.sync.prune(run_ids) if self.sync is not None else 0
+        doomed = set(run_ids)
+        for step in ("train", evaluation_records.STEP):
+            directory = run_records.cache_dir(self.root, step)
+            for entry in sorted(directory.glob("*.json")) if directory.is_dir() else []:
+                try:
+                    data = run_records.read_cache(self.root, step, entry.stem)
+                except RecordError:
+                    continue
+                if data is not None and str(data.get("run_id")) in doomed:
+                    entry.unlink(missing_ok=True)
+        for run_id in sorted(doomed):
+            run_dir = self.run_dir(run_id)
+            if run_dir.is_dir():
+                # Out of runs/ in one rename first, so no reader sees a half-deleted run.
+                ensure_dir(self.tmp)
+                aside = self.tmp / f"{run_id}.gc-{uuid.uuid4().hex[:8]}"
+                os.replace(run_dir, aside)
+                shutil.rmtree(aside, ignore_errors=True)
+                removed += 1
+        return removed
+
+    # --- the shared store as a whole ------------------------------------------------------
+    def pull(self) -> dict[str, int]:
+        """Every record of the remote (runs' metadata, evaluations, blessings, image and
+        deploy records; no models) into the local cache; counts of what was new."""
+        return self.sync.pull_index() if self.sync is not None else {}
+
+    def push(self) -> dict[str, int]:
+        """What the remote lacks of the local store (never the blessed pointer)."""
+        return self.sync.push_all() if self.sync is not None else {}
+
     def blessings(self, model: str) -> list[Record]:
+        if self.sync is not None:
+            return self.sync.blessings(model)
         return blessing_records.blessings(self.root, model)

@@ -2,13 +2,16 @@
 
 Order of events:
 
-1. Listen at once (``/healthz`` answers, ``/ready`` is 503 "loading").
-2. Load the SavedModel and warm it up in a thread; then ``/ready`` turns 200 and
-   ``on_ready(url)`` is called. A model that cannot load ends the process with an error.
-3. On SIGTERM/SIGINT: ``/ready`` turns 503 at once; new requests are still served (the
-   load balancer needs a moment to drop the pod) until no request came for ``quiet_s``
-   or 40% of ``drain`` passed; then the listener closes, in-flight requests finish
-   (bounded by the rest of ``drain``) and the process exits.
+1. Listen at once (``/healthz`` answers, ``/ready`` is 503 "loading"), then on
+   ``grpc_port`` when set (gRPC health NOT_SERVING).
+2. Load the SavedModel and warm it up in a thread; then ``/ready`` turns 200, gRPC health
+   SERVING, and ``on_ready(url)`` is called. A model that cannot load ends the process
+   with an error.
+3. On SIGTERM/SIGINT: ``/ready`` turns 503 and gRPC health NOT_SERVING at once; new
+   requests on either protocol are still served (the load balancer needs a moment to drop
+   the pod) until no request came for ``quiet_s`` or 40% of ``drain`` passed; then both
+   listeners close, in-flight requests finish (bounded by the rest of ``drain``) and the
+   process exits.
 
 Nothing is written to disk: the server runs on a read-only root filesystem.
 """
@@ -17,10 +20,12 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import importlib
 import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -58,6 +63,7 @@ async def _serve(
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    grpc_server: Any = None  # grpc_api.GrpcServer, imported lazily
     runner = web.AppRunner(
         build_app(state),
         handle_signals=False,
@@ -83,13 +89,43 @@ async def _serve(
             ) from None
         host, port = runner.addresses[0][:2]
         url = f"http://{host}:{port}"
-        await _load_then_wait(state, settings, loader, stop, on_ready, url)
+        if settings.grpc_port:
+            grpc_server = await _start_grpc(state, settings)
+        await _load_then_wait(state, settings, loader, stop, on_ready, url, grpc_server)
         state.set_phase("draining")
+        if grpc_server is not None:
+            await grpc_server.draining()
         await _accept_until_quiet(state, settings, stop)
     finally:
-        await runner.cleanup()
+        # Both listeners close together; each lets its in-flight requests finish.
+        closing = [runner.cleanup()]
+        if grpc_server is not None:
+            closing.append(grpc_server.stop(settings.drain_s * FINISH_SHARE))
+        await asyncio.gather(*closing)
         if state.batcher is not None:
             await state.batcher.close()
+
+
+async def _start_grpc(state: ServerState, settings: ServerSettings) -> Any:
+    """The gRPC listener on the same loop; its module is imported off the loop (seconds:
+    tensorflow_serving's protos import TensorFlow's) while REST already answers probes."""
+    try:
+        module = await asyncio.to_thread(importlib.import_module, "mlops_sessions.server.grpc_api")
+    except ImportError as exc:
+        raise ServerFailed(
+            f"gRPC (serve.grpc_port: {settings.grpc_port}) needs {exc.name or 'its packages'}: "
+            "pip install grpcio grpcio-health-checking && pip install --no-deps "
+            "tensorflow-serving-api; or set serve.grpc_port: 0 (--grpc-port 0)"
+        ) from None
+    server = module.GrpcServer(state)
+    try:
+        await server.start()
+    except OSError as exc:
+        raise ServerFailed(
+            f"cannot listen for gRPC on {settings.host}:{settings.grpc_port} ({exc}); "
+            "pick another port with --grpc-port (serve.grpc_port; 0 disables gRPC)"
+        ) from None
+    return server
 
 
 async def _load_then_wait(
@@ -99,6 +135,7 @@ async def _load_then_wait(
     stop: asyncio.Event,
     on_ready: Callable[[str], None],
     url: str,
+    grpc_server: Any,
 ) -> None:
     load = asyncio.ensure_future(
         asyncio.to_thread(loader, state.identity.path, settings.max_batch_size)
@@ -131,6 +168,8 @@ async def _load_then_wait(
     )
     state.batcher.start()
     state.set_phase("ready")
+    if grpc_server is not None:
+        await grpc_server.ready()
     on_ready(url)
     await stopping
 

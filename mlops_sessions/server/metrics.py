@@ -3,16 +3,19 @@
 Names follow Prometheus conventions (base units, ``_total`` for counters, ``_info`` for
 the identity metric):
 
-- ``mlops_serve_requests_total{model,version,endpoint,code}``
-- ``mlops_serve_request_duration_seconds{model,version,endpoint}`` (histogram)
+- ``mlops_serve_requests_total{model,version,endpoint,protocol,code}``
+- ``mlops_serve_request_duration_seconds{model,version,endpoint,protocol}`` (histogram)
+
+``protocol`` is ``rest`` or ``grpc``; for gRPC, ``code`` is the HTTP status its gRPC code
+maps to, so error-rate queries on ``code=~"5.."`` cover both protocols.
 - ``mlops_serve_batch_size{model,version}`` (histogram, rows per model call)
 - ``mlops_serve_model_call_duration_seconds{model,version}`` (histogram)
 - ``mlops_serve_queue_depth{model,version}`` (requests waiting for the model)
 - ``mlops_serve_requests_in_flight`` and ``mlops_serve_ready``
 - ``mlops_serve_model_info{model,version,model_hash,git_commit}`` (always 1)
 
-Label values come only from the served model's identity and a fixed set of endpoint
-names, never from request paths, so a client cannot grow the series count.
+Label values come only from the served model's identity and fixed sets of endpoint and
+protocol names, never from request paths, so a client cannot grow the series count.
 
 The per-request series (count and latency) are plain counters kept by :class:`RequestStats`
 and turned into Prometheus samples only when ``/metrics`` is scraped: a prometheus_client
@@ -100,13 +103,17 @@ class RequestStats(Collector):
 
     def __init__(self, identity: ModelIdentity) -> None:
         self._served = (identity.name, identity.version)
-        # (known, endpoint) -> series: at most 2 x the fixed endpoint names.
-        self._series: dict[tuple[bool, str], _Series] = {}
+        # (known, endpoint, protocol) -> series: at most 2 x the fixed endpoint names x the
+        # two protocols.
+        self._series: dict[tuple[bool, str, str], _Series] = {}
 
-    def observe(self, known: bool, endpoint: str, code: int, seconds: float) -> None:
-        series = self._series.get((known, endpoint))
+    def observe(
+        self, known: bool, endpoint: str, code: int, seconds: float, protocol: str = "rest"
+    ) -> None:
+        key = (known, endpoint, protocol)
+        series = self._series.get(key)
         if series is None:
-            series = self._series[known, endpoint] = _Series(len(LATENCY_BUCKETS) + 1)
+            series = self._series[key] = _Series(len(LATENCY_BUCKETS) + 1)
         series.seconds += seconds
         # bisect_left: a value equal to a bound falls into that bucket ("le" is <=).
         series.buckets[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
@@ -129,28 +136,36 @@ class RequestStats(Collector):
         with_created = getattr(prometheus_metrics, "_use_created", True)
         requests = CounterMetricFamily(
             "mlops_serve_requests",
-            "HTTP requests to model endpoints, by model, version, endpoint and status code.",
-            labels=["model", "version", "endpoint", "code"],
+            "Requests to model endpoints, by model, version, endpoint, protocol and status code"
+            " (HTTP status; for gRPC the HTTP status its code maps to).",
+            labels=["model", "version", "endpoint", "protocol", "code"],
         )
         latency = HistogramMetricFamily(
             "mlops_serve_request_duration_seconds",
             "Time from request arrival to response, by endpoint.",
-            labels=["model", "version", "endpoint"],
+            labels=["model", "version", "endpoint", "protocol"],
         )
         bounds = [_bound_text(b) for b in (*LATENCY_BUCKETS, float("inf"))]
-        for (known, endpoint), series in sorted(self._series.items()):
+        for (known, endpoint, protocol), series in sorted(self._series.items()):
             model, version = self._served if known else (UNKNOWN, UNKNOWN)
             for code, count in sorted(series.codes.items()):
                 created = series.code_created[code] if with_created else None
-                requests.add_metric([model, version, endpoint, str(code)], count, created=created)
+                requests.add_metric(
+                    [model, version, endpoint, protocol, str(code)], count, created=created
+                )
             cumulative = list(itertools.accumulate(series.buckets))
             latency.add_metric(
-                [model, version, endpoint],
+                [model, version, endpoint, protocol],
                 [(b, float(c)) for b, c in zip(bounds, cumulative, strict=True)],
                 series.seconds,
             )
             if with_created:
-                labels = {"model": model, "version": version, "endpoint": endpoint}
+                labels = {
+                    "model": model,
+                    "version": version,
+                    "endpoint": endpoint,
+                    "protocol": protocol,
+                }
                 latency.samples.append(Sample(f"{latency.name}_created", labels, series.created))
         yield requests
         yield latency
@@ -205,9 +220,11 @@ class ServerMetrics:
         ProcessCollector(registry=reg)
         PlatformCollector(registry=reg)
 
-    def observe(self, known: bool, endpoint: str, code: int, seconds: float) -> None:
+    def observe(
+        self, known: bool, endpoint: str, code: int, seconds: float, protocol: str = "rest"
+    ) -> None:
         """Count one request; ``known`` is False when the path named another model/version."""
-        self.requests.observe(known, endpoint, code, seconds)
+        self.requests.observe(known, endpoint, code, seconds, protocol)
 
     def render(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

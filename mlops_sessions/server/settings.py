@@ -34,6 +34,9 @@ class ModelIdentity:
 class ServerSettings:
     host: str = "127.0.0.1"
     port: int = 8501
+    # TF Serving's gRPC API on the same event loop and batcher; 0: no gRPC listener.
+    grpc_port: int = 0
+    grpc_max_message_bytes: int = 4 * 1024 * 1024
     batching: bool = True
     max_batch_size: int = 32
     max_wait_s: float = 0.002
@@ -51,12 +54,19 @@ class ServerSettings:
 
     @classmethod
     def from_config(
-        cls, serve: ServeConfig, *, host: str | None = None, port: int | None = None
+        cls,
+        serve: ServeConfig,
+        *,
+        host: str | None = None,
+        port: int | None = None,
+        grpc_port: int | None = None,
     ) -> ServerSettings:
         batching = serve.batching
         return cls(
             host=host if host is not None else serve.host,
             port=port if port is not None else serve.port,
+            grpc_port=grpc_port if grpc_port is not None else serve.grpc_port,
+            grpc_max_message_bytes=serve.grpc_max_message_bytes,
             batching=batching.enabled,
             max_batch_size=batching.max_batch_size if batching.enabled else 1,
             max_wait_s=parse_duration(batching.max_wait) if batching.enabled else 0.0,

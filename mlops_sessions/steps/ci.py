@@ -104,6 +104,7 @@ def options_for(
         cache_files=tuple(cache_files),
         registries=tuple(registries),
         store=config.store,
+        remote=config.store_remote.url if config.store_remote is not None else None,
     )
 
 

@@ -1,13 +1,22 @@
-"""What deploy, rollback and status share: the Kubernetes API options, logging in to the
-cluster a model deploys to, and the rollout deadline. Not a command itself."""
+"""What deploy, rollback, status, promote and abort share: the Kubernetes API options,
+logging in to the cluster a model deploys to, the rollout deadline, the release facts the
+policy judges, the live analyser of a progressive rollout and its interrupt handling.
+Not a command itself."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import sys
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from mlops_sessions.config import ModelConfig
+from mlops_sessions.config import Config, ModelConfig
+from mlops_sessions.errors import StepError
+from mlops_sessions.planning import release_policy
 from mlops_sessions.planning.k8s_common import seconds
+from mlops_sessions.planning.live_analysis import AnalysisResult, Window
+from mlops_sessions.records import builds
 from mlops_sessions.steps import argtypes
 
 
@@ -64,3 +73,113 @@ def rollout_seconds(model: ModelConfig) -> tuple[float, float]:
     """(deadline, poll interval) from deploy.rollout_timeout."""
     timeout = float(seconds(model.deploy.rollout_timeout, minimum=1))
     return timeout, min(1.0, timeout / 20)
+
+
+# --- progressive rollouts (deploy, promote, abort, rollback, status) ----------------------
+
+# (model, window) -> the window's analysis; the deploy step's tests pass a fake one.
+ModelAnalyser = Callable[[ModelConfig, Window], AnalysisResult]
+
+
+def release_facts(config: Config, model: ModelConfig) -> release_policy.ReleaseFacts:
+    """What the store says about model and its images, for the release policy."""
+    from mlops_sessions.steps.common import store_for
+
+    store = store_for(config)
+    blessed = store.blessed(model.name)
+    names = release_policy.image_names(model)
+    return release_policy.ReleaseFacts(
+        blessed_hash=blessed.get("model_hash") if blessed else None,
+        ever_blessed={str(b.get("model_hash")) for b in store.blessings(model.name)},
+        builds={name: builds.load_record(config.store_path, name, "latest") for name in names},
+        scans={name: builds.load_record(config.store_path, name, "scan") for name in names},
+        scan_paths={
+            name: str(builds.record_path(config.store_path, name, "scan")) for name in names
+        },
+    )
+
+
+def analyser_for(
+    config: Config, model: ModelConfig, injected: ModelAnalyser | None = None
+) -> Callable[[Window], AnalysisResult]:
+    """The live analysis of model's windows: Prometheus (executors.prometheus), or the
+    analyser a caller injected (the tests' fakes)."""
+    if injected is not None:
+        return lambda window: injected(model, window)
+    import math
+
+    from mlops_sessions.executors.prometheus import analyse_window
+    from mlops_sessions.planning.live_analysis import TrackData
+
+    assert model.rollout is not None and model.rollout.analysis is not None
+    enough = model.rollout.analysis.min_requests
+    # Stable's last window with enough traffic stands in as the baseline where stable has
+    # none (the 100 % step). Kept in memory only: a resumed rollout starts without it.
+    last_stable: list[TrackData] = []
+
+    def analyse(window: Window) -> AnalysisResult:
+        result = analyse_window(
+            config, model, window, fallback_stable=last_stable[-1] if last_stable else None
+        )
+        stable = result.tracks.get("stable")
+        requests = stable.requests if stable is not None else None
+        if stable is not None and requests is not None and not math.isnan(requests):
+            if requests >= enough:
+                last_stable[:] = [stable]
+        return result
+
+    return analyse
+
+
+def rollout_timing(model: ModelConfig, lease_margin: float | None = None) -> Any:
+    from mlops_sessions.executors.kube_progressive import LEASE_MARGIN_S, Timing
+
+    timeout, poll = rollout_seconds(model)
+    margin = LEASE_MARGIN_S if lease_margin is None else max(1, int(lease_margin))
+    return Timing(rollout_timeout=timeout, poll=poll, lease_margin_s=margin)
+
+
+def add_interrupt_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--lease-margin",
+        type=argtypes.positive_float,
+        default=None,
+        metavar="SECONDS",
+        help="how long the deploy lock outlives a driver that died mid-rollout, on top of "
+        "deploy.rollout_timeout (default: 30); the driver renews it while alive",
+    )
+    parser.add_argument(
+        "--on-interrupt",
+        choices=("abort", "leave"),
+        default="abort",
+        help="what SIGINT/SIGTERM does to a running rollout: abort it (100%% stable, "
+        "recorded; default) or leave it as it is for `mlops deploy --resume`",
+    )
+
+
+@contextlib.contextmanager
+def interrupts(action: str) -> Iterator[Any]:
+    """SIGINT/SIGTERM trip the rollout's Interrupt instead of killing the process, so a
+    cancelled CI job leaves 100 % stable behind (the driver acts at its next tick)."""
+    import signal
+    import threading
+
+    from mlops_sessions.executors.kube_progressive import Interrupt
+
+    interrupt = Interrupt(action=action)
+    if threading.current_thread() is not threading.main_thread():
+        yield interrupt  # signal handlers can only be installed from the main thread
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        name = signal.Signals(signum).name
+        print(f"mlops: {name} received: the rollout will {action} at its next tick",
+              file=sys.stderr, flush=True)  # fmt: skip
+        interrupt.trip(name)
+
+    saved = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield interrupt
+    finally:
+        for sig, old in saved.items():
+            signal.signal(sig, old)

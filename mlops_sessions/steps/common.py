@@ -37,6 +37,19 @@ def store_for(config: Config, *, offline: bool = False) -> Store:
     return Store(config.store_path, remote, offline=offline)
 
 
+def tracker_for(config: Config) -> Any:
+    """The MLflow mirror of ``tracking.mlflow`` (an ``executors.mlflow_track.MlflowTracker``),
+    or None. Its failures are warnings on stderr: the store is the source of truth."""
+    if config.tracking.mlflow is None:
+        return None
+    from mlops_sessions.executors.mlflow_track import MlflowTracker
+
+    def warn(line: str) -> None:
+        print(f"warning: {line}", file=sys.stderr, flush=True)
+
+    return MlflowTracker(config.tracking.mlflow, config.project.name, warn=warn)
+
+
 def add_offline(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--offline",

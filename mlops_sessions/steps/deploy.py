@@ -4,6 +4,12 @@ Front end only. Per model it finds the image digests (:mod:`planning.k8s_inputs`
 what must not ship (policy below), renders and validates the manifests offline, logs in to
 the cluster (:mod:`executors.kube`) and hands over to :mod:`executors.kube_deploy`.
 
+With ``rollout.steps`` (docs/rollout.md) a new build of a model that already runs goes
+out progressively through :mod:`executors.kube_progressive`: stable keeps what the
+cluster's revision record says runs, the canary gets the new build and the steps' split,
+each step is judged live, then promoted or aborted. A first deploy, and a deploy of the
+build that already runs, apply as usual. ``--resume`` continues an interrupted rollout.
+
 Release policy (``--force`` overrides each, and the record says it was forced):
 
 - the model the new build carries must be the blessed one (``Store.blessed(model)``'s
@@ -22,11 +28,23 @@ from typing import Any
 
 from mlops_sessions.config import Config, ModelConfig
 from mlops_sessions.errors import StepError
-from mlops_sessions.planning import release_policy
+from mlops_sessions.planning import istio_routing, release_policy
+from mlops_sessions.planning import rollout as rollout_plan
 from mlops_sessions.planning.manifests import RenderInputs
-from mlops_sessions.records import builds
-from mlops_sessions.steps.cluster import add_cluster_arguments, connect_for, rollout_seconds
+from mlops_sessions.steps.cluster import (
+    ModelAnalyser,
+    add_cluster_arguments,
+    add_interrupt_argument,
+    analyser_for,
+    connect_for,
+    interrupts,
+    release_facts,
+    rollout_seconds,
+    rollout_timing,
+)
 from mlops_sessions.steps.common import add_models, emit, load_config, store_for
+
+__all__ = ["add_arguments", "release_facts", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,29 +65,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="deploy despite the release policy (ungated model, failed scan, dirty build "
         "to a protected target); the record notes it",
     )
-    add_cluster_arguments(parser)
-
-
-def release_facts(config: Config, model: ModelConfig) -> release_policy.ReleaseFacts:
-    """What the store says about model and its images, for the release policy."""
-    store = store_for(config)
-    blessed = store.blessed(model.name)
-    names = release_policy.image_names(model)
-    return release_policy.ReleaseFacts(
-        blessed_hash=blessed.get("model_hash") if blessed else None,
-        ever_blessed={str(b.get("model_hash")) for b in store.blessings(model.name)},
-        builds={name: builds.load_record(config.store_path, name, "latest") for name in names},
-        scans={name: builds.load_record(config.store_path, name, "scan") for name in names},
-        scan_paths={
-            name: str(builds.record_path(config.store_path, name, "scan")) for name in names
-        },
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted progressive rollout from its record on the cluster "
+        "(refused unless the canary's build and rollout spec are unchanged)",
     )
+    add_interrupt_argument(parser)
+    add_cluster_arguments(parser)
 
 
 # --- the step -----------------------------------------------------------------------------
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, *, analyse: ModelAnalyser | None = None) -> int:
+    """analyse: the live analysis of a window (default: Prometheus); tests pass a fake."""
     from mlops_sessions.planning import k8s_inputs, k8s_validate, manifests
 
     config = load_config(args)
@@ -96,9 +106,22 @@ def run(args: argparse.Namespace) -> int:
         k8s_validate.validate_objects(objects, model.deploy.kubernetes_version)
         plans.append((model, inputs, objects, tuple(problems)))
 
+    if args.resume and not any(rollout_plan.progressive(m) for m, *_ in plans):
+        raise StepError("--resume continues a progressive rollout, but no selected model has "
+                        "rollout.steps")  # fmt: skip
     results = []
     failed = []
     for model, inputs, objects, forced in plans:
+        if rollout_plan.progressive(model) and not args.dry_run:
+            release = progressive_deploy(config, model, inputs, objects, forced, args, analyse)
+            if release is not None:
+                results.append({"model": model.name, **release.as_dict()})
+                if release.status != "promoted":
+                    failed.append(
+                        f"{model.name}: {release.first_line}"
+                        + (f"\n  rollout report: {release.report}" if release.report else "")
+                    )
+                continue
         outcome = deploy_model(config, model, inputs, objects, forced, args)
         results.append({"model": model.name, **outcome.as_dict()})
         if outcome.status == "failed":
@@ -127,16 +150,7 @@ def deploy_model(
         print(f"mlops deploy: --force overrides: {'; '.join(forced)}", file=sys.stderr)
     cluster = connect_for(model, args)
     timeout, poll = rollout_seconds(model)
-    lineage = {
-        "stable_image": inputs.stable_image,
-        "run_id": inputs.run_id,
-        "model_hash": inputs.model_hash,
-        "git_commit": inputs.git_commit,
-        "config_hash": inputs.config_hash,
-        "canary_image": inputs.canary_image,
-        "canary_model_hash": inputs.canary_model_hash,
-        "canary_git_commit": inputs.canary_git_commit,
-    }
+    lineage = _lineage(inputs)
     request = ApplyRequest(
         app=model.name,
         manifests=objects,
@@ -152,12 +166,98 @@ def deploy_model(
     )
 
 
+def progressive_deploy(
+    config: Config,
+    model: ModelConfig,
+    inputs: RenderInputs,
+    objects: list[dict[str, Any]],
+    forced: tuple[str, ...],
+    args: argparse.Namespace,
+    analyse: ModelAnalyser | None,
+) -> Any:
+    """A release through rollout.steps; None when the usual apply is the right one (a first
+    deploy, or the build that already runs)."""
+    from mlops_sessions.executors import kube_progressive as driver
+
+    cluster = connect_for(model, args)
+    store = store_for(config)
+    timing = rollout_timing(model, args.lease_margin)
+    progress = None if args.json else _progress
+    if args.resume:
+        with interrupts(args.on_interrupt) as interrupt:
+            return driver.resume(
+                cluster,
+                store,
+                model.name,
+                canary_image=inputs.stable_image,
+                spec_hash=rollout_plan.spec_hash(model),
+                analyse=analyser_for(config, model, analyse),
+                timing=timing,
+                interrupt=interrupt,
+                progress=progress,
+            )
+    pending = driver.unfinished(cluster, store, model.name)
+    if pending is not None:
+        raise driver.refuse_unfinished(cluster, pending)
+    running = driver.running_record(cluster, store, model.name)
+    running_image = rollout_plan.running_image(running, model.name)
+    if running is None or running_image is None:
+        return None  # nothing runs: straight to stable
+    if rollout_plan.digest(running_image) == rollout_plan.digest(inputs.stable_image):
+        return None  # the same build: config edits apply as usual, nothing to judge
+    assert model.rollout is not None and model.rollout.canary is not None
+    if forced:
+        print(f"mlops deploy: --force overrides: {'; '.join(forced)}", file=sys.stderr)
+    plan = driver.ReleasePlan(
+        app=model.name,
+        final=objects,
+        canary=rollout_plan.canary_set(objects, running["manifests"]),
+        ab=istio_routing.ab_matches(model.rollout),
+        canary_replicas=model.rollout.canary.replicas,
+        steps=tuple(model.rollout.steps),
+        limits=rollout_plan.Limits.of(model),
+        spec_hash=rollout_plan.spec_hash(model),
+        stable_image=running_image,
+        canary_image=inputs.stable_image,
+        lineage=_lineage(inputs),
+        profile=config.profile,
+        forced=forced,
+    )
+    with interrupts(args.on_interrupt) as interrupt:
+        return driver.release(
+            cluster,
+            store,
+            plan,
+            analyser_for(config, model, analyse),
+            timing,
+            interrupt=interrupt,
+            progress=progress,
+        )
+
+
+def _lineage(inputs: RenderInputs) -> dict[str, Any]:
+    return {
+        "stable_image": inputs.stable_image,
+        "run_id": inputs.run_id,
+        "model_hash": inputs.model_hash,
+        "git_commit": inputs.git_commit,
+        "config_hash": inputs.config_hash,
+        "canary_image": inputs.canary_image,
+        "canary_model_hash": inputs.canary_model_hash,
+        "canary_git_commit": inputs.canary_git_commit,
+    }
+
+
 def _progress(line: str) -> None:
     print(f"  {line}", file=sys.stderr, flush=True)
 
 
 def _describe(result: dict[str, Any]) -> str:
     model, status, revision = result["model"], result["status"], result["revision"]
+    if "rollout" in result:
+        report = f"\n  report: {result['report']}" if result.get("report") else ""
+        line = str(result["first_line"]).removeprefix(f"{model}: ")
+        return f"{model}: rollout of revision {revision} {status.upper()}: {line}{report}"
     if status == "dry-run":
         diff = result.get("diff") or ""
         return diff if diff else f"{model}: no changes (the cluster runs revision {revision})"

@@ -35,10 +35,17 @@ from mlops_sessions.planning import baseline as baselines
 from mlops_sessions.planning.gate import MetricCheck, Verdict, decide, fmt
 from mlops_sessions.records import evaluations as evaluation_records
 from mlops_sessions.records.io import SCHEMA, RecordError, now
-from mlops_sessions.records.remote import BlessConflict
+from mlops_sessions.records.remote import BlessConflict, RemoteError
 from mlops_sessions.records.store import Store, write_json_atomic, write_text_atomic
 from mlops_sessions.steps import argtypes
-from mlops_sessions.steps.common import add_models, add_offline, emit, load_config, store_for
+from mlops_sessions.steps.common import (
+    add_models,
+    add_offline,
+    emit,
+    load_config,
+    store_for,
+    tracker_for,
+)
 
 # Bump when what cache_inputs covers changes: older cached verdicts then miss.
 EVAL_CACHE_VERSION = 1
@@ -287,6 +294,8 @@ def _reused(
     """
     try:
         found = store.cached_evaluation(key)
+    except RemoteError:
+        raise  # the shared store is down: not a miss to measure and bless around
     except RecordError:
         return None
     if found is None or found.run_id != str(run_record["run_id"]):
@@ -417,6 +426,15 @@ def evaluate_model(
             measured = _measure(config, store, model, evaluate, run_record)
         outcome = _judge(config, store, model, evaluate, run_record, measured, baseline, lost)
         store.record_evaluation(key, model.name, outcome.run_id, outcome.eval_id, inputs)
+        tracker = tracker_for(config)
+        if tracker is not None:  # a copy for MLflow users, after the store's own record
+            tracker.log_evaluation(
+                run_record,
+                outcome.eval_id,
+                dict(measured.values),
+                outcome.passed,
+                outcome.verdict.failure_lines(),
+            )
         if not outcome.passed:
             return outcome
         try:
@@ -433,11 +451,23 @@ def evaluate_model(
             lost.append(_lost_note(conflict, outcome.eval_id))
             continue
         outcome.blessed = True
+        if tracker is not None:
+            tracker.register_blessed(
+                run_record, _model_source(config, store, run_record), {"eval_id": outcome.eval_id}
+            )
         return outcome
     raise StepError(
         f"{model.name}: the blessed pointer of the shared store moved {MAX_REJUDGE} times "
         "while this evaluation was judging; re-run `mlops evaluate`"
     )
+
+
+def _model_source(config: Config, store: Store, run: dict[str, Any]) -> str:
+    """Where the Model Registry says the blessed model is: in the store (its truth)."""
+    run_id = str(run["run_id"])
+    if config.store_remote is not None:
+        return f"{config.store_remote.url.rstrip('/')}/runs/{run_id}/model.tar.gz"
+    return (store.run_dir(run_id) / str(run.get("model_dir", "model"))).as_uri()
 
 
 def _lost_note(conflict: BlessConflict, eval_id: str | None) -> str:
@@ -550,6 +580,8 @@ def _judge(
         write_json_atomic(stage / "verdict.json", verdict_record)
         write_text_atomic(stage / "report.md", report.markdown(document))
         write_text_atomic(stage / "report.html", report.html_report(document))
+        if measured.drift_reference is not None:
+            write_json_atomic(stage / evaluation_records.DRIFT_REFERENCE, measured.drift_reference)
     return Outcome(model.name, run_id, eval_id, final, verdict, baseline, False, notes)
 
 

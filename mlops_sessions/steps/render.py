@@ -6,6 +6,8 @@ and writes one YAML file per object plus ``all.yaml`` to ``k8s/rendered/<profile
 ``--out``). Output is byte-for-byte deterministic, so the directory can be committed and
 diffed in review. Files from an earlier render that this one no longer produces (say, a
 NetworkPolicy switched off) are removed; files render did not name are never touched.
+With ``rollout.steps``, ``steps/`` shows what each step of a progressive rollout applies
+(the VirtualService per step, the canary scaled up), and the promotion and the abort.
 """
 
 from __future__ import annotations
@@ -17,13 +19,17 @@ from typing import Any
 
 from mlops_sessions.config import Config
 from mlops_sessions.planning import k8s_inputs, k8s_validate, manifests
+from mlops_sessions.planning import rollout as rollout_plan
 from mlops_sessions.records.store import write_text_atomic
 from mlops_sessions.steps import argtypes
 from mlops_sessions.steps.common import add_models, emit, load_config
 
 ALL_FILE = "all.yaml"
+STEPS_DIR = "steps"
 # What render writes: 'NN-kind-name.yaml' and all.yaml; only these are ever removed.
 _OURS = re.compile(r"^[0-9]{2}-[a-z]+-[a-z0-9.-]+\.yaml$")
+# In steps/: '<model>-step-N-canary-W.yaml', '<model>-promote.yaml', '<model>-abort.yaml'.
+_OURS_STEPS = re.compile(r"^[a-z0-9.-]+-(step-[0-9]+-canary-[0-9]+|promote|abort)\.yaml$")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -81,12 +87,47 @@ def write(out: Path, objects: list[manifests.Manifest], top: str) -> list[str]:
     return [*names, ALL_FILE]
 
 
+def render_steps(
+    config: Config, model_names: list[str], overrides: dict[str, str]
+) -> list[tuple[str, list[manifests.Manifest]]]:
+    """Per progressive model, what each rollout step (then promote, abort) applies, validated
+    like the rest: (file name, objects)."""
+    out: list[tuple[str, list[manifests.Manifest]]] = []
+    for model in config.select_models(model_names):
+        inputs = k8s_inputs.inputs_for(config, model, overrides)
+        rendered = manifests.render(config, model, inputs)
+        for name, objects in rollout_plan.render_plan(model, rendered):
+            k8s_validate.validate_objects(objects, model.deploy.kubernetes_version)
+            out.append((f"{model.name}-{name}.yaml", objects))
+    return out
+
+
+def write_steps(
+    out: Path, stages: list[tuple[str, list[manifests.Manifest]]], top: str
+) -> list[str]:
+    """Write steps/<model>-<stage>.yaml (a YAML stream each); stale ones are removed."""
+    folder = out / STEPS_DIR
+    names = [name for name, _ in stages]
+    for name, objects in stages:
+        note = (
+            f"# What the rollout applies at {name[:-5]} (objects it leaves out stay as they "
+            "are); `mlops deploy` applies it, never this file.\n"
+        )
+        write_text_atomic(folder / name, top + note + manifests.to_yaml_stream(objects))
+    if folder.is_dir():
+        for stale in sorted(folder.iterdir()):
+            if stale.is_file() and _OURS_STEPS.match(stale.name) and stale.name not in names:
+                stale.unlink()
+    return [f"{STEPS_DIR}/{name}" for name in names]
+
+
 def run(args: argparse.Namespace) -> int:
     config = load_config(args)
     overrides = k8s_inputs.parse_overrides(args.image, config)
     objects = render_all(config, list(args.models), overrides)
     out = Path(args.out).resolve() if args.out else default_out(config)
     files = write(out, objects, header(config))
+    files += write_steps(out, render_steps(config, list(args.models), overrides), header(config))
     result: dict[str, Any] = {
         "out": str(out),
         "profile": config.profile,

@@ -5,6 +5,7 @@ Front end only. The revisions are the records ``deploy`` wrote on the cluster (C
 the same image digests and traffic weights — as a new revision, so it takes seconds and
 rebuilds nothing. Without ``--to`` it picks the last revision before the current one that
 rolled out and differs from it (rolling back twice swaps back, as ``kubectl rollout undo``).
+A rollback during a progressive rollout aborts the rollout first.
 """
 
 from __future__ import annotations
@@ -16,7 +17,12 @@ from typing import Any
 from mlops_sessions.config import Config, ModelConfig
 from mlops_sessions.errors import StepError
 from mlops_sessions.steps import argtypes
-from mlops_sessions.steps.cluster import add_cluster_arguments, connect_for, rollout_seconds
+from mlops_sessions.steps.cluster import (
+    add_cluster_arguments,
+    connect_for,
+    rollout_seconds,
+    rollout_timing,
+)
 from mlops_sessions.steps.common import emit, load_config, store_for
 
 
@@ -54,6 +60,8 @@ def run(args: argparse.Namespace) -> int:
     model = pick_model(config, args.model, "rollback")
     store = store_for(config)
     cluster = connect_for(model, args)
+    if not args.dry_run:
+        _abort_rollout_first(cluster, store, model)
     records, current = history(cluster, store, model.name)
     if not records:
         raise StepError(
@@ -103,6 +111,32 @@ def run(args: argparse.Namespace) -> int:
         )
         return 1
     return 0
+
+
+def _abort_rollout_first(cluster: Any, store: Any, model: ModelConfig) -> None:
+    """A rollback during a progressive rollout aborts the rollout first (100 % stable,
+    recorded), so the rollback never races the rollout's driver."""
+    from mlops_sessions.executors import kube_progressive as driver
+    from mlops_sessions.executors.kube_lock import holder_identity
+
+    if driver.unfinished(cluster, store, model.name) is None:
+        return
+    timing = rollout_timing(model)
+    outcome = driver.operator_request(
+        cluster,
+        store,
+        model.name,
+        "abort",
+        f"mlops rollback ({holder_identity()})",
+        timing,
+        wait_s=3 * timing.rollout_timeout + 60,
+        progress=_progress,
+    )
+    print(
+        f"mlops rollback: first aborted the rollout of revision {outcome.revision}: "
+        f"{outcome.first_line}",
+        file=sys.stderr,
+    )
 
 
 def _progress(line: str) -> None:

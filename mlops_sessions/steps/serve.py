@@ -40,6 +40,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--port", type=argtypes.port, default=None, help="port (default: serve.port; 0 = any)"
     )
     parser.add_argument(
+        "--grpc-port",
+        type=argtypes.port,
+        default=None,
+        help="gRPC port (default: serve.grpc_port; 0 = no gRPC)",
+    )
+    parser.add_argument(
         "--version",
         dest="model_version",
         type=argtypes.label,
@@ -121,7 +127,9 @@ def run(args: argparse.Namespace) -> int:
         model_hash=str(record.get("model_hash") or ""),
         git_commit=str(git.get("commit") or ""),
     )
-    settings = ServerSettings.from_config(model.serve, host=args.host, port=args.port)
+    settings = ServerSettings.from_config(
+        model.serve, host=args.host, port=args.port, grpc_port=args.grpc_port
+    )
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
 
@@ -134,10 +142,14 @@ def run(args: argparse.Namespace) -> int:
             "version": identity.version,
             "predict": f"{endpoint}:predict",
         }
+        if settings.grpc_port:
+            # host:port, the target a gRPC channel is opened on.
+            result["grpc"] = f"{url.split('//', 1)[1].rsplit(':', 1)[0]}:{settings.grpc_port}"
+        grpc = f", gRPC on port {settings.grpc_port}" if settings.grpc_port else ""
         _event(
             args,
             result,
-            f"serving {identity.name} (version {identity.version}) at {endpoint} — ready",
+            f"serving {identity.name} (version {identity.version}) at {endpoint}{grpc} — ready",
         )
 
     try:

@@ -1,4 +1,5 @@
-"""``mlops status``: what runs on the cluster — image, digest, commit, model, weights, replicas.
+"""``mlops status``: what runs on the cluster — image, digest, commit, model, weights, replicas,
+and a progressive rollout's phase, step, weights and last measurement per metric and track.
 
 Front end only: reads the live Deployments and VirtualService of each model and the deploy
 history (ConfigMap ``<app>-mlops-history`` plus the store) through
@@ -35,12 +36,16 @@ def _fallback(model: str) -> list[dict[str, Any]]:
 
 def run(args: argparse.Namespace) -> int:
     from mlops_sessions.executors.kube_deploy import live_status
+    from mlops_sessions.executors.kube_progressive import rollout_status
 
     config = load_config(args)
     reports = []
     for model in config.select_models(list(args.models)):
         cluster = connect_for(model, args)
-        reports.append(live_status(cluster, store_for(config), model.name, _fallback(model.name)))
+        store = store_for(config)
+        report = live_status(cluster, store, model.name, _fallback(model.name))
+        report["rollout"] = rollout_status(cluster, store, model.name)
+        reports.append(report)
     emit(args, {"models": reports}, "\n\n".join(_describe(r) for r in reports))
     return 0
 
@@ -67,6 +72,7 @@ def _describe(report: dict[str, Any]) -> str:
         )
     if report["weights"]:
         lines.append("  weights: " + ", ".join(f"{k} {v}%" for k, v in report["weights"].items()))
+    lines += _rollout_lines(report.get("rollout"))
     if report["revisions"]:
         lines.append("  history:")
         for rev in report["revisions"][-5:]:
@@ -77,3 +83,30 @@ def _describe(report: dict[str, Any]) -> str:
                 f" {rev.get('finished_at') or ''}{reason}"
             )
     return "\n".join(lines)
+
+
+def _rollout_lines(rollout: dict[str, Any] | None) -> list[str]:
+    """Phase, step, weights and the last measurement of each metric per track."""
+    if not rollout:
+        return []
+    steps = rollout["steps"]
+    weights = rollout["weights"]
+    lines = [
+        f"  rollout of revision {rollout['revision']}: {rollout['phase']} at step "
+        f"{rollout['step']}/{len(steps)} (steps {steps}), weights stable "
+        f"{weights.get('stable')}% / canary {weights.get('canary')}%",
+        f"    failed windows {rollout['failures']}, inconclusive in a row "
+        f"{rollout['inconclusive_in_row']}, Prometheus errors in a row "
+        f"{rollout['errors_in_row']}, {rollout['windows']} windows judged",
+    ]
+    if rollout.get("reason"):
+        lines.append(f"    {rollout['reason']}")
+    for track, values in sorted(rollout["last"].items()):
+        shown = ", ".join(
+            f"{metric} {'—' if value is None else f'{value:.4g}'}"
+            for metric, value in sorted(values.items())
+        )
+        lines.append(f"    last {track}: {shown}")
+    if rollout.get("report"):
+        lines.append(f"    report: {rollout['report']}")
+    return lines

@@ -39,6 +39,7 @@ from mlops_sessions.planning.training import (
 )
 from mlops_sessions.records import runs
 from mlops_sessions.records.io import SCHEMA, RecordError, now, read_record, write_json_atomic
+from mlops_sessions.records.remote import RemoteError
 from mlops_sessions.records.store import Store
 from mlops_sessions.steps.common import (
     add_models,
@@ -47,6 +48,7 @@ from mlops_sessions.steps.common import (
     load_config,
     parse_params,
     store_for,
+    tracker_for,
 )
 
 OWNER_FILE = ".mlops-owner.json"
@@ -167,6 +169,9 @@ def train_model(
     # Under the model's lock: two trainings of one key finishing together each leave their
     # run; the pointer names the last one written, never a half-written entry.
     store.record_cache(STEP, plan.key, run_id, model=plan.model)
+    tracker = tracker_for(config)
+    if tracker is not None:  # a copy for MLflow users, after the store's own record
+        tracker.log_training(record)
     return _summary(store, record, reused=False)
 
 
@@ -178,6 +183,8 @@ def _reusable(store: Store, plan: TrainPlan, out: TextIO) -> dict[str, Any] | No
     """
     try:
         return reusable_run(store, plan.key)
+    except RemoteError:
+        raise  # an unreachable shared store is not a cache miss: never train blind
     except RecordError as exc:
         print(f"[{plan.model}] warning: {exc}", file=out, flush=True)
     moved = runs.set_aside_damaged(store.root, STEP, plan.key, store.tmp)

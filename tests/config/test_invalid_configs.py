@@ -675,14 +675,14 @@ CASES = [
           a:
             rollout:
               hosts: [a.example.com]
-              stable: {weight: 100}
-              canary: {weight: 0}
-              steps: [10, 50, 25]  #<
+              canary: {}
+              analysis: {prometheus: "http://prom:9090", interval: 1m}
+              steps: [10, 50, 25, 100]  #<
         """,
         "models.a.rollout.steps[2]",
         "must increase, but 25 follows 50",
         hint="rising order",
-        at="25]",
+        at="25, 100]",
     ),
     case(
         "steps-without-canary",
@@ -691,12 +691,173 @@ CASES = [
           a:
             rollout:
               hosts: [a.example.com]
-              steps: [10, 50]  #<
+              analysis: {prometheus: "http://prom:9090", interval: 1m}
+              steps: [10, 100]  #<
         """,
         "models.a.rollout.steps",
         "rollout steps need a canary",
         hint="declare rollout.canary",
         at="[10",
+    ),
+    case(
+        "steps-without-analysis",
+        """\
+        models:
+          a:
+            rollout:
+              hosts: [a.example.com]
+              canary: {}
+              steps: [10, 100]  #<
+        """,
+        "models.a.rollout.steps",
+        "rollout steps need rollout.analysis",
+        hint="PROMETHEUS_URL",
+        at="[10",
+    ),
+    case(
+        "steps-with-fixed-weights",
+        """\
+        models:
+          a:
+            rollout:
+              hosts: [a.example.com]
+              canary: {weight: 10}  #<
+              analysis: {prometheus: "http://prom:9090", interval: 1m}
+              steps: [10, 100]
+        """,
+        "models.a.rollout.canary.weight",
+        "weight comes from the steps",
+        hint="remove canary.weight",
+        at="10}",
+    ),
+    case(
+        "steps-not-ending-at-100",
+        """\
+        models:
+          a:
+            rollout:
+              hosts: [a.example.com]
+              canary: {}
+              analysis: {prometheus: "http://prom:9090", interval: 1m}
+              steps: [10, 50]  #<
+        """,
+        "models.a.rollout.steps[1]",
+        "the last step is 50, not 100",
+        hint="[10, 50, 100]",
+        at="50]",
+    ),
+    case(
+        "canary-without-weight-or-steps",
+        """\
+        models:
+          a:
+            rollout:
+              hosts: [a.example.com]
+              canary: {replicas: 2}  #<
+        """,
+        "models.a.rollout.canary",
+        "no weight and there are no rollout.steps",
+        hint="set canary.weight",
+        at="{replicas",
+    ),
+    case(
+        "live-threshold-needs-labels",
+        """\
+        models:
+          a:
+            rollout:
+              hosts: [a.example.com]
+              canary: {}
+              steps: [100]
+              analysis:
+                prometheus: "http://prom:9090"
+                interval: 1m
+                thresholds:
+                  accuracy: {min: 0.9}  #<
+        """,
+        "models.a.rollout.analysis.thresholds.accuracy",
+        "'accuracy' cannot be measured on live traffic",
+        hint="needs labels; live traffic has none — keep it in evaluate.thresholds",
+        at="{min",
+    ),
+    case(
+        "live-threshold-unknown",
+        """\
+        models:
+          a:
+            rollout:
+              hosts: [a.example.com]
+              canary: {}
+              steps: [100]
+              analysis:
+                prometheus: "http://prom:9090"
+                interval: 1m
+                thresholds:
+                  eror_rate: {max: 0.01}  #<
+        """,
+        "models.a.rollout.analysis.thresholds.eror_rate",
+        "cannot be measured on live traffic",
+        hint="did you mean 'error_rate'?",
+        at="{max",
+    ),
+    case(
+        "live-drift-without-evaluate-drift",
+        """\
+        models:
+          a:
+            rollout:
+              hosts: [a.example.com]
+              canary: {}
+              steps: [100]
+              analysis:
+                prometheus: "http://prom:9090"
+                interval: 1m
+                thresholds:
+                  drift_psi_max: {max: 0.2}  #<
+        """,
+        "models.a.rollout.analysis.thresholds.drift_psi_max",
+        "evaluate.drift declares none",
+        hint="add evaluate.drift",
+        at="{max",
+    ),
+    case(
+        "shared-metric-declared-twice",
+        """\
+        models:
+          a:
+            evaluate:
+              dataset: m:heldout
+              drift: {reference: m:training_data}
+              thresholds: {drift_psi_max: {max: 0.25}}
+            rollout:
+              hosts: [a.example.com]
+              canary: {}
+              steps: [100]
+              analysis:
+                prometheus: "http://prom:9090"
+                interval: 1m
+                thresholds:
+                  drift_psi_max: {max: 0.2}  #<
+        """,
+        "models.a.rollout.analysis.thresholds.drift_psi_max",
+        "one declaration checks both places",
+        hint="remove it here",
+        at="{max",
+    ),
+    case(
+        "analysis-without-steps",
+        """\
+        models:
+          a:
+            rollout:
+              hosts: [a.example.com]
+              canary: {weight: 10}
+              analysis: {prometheus: "http://prom:9090", interval: 1m}  #<
+        """,
+        "models.a.rollout.analysis",
+        "rollout.steps is empty",
+        hint="declare rollout.steps",
+        at="{prometheus",
     ),
     # --- deploy -------------------------------------------------------------------------
     case(

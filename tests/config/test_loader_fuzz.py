@@ -60,14 +60,20 @@ SMALL = textwrap.dedent("""\
             latency_b8_p99_ms: {max: 40}
         deploy:
           autoscaling: {min_replicas: 1, max_replicas: 3}
-          model_source: {type: s3, uri: "s3://b/m.tar.gz"}
+          model_source:
+            type: s3
+            uri: "s3://b/m.tar.gz"
+            sha256: "abababababababababababababababababababababababababababababababab"
           secrets: [{env: A, secret: s, key: k}]
         rollout:
           hosts: [m.example.com]
-          stable: {weight: 90}
-          canary: {weight: 10, image: serve}
+          canary: {replicas: 1}
           ab: {header: x-canary}
           steps: [10, 50, 100]
+          analysis:
+            prometheus: "http://prometheus:9090"
+            interval: 5m
+            thresholds: {error_rate: {max: 0.01}}
     profiles:
       ci:
         models: {m: {deploy: {replicas: "${REPLICAS:-1}"}}}

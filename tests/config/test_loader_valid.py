@@ -404,7 +404,8 @@ BROKEN = doc("""\
 def test_cli_validate_ok(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["validate", "-c", str(EXAMPLE)]) == 0
     out = capsys.readouterr()
-    assert "valid (1 model: digits; checked: (no profile))" in out.out
+    # Every declared profile is checked by default (issue 12).
+    assert "valid (1 model: digits; checked: (no profile), ci, prod)" in out.out
     assert out.err == ""
 
 
@@ -414,9 +415,11 @@ def test_cli_validate_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert result == {
         "valid": True,
         "file": str(EXAMPLE),
-        "profiles": ["(no profile)"],
+        "profiles": ["(no profile)", "ci", "prod"],
         "models": ["digits"],
     }
+    assert cli.main(["validate", "-c", str(EXAMPLE), "--json", "--profile", "ci"]) == 0
+    assert json.loads(capsys.readouterr().out)["profiles"] == ["ci"]
 
 
 def test_cli_validate_all_profiles(capsys: pytest.CaptureFixture[str]) -> None:
@@ -452,12 +455,21 @@ def test_cli_validate_all_profiles_finds_a_broken_profile(
             models: {a: {serve: {port: 0}}}
     """)
     )
-    assert cli.main(["validate", "-c", str(path)]) == 0
+    # --profile narrows the check; without it every profile is checked, as with the flag.
+    assert cli.main(["validate", "-c", str(path), "--profile", "ok"]) == 0
     capsys.readouterr()
+    assert cli.main(["validate", "-c", str(path)]) == 2
+    assert "profiles.bad" in capsys.readouterr().err
     assert cli.main(["validate", "-c", str(path), "--all-profiles"]) == 2
     err = capsys.readouterr().err
     assert "models.a.serve.port (from profiles.bad.models.a.serve.port)" in err
     assert f"{path}:7:32" in err
+
+    # MLOPS_PROFILE chooses the other steps' profile; validate still checks them all.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLOPS_PROFILE", "ok")
+        assert cli.main(["validate", "-c", str(path)]) == 2
+    assert "profiles.bad" in capsys.readouterr().err
 
 
 def test_cli_config_prints_effective_yaml(capsys: pytest.CaptureFixture[str]) -> None:

@@ -149,7 +149,7 @@ def test_ab_header_route_sends_the_slice_to_the_canary(cluster, project, mlops):
     project.build("v1", "model-aaa")
     assert mlops("deploy").code == 0
     vs = cluster.get("networking.istio.io/v1/virtualservices", "digits")
-    first = vs["spec"]["http"][0]
+    first = next(r for r in vs["spec"]["http"] if r["name"] == "ab-canary")
     assert first["match"] == [{"headers": {"x-digits-canary": {"exact": "always"}}}]
     assert [d["destination"]["subset"] for d in first["route"]] == ["canary"]
     assert first["route"][0]["weight"] == 100
@@ -162,7 +162,8 @@ def test_ab_header_route_sends_the_slice_to_the_canary(cluster, project, mlops):
     project.write(header="x-beta")
     assert mlops("deploy").code == 0
     vs = cluster.get("networking.istio.io/v1/virtualservices", "digits")
-    assert vs["spec"]["http"][0]["match"] == [{"headers": {"x-beta": {"exact": "always"}}}]
+    ab = next(r for r in vs["spec"]["http"] if r["name"] == "ab-canary")
+    assert ab["match"] == [{"headers": {"x-beta": {"exact": "always"}}}]
 
 
 def test_new_image_rolls_the_deployments(cluster, project, mlops):

@@ -29,7 +29,9 @@ BASE: dict[str, Any] = {
     "apiVersion": "mlops/v1alpha1",
     "project": {"name": "shop"},
     "images": {
-        "serve": {"repository": "ranker", "base": {"variant": "cpu", "tensorflow": "2.21.0"}},
+        # A GPU-capable base: the GPU tests below serve on it (validate refuses GPUs on a
+        # CPU-only serve image).
+        "serve": {"repository": "ranker", "base": {"variant": "gpu", "tensorflow": "2.21.0"}},
     },
     "models": {
         "ranker": {
@@ -67,6 +69,26 @@ def config_of(model_edit: dict[str, Any] | None = None) -> Config:
     return loads(yaml.safe_dump(doc), root=Path("."), env={})
 
 
+def refused_by_validate_then_built(
+    model_edit: dict[str, Any], valid_edit: dict[str, Any], **deploy_or_rollout: Any
+) -> Config:
+    """A config validate refuses (checked here), built past the loader for render to judge.
+
+    validate and render share the rule; render must still refuse a Config that did not
+    come through the loader. valid_edit is a neighbour validate accepts; the keyword
+    arguments replace the model's deploy/rollout fields with the refused values.
+    """
+    with pytest.raises(ConfigError):
+        config_of(model_edit)
+    config = config_of(valid_edit)
+    model = config.models["ranker"]
+    for section, changes in deploy_or_rollout.items():
+        model = dataclasses.replace(
+            model, **{section: dataclasses.replace(getattr(model, section), **changes)}
+        )
+    return dataclasses.replace(config, models={**config.models, "ranker": model})
+
+
 def inputs(config: Config, canary: str | None = None) -> RenderInputs:
     return RenderInputs(
         stable_image=STABLE,
@@ -100,8 +122,9 @@ def pod(objs: dict[str, list[dict[str, Any]]], track: str = "stable") -> dict[st
 
 
 def http_routes(objs: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """The REST routes (the gRPC port's, ``grpc-*``, are tested on their own)."""
     routes: list[dict[str, Any]] = objs["VirtualService"][0]["spec"]["http"]
-    return routes
+    return [r for r in routes if not r["name"].startswith("grpc-")]
 
 
 # --- traffic -----------------------------------------------------------------------------
@@ -176,9 +199,69 @@ def test_ab_cookie_and_bare_header_routes() -> None:
 
 
 def test_a_bad_cookie_regex_is_refused() -> None:
-    config = config_of({"rollout": {"ab": {"cookie": "beta=(1"}}})
+    config = refused_by_validate_then_built(
+        {"rollout": {"ab": {"cookie": "beta=(1"}}},
+        {"rollout": {"ab": {"cookie": "beta=1"}}},
+    )
+    rollout = config.models["ranker"].rollout
+    assert rollout is not None and rollout.ab is not None
+    bad = dataclasses.replace(rollout, ab=dataclasses.replace(rollout.ab, cookie="beta=(1"))
+    config = dataclasses.replace(
+        config,
+        models={"ranker": dataclasses.replace(config.models["ranker"], rollout=bad)},
+    )
     with pytest.raises(StepError, match="not a valid regular expression"):
         render(config, config.models["ranker"], inputs(config, CANARY))
+
+
+def test_grpc_port_is_exposed_and_routed_with_the_same_split() -> None:
+    objs = rendered({"rollout": {"ab": {"header": "x-beta", "value": "yes"}}})
+    ports = objs["Service"][0]["spec"]["ports"]
+    assert ports[1] == {
+        "name": "grpc",
+        "port": 8500,
+        "targetPort": "grpc",
+        "protocol": "TCP",
+        "appProtocol": "grpc",
+    }
+    container = pod(objs)["containers"][0]
+    assert container["ports"][1] == {"name": "grpc", "containerPort": 8500, "protocol": "TCP"}
+    # Probes stay on the REST port.
+    assert container["readinessProbe"]["httpGet"]["port"] == "http"
+    routes = objs["VirtualService"][0]["spec"]["http"]
+    assert [r["name"] for r in routes] == [
+        "grpc-ab-canary",
+        "grpc-weighted",
+        "ab-canary",
+        "weighted",
+    ]
+    assert routes[0]["match"] == [{"headers": {"x-beta": {"exact": "yes"}}, "port": 8500}]
+    assert routes[1]["match"] == [{"port": 8500}]
+    for grpc, rest in ((routes[0], routes[2]), (routes[1], routes[3])):
+        assert [d["weight"] for d in grpc["route"]] == [d["weight"] for d in rest["route"]]
+        assert {d["destination"]["port"]["number"] for d in grpc["route"]} == {8500}
+    # A rollout step moves both splits.
+    from mlops_sessions.planning import rollout
+
+    vs = rollout.with_weights(
+        objs["VirtualService"], {"stable": 70, "canary": 30}, routes[2]["match"]
+    )[0]["spec"]["http"]
+    assert [r["name"] for r in vs] == ["grpc-ab-canary", "grpc-weighted", "ab-canary", "weighted"]
+    assert (
+        [d["weight"] for d in vs[1]["route"]]
+        == [d["weight"] for d in vs[3]["route"]]
+        == [
+            70,
+            30,
+        ]
+    )
+    assert vs[0]["match"] == routes[0]["match"]
+    assert vs[0]["route"][0]["destination"]["port"] == {"number": 8500}
+    # grpc_port: 0 -> REST only.
+    off = rendered({"serve": {"grpc_port": 0}})
+    assert [p["name"] for p in off["Service"][0]["spec"]["ports"]] == ["http"]
+    assert [p["name"] for p in pod(off)["containers"][0]["ports"]] == ["http"]
+    assert [r["name"] for r in off["VirtualService"][0]["spec"]["http"]] == ["weighted"]
 
 
 def test_no_ab_means_only_the_weighted_route() -> None:
@@ -283,7 +366,13 @@ def test_mig_resource_name_and_own_tolerations() -> None:
 
 
 def test_gpu_request_and_limit_must_match() -> None:
-    config = config_of({"deploy": {"resources": {"gpu": 1, "limits": {"gpu": 2}}}})
+    valid = {"deploy": {"resources": {"gpu": 1, "limits": {"gpu": 1}}}}
+    refused = {"deploy": {"resources": {"gpu": 1, "limits": {"gpu": 2}}}}
+    limits = dataclasses.replace(config_of(valid).models["ranker"].deploy.resources.limits, gpu=2)
+    resources = dataclasses.replace(
+        config_of(valid).models["ranker"].deploy.resources, limits=limits
+    )
+    config = refused_by_validate_then_built(refused, valid, deploy={"resources": resources})
     with pytest.raises(StepError, match="must be equal"):
         render(config, config.models["ranker"], inputs(config, CANARY))
 
@@ -322,7 +411,12 @@ def test_network_policy_is_optional() -> None:
     policy = rendered({"deploy": {"network_policy": True}})["NetworkPolicy"][0]["spec"]
     assert policy["podSelector"] == {"matchLabels": {"app": "ranker"}}
     assert policy["policyTypes"] == ["Ingress"]
-    assert all(rule["ports"] == [{"port": "http", "protocol": "TCP"}] for rule in policy["ingress"])
+    mesh, prometheus = policy["ingress"]
+    assert mesh["ports"] == [
+        {"port": "http", "protocol": "TCP"},
+        {"port": "grpc", "protocol": "TCP"},
+    ]
+    assert prometheus["ports"] == [{"port": "http", "protocol": "TCP"}]
 
 
 # --- probes, drain, serving config -------------------------------------------------------
@@ -414,7 +508,12 @@ def test_apparmor_is_a_field_from_1_30_and_an_annotation_before() -> None:
     assert "appArmorProfile" not in pod(old)["securityContext"]
     notes = deployment(old)["spec"]["template"]["metadata"]["annotations"]
     assert notes["container.apparmor.security.beta.kubernetes.io/server"] == "localhost/ranker"
-    config = config_of({"deploy": {"security": {"apparmor_profile": "strict"}}})
+    security = config_of().models["ranker"].deploy.security
+    config = refused_by_validate_then_built(
+        {"deploy": {"security": {"apparmor_profile": "strict"}}},
+        {},
+        deploy={"security": dataclasses.replace(security, apparmor_profile="strict")},
+    )
     with pytest.raises(StepError, match="runtime/default"):
         render(config, config.models["ranker"], inputs(config, CANARY))
 
@@ -517,7 +616,13 @@ def test_s3_model_source_adds_a_checked_download_init_container() -> None:
 
 
 def test_s3_model_source_needs_a_checksum() -> None:
-    config = config_of({"deploy": {"model_source": {"type": "s3", "uri": "s3://m/r.tgz"}}})
+    valid = {"deploy": {"model_source": {"type": "s3", "uri": "s3://m/r.tgz", "sha256": SHA}}}
+    source = config_of(valid).models["ranker"].deploy.model_source
+    config = refused_by_validate_then_built(
+        {"deploy": {"model_source": {"type": "s3", "uri": "s3://m/r.tgz"}}},
+        valid,
+        deploy={"model_source": dataclasses.replace(source, sha256=None)},
+    )
     with pytest.raises(StepError, match=r"without a checksum.*sha256"):
         render(config, config.models["ranker"], inputs(config, CANARY))
 
@@ -527,7 +632,10 @@ def test_s3_model_source_needs_a_checksum() -> None:
 
 @pytest.mark.parametrize("version", ["1.9", "1.24", "1.99"])
 def test_unsupported_kubernetes_version_is_refused_by_name(version: str) -> None:
-    config = config_of({"deploy": {"kubernetes_version": version}})
+    # validate refuses the version too (same list); render's validation names it.
+    with pytest.raises(ConfigError, match=f"'{version}' is not supported"):
+        config_of({"deploy": {"kubernetes_version": version}})
+    config = config_of()
     objects = render(config, config.models["ranker"], inputs(config, CANARY))
     with pytest.raises(StepError) as caught:
         k8s_validate.validate_objects(objects, version)

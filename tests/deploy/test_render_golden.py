@@ -25,6 +25,7 @@ from mlops_sessions.config.loader import load
 from mlops_sessions.errors import StepError
 from mlops_sessions.frontends.cli import main
 from mlops_sessions.planning import k8s_inputs, k8s_validate, manifests
+from mlops_sessions.planning import rollout as rollout_plan
 from mlops_sessions.steps.render import render_all
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -51,7 +52,12 @@ def project(tmp_path: Path, repo_root: Path, monkeypatch: pytest.MonkeyPatch) ->
 
 
 def _files(directory: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(directory.iterdir()) if p.is_file()}
+    """The rendered files, with the rollout's steps/ folder (as 'steps/<name>')."""
+    found = {p.name: p.read_bytes() for p in sorted(directory.iterdir()) if p.is_file()}
+    steps = directory / "steps"
+    if steps.is_dir():
+        found.update({f"steps/{p.name}": p.read_bytes() for p in sorted(steps.iterdir())})
+    return found
 
 
 @pytest.mark.parametrize("profile", PROFILES)
@@ -63,6 +69,7 @@ def test_render_matches_golden(project: Path, profile: str) -> None:
         shutil.rmtree(golden_dir, ignore_errors=True)
         golden_dir.mkdir(parents=True)
         for name, data in rendered.items():
+            (golden_dir / name).parent.mkdir(parents=True, exist_ok=True)
             (golden_dir / name).write_bytes(data)
     assert rendered.keys() == _files(golden_dir).keys(), (
         "rendered file set changed; if intended: MLOPS_UPDATE_GOLDEN=1 pytest tests/deploy"
@@ -109,9 +116,37 @@ def test_golden_files_are_what_the_issue_asks_for() -> None:
     assert len(notes["mlops-sessions.dev/serve-config-hash"]) == 64
     assert len(stable["metadata"]["annotations"]["mlops-sessions.dev/config-hash"]) == 64
     assert notes["prometheus.io/scrape"] == "true"
+    # rollout.steps: between rollouts all traffic is stable's, the canary runs nothing and
+    # the A/B cohort has no route of its own (docs/rollout.md).
+    assert docs[4]["spec"]["replicas"] == 0
     vs = docs[-1]["spec"]["http"]
-    assert vs[0]["match"] == [{"headers": {"x-digits-canary": {"exact": "always"}}}]
-    assert [r["weight"] for r in vs[1]["route"]] == [90, 10]
+    # The gRPC port's route first (matched by port), then the rest: the same weights.
+    assert [r["name"] for r in vs] == ["grpc-weighted", "weighted"]
+    assert vs[0]["match"] == [{"port": 8500}]
+    for route in vs:
+        assert [r["weight"] for r in route["route"]] == [100, 0]
+    # steps/ shows each step: the first scales the canary up; A/B sends its cohort there.
+    steps = sorted((GOLDEN / "prod" / "steps").iterdir())
+    assert [p.name for p in steps] == [
+        "digits-abort.yaml",
+        "digits-promote.yaml",
+        "digits-step-1-canary-10.yaml",
+        "digits-step-2-canary-50.yaml",
+        "digits-step-3-canary-100.yaml",
+    ]
+    first = list(yaml.safe_load_all((GOLDEN / "prod" / "steps" / steps[2].name).read_text()))
+    assert [d["kind"] for d in first] == ["Deployment", "VirtualService"]
+    assert first[0]["spec"]["replicas"] == 1
+    http = {r["name"]: r for r in first[1]["spec"]["http"]}
+    assert list(http) == ["grpc-ab-canary", "grpc-weighted", "ab-canary", "weighted"]
+    assert http["ab-canary"]["match"] == [{"headers": {"x-digits-canary": {"exact": "always"}}}]
+    assert http["grpc-ab-canary"]["match"] == [
+        {"headers": {"x-digits-canary": {"exact": "always"}}, "port": 8500}
+    ]
+    assert [r["weight"] for r in http["weighted"]["route"]] == [90, 10]
+    assert [r["weight"] for r in http["grpc-weighted"]["route"]] == [90, 10]
+    last = list(yaml.safe_load_all((GOLDEN / "prod" / "steps" / steps[4].name).read_text()))
+    assert [r["weight"] for r in last[0]["spec"]["http"][1]["route"]] == [0, 100]
 
 
 @pytest.mark.parametrize("profile", PROFILES)
@@ -124,7 +159,7 @@ def test_render_is_byte_for_byte_deterministic(project: Path, profile: str, tmp_
     per_object = [
         yaml.safe_load((first / name).read_text())
         for name in sorted(_files(first))
-        if name != "all.yaml"
+        if name != "all.yaml" and not name.startswith("steps/")
     ]
     assert list(yaml.safe_load_all((first / "all.yaml").read_text())) == per_object
 
@@ -157,8 +192,13 @@ def test_strict_validation_catches_a_misspelt_field(project: Path) -> None:
 
 def test_istio_schema_refuses_what_istio_would(project: Path) -> None:
     config = load(project, profile="ci")
-    objects = manifests.by_kind(render_all(config, [], {}))
-    vs = objects["VirtualService"][0]
+    rendered = render_all(config, [], {})
+    objects = manifests.by_kind(rendered)
+    # A step's VirtualService: the A/B route and the weighted split.
+    (vs,) = rollout_plan.only(
+        rollout_plan.during(rendered, 10, 1, [{"headers": {"x-digits-canary": {"exact": "x"}}}]),
+        [("VirtualService", "")],
+    )
     vs["spec"]["http"][1]["route"][0]["weight"] = 150
     vs["spec"]["http"][0]["match"][0]["headers"]["x-digits-canary"] = {"exact": "a", "regex": "b"}
     problems = k8s_validate.istio_problems(vs)

@@ -53,7 +53,10 @@ def model_docs(draw: st.DrawFn) -> dict[str, Any]:
         low = draw(st.integers(1, 5))
         deploy["autoscaling"] = {"min_replicas": low, "max_replicas": low + draw(st.integers(0, 5))}
     if draw(st.booleans()):
-        deploy["pdb"] = {"min_available": draw(st.integers(0, 3))}
+        # At most the stable track's replicas: validate refuses a budget no drain can meet.
+        floor = deploy["autoscaling"]["min_replicas"] if "autoscaling" in deploy else None
+        most = deploy["replicas"] if floor is None else floor
+        deploy["pdb"] = {"min_available": draw(st.integers(0, min(3, most)))}
     if draw(st.booleans()):
         deploy["model_source"] = {
             "type": "s3",

@@ -194,13 +194,47 @@ def test_bad_inputs_name_the_fix(
 REPO_LOCK = Path(__file__).resolve().parents[2] / "requirements.lock"
 
 
+# Locked distributions that only training needs: none may be in a serve image.
+TRAINING_ONLY = ("scikit-learn", "scipy", "joblib", "threadpoolctl")
+LIST_DISTRIBUTIONS = (
+    "import importlib.metadata as m, json, sys; "
+    "print(json.dumps([[d.metadata['Name'], d.version, str(d.locate_file(''))] "
+    "for d in m.distributions()]))"
+)
+
+
 def test_real_serve_image_with_tensorflow_answers_predictions(
     make_project: ProjectFactory, real_model: Path, client: Any
 ) -> None:
-    """The example-style image: TensorFlow from hermetic wheels, the built-in server inside."""
+    """The example-style image on a slim base (Debian's python3, no TensorFlow): TensorFlow
+    once, from the locked wheel; the lock's serving subset only; REST and gRPC answer."""
     project = make_project(lock=REPO_LOCK.read_text(), model_dir=real_model, name="real")
-    built, _ = build(project)
-    port = free_port()
+    built, log = build(project)
+    assert "base has no TensorFlow: installing the locked 2.21.0" in log, log[-3000:]
+    assert "left out (training only):" in log and "scikit-learn" in log
+    image = client.images.get(built["image_id"])
+    size_mb = image.attrs["Size"] / 1e6
+    # What is installed, seen by the image's own Python (the venv and the base's).
+    listed = client.containers.run(
+        built["image_id"], ["python", "-c", LIST_DISTRIBUTIONS], remove=True
+    )
+    installed = json.loads(listed)
+    names = [str(name).lower().replace("_", "-") for name, _, _ in installed]
+    tensorflows = [n for n in names if n in ("tensorflow", "tensorflow-cpu", "tensorflow-intel")]
+    assert tensorflows == ["tensorflow-cpu"], installed
+    assert not set(TRAINING_ONLY) & set(names), sorted(set(TRAINING_ONLY) & set(names))
+    assert "tensorflow-serving-api" in names and "grpcio-health-checking" in names
+    # And nowhere on disk a second TensorFlow (a venv may hide the base's from Python).
+    found = client.containers.run(
+        built["image_id"],
+        ["sh", "-c", "find / -xdev -type d -name 'tensorflow*.dist-info' 2>/dev/null"],
+        remove=True,
+        user="0",
+    ).decode()
+    copies = [line for line in found.split() if "serving_api" not in line]
+    assert len(copies) == 1, found
+    port, grpc_port = free_port(), free_port()
+    started = time.monotonic()
     container = client.containers.run(
         built["image_id"],
         [
@@ -215,6 +249,8 @@ def test_real_serve_image_with_tensorflow_answers_predictions(
             "127.0.0.1",
             "--port",
             str(port),
+            "--grpc-port",
+            str(grpc_port),
         ],
         network_mode="host",
         detach=True,
@@ -229,7 +265,8 @@ def test_real_serve_image_with_tensorflow_answers_predictions(
                 container.reload()
                 assert container.status == "running", container.logs().decode()[-2000:]
                 assert time.monotonic() < deadline, container.logs().decode()[-2000:]
-                time.sleep(1)
+                time.sleep(0.1)
+        ready_s = time.monotonic() - started
         body = json.dumps({"instances": [[0.1, 0.2, 0.3, 0.4]]}).encode()
         request = urllib.request.Request(
             f"http://127.0.0.1:{port}/v1/models/tiny:predict",
@@ -240,5 +277,36 @@ def test_real_serve_image_with_tensorflow_answers_predictions(
             predictions = json.loads(reply.read())["predictions"]
         assert len(predictions) == 1 and len(predictions[0]) == 2
         assert abs(sum(predictions[0]) - 1.0) < 1e-5
+        assert _grpc_predict(grpc_port, [[0.1, 0.2, 0.3, 0.4]]) == pytest.approx(
+            predictions, rel=1e-6
+        )
     finally:
         container.remove(force=True)
+    # The figures benchmarks/README.md reports (pytest -s shows them).
+    print(f"\n[serve image] size {size_mb:.0f} MB, container start -> /ready {ready_s:.1f} s")
+
+
+def _grpc_predict(port: int, rows: list[list[float]]) -> list[list[float]]:
+    """Predict through TF Serving's own client stubs."""
+    grpc = pytest.importorskip("grpc")
+    import numpy as np
+    from tensorflow.core.framework import tensor_pb2, types_pb2
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    values = np.asarray(rows, np.float32)
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "tiny"
+    proto = tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT, tensor_content=values.tobytes())
+    for size in values.shape:
+        proto.tensor_shape.dim.add(size=size)
+    request.inputs["features"].CopyFrom(proto)
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        reply = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(
+            request, timeout=30
+        )
+    (output,) = reply.outputs.values()
+    shape = [d.size for d in output.tensor_shape.dim]
+    result: list[list[float]] = (
+        np.frombuffer(output.tensor_content, np.float32).reshape(shape).tolist()
+    )
+    return result

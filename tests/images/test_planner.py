@@ -16,7 +16,7 @@ from mlops_sessions import gitinfo
 from mlops_sessions.config import TagPolicy
 from mlops_sessions.config.loader import load
 from mlops_sessions.errors import StepError
-from mlops_sessions.planning import images, tags
+from mlops_sessions.planning import images, serving_deps, tags
 from mlops_sessions.planning.dockerfile import check_no_secrets
 from mlops_sessions.records.store import Store
 from mlops_sessions.steps.imaging import model_artifact
@@ -313,11 +313,11 @@ def test_runtime_pins_leave_locked_names_to_the_lock() -> None:
     assert images.runtime_requirements("tfserving", "3.11", []) == ""
 
 
-def test_train_and_serve_images_share_their_dependency_stage(
+def test_serve_image_installs_the_serving_subset_and_train_the_whole_lock(
     make_project: ProjectFactory,
 ) -> None:
-    """Same lock and base: the same requirement files and deps-stage instructions, so the
-    engine builds the (TensorFlow) dependency layer once for both images."""
+    """The train image installs the lock; the serve image its serving subset (serve.txt,
+    written at build time), plus tensorflow-serving-api without its dependencies."""
     project = make_project()
     doc = yaml.safe_load(project.config.read_text())
     doc["images"]["trainer"] = {**doc["images"]["serve"], "kind": "train", "repository": "t"}
@@ -328,16 +328,15 @@ def test_train_and_serve_images_share_their_dependency_stage(
         config, "serve", facts=None, artifact=model_artifact(config, store, "serve", False)
     )
     train = images.plan_image(config, "trainer", facts=None, artifact=None)
-
-    def deps_stage(plan: images.ImagePlan) -> list[str]:
-        lines = plan.dockerfile.splitlines()
-        start = next(i for i, line in enumerate(lines) if line.startswith("FROM "))
-        end = next(i for i, line in enumerate(lines) if i > start and line.startswith("FROM "))
-        return lines[start:end]
-
-    assert deps_stage(serve) == deps_stage(train)
-    for arc in ("deps/requirements/runtime.txt",):
-        assert serve.texts[arc] == train.texts[arc]
+    assert "-r /tmp/mlops/requirements/serve.txt" in serve.dockerfile
+    assert "requirements/lock.txt" not in serve.dockerfile
+    assert "install --no-deps" in serve.dockerfile and "requirements/nodeps.txt" in serve.dockerfile
+    assert serve.texts["deps/requirements/nodeps.txt"].startswith("tensorflow-serving-api")
+    assert serve.extra == {"serving_split": True}
+    assert serve.wheels is not None and serve.wheels.no_deps_files == ("nodeps.txt",)
+    assert "-r /tmp/mlops/requirements/lock.txt" in train.dockerfile
+    assert "serve.txt" not in train.dockerfile and "--no-deps" not in train.dockerfile
+    assert "grpcio-health-checking==" in serve.texts["deps/requirements/runtime.txt"]
     assert serve.tags == () and serve.labels == {}  # facts=None: content only
     # Declaring a test suite adds the test runner to the train image alone.
     doc["tests"] = {"path": "tests"}
@@ -347,6 +346,53 @@ def test_train_and_serve_images_share_their_dependency_stage(
     runner = with_tests.texts["deps/requirements/runtime.txt"]
     assert "pytest==" in runner and "pytest==" not in serve.texts["deps/requirements/runtime.txt"]
     assert with_tests.environment_digest != train.environment_digest
+
+
+def test_serve_image_with_a_tensorflow_lock_checks_the_base_at_build_time(
+    make_project: ProjectFactory,
+) -> None:
+    lock = "numpy==2.4.6\ntensorflow-cpu==2.21.0\nscikit-learn==1.9.1\n"
+    config = load(make_project(lock=lock).config)
+    store = Store(config.store_path)
+    plan = images.plan_image(
+        config, "serve", facts=None, artifact=model_artifact(config, store, "serve", False)
+    )
+    text = plan.dockerfile
+    assert 'if [ "$found" = "2.21.0" ]' in text
+    assert "--system-site-packages" in text and "serve-over-base.txt" in text
+    assert "lock pins 2.21.0" in text and "exit 1" in text
+
+
+def test_serving_subset_is_the_closure_of_the_server_and_tensorflow() -> None:
+    lock = (
+        "# a lock\n"
+        "numpy==2.4.6\n"
+        "tensorflow-cpu==2.21.0 \\\n    --hash=sha256:abc\n"
+        "keras==3.15.1  # via tensorflow-cpu\n"
+        "rich==15.0.0\n"
+        "scikit-learn==1.9.1\n"
+        "scipy==1.17.1\n"
+        "aiohttp==3.14.5\n"
+        "colorama==0.4.6\n"
+    )
+    requires = {
+        "tensorflow-cpu": ["numpy>=1.26", "keras>=3.10", "tensorboard; extra == 'and-cuda'"],
+        "keras": ["numpy", "rich", "colorama; sys_platform == 'win32'"],
+        "scikit-learn": ["numpy", "scipy"],
+        "aiohttp": [],
+    }
+    cut = serving_deps.split(lock, requires, "3.11")
+    assert cut.serve.splitlines() == [
+        "numpy==2.4.6",
+        "tensorflow-cpu==2.21.0 --hash=sha256:abc",
+        "keras==3.15.1",
+        "rich==15.0.0",
+        "aiohttp==3.14.5",
+    ]
+    assert cut.over_base.splitlines() == ["aiohttp==3.14.5"]
+    assert cut.tensorflow == ("tensorflow-cpu", "2.21.0")
+    assert cut.left_out == ("scikit-learn", "scipy", "colorama")
+    assert cut.unresolved == ("numpy", "rich")
 
 
 def test_serve_image_of_an_s3_model_can_run_the_fetch_init_container(

@@ -6,8 +6,9 @@ Models are built here with Keras/TensorFlow (no dependency on the training step)
 - ``slow_model``: same signature, but every call spins a TF while-loop for tens of
   milliseconds, so overload and drain tests have requests that are really in flight.
 
-``start_server`` runs ``python -m mlops_sessions serve`` in a subprocess on 127.0.0.1 and a
-free port, waits for ``/ready``, and always stops the process (SIGTERM, then kill) on exit.
+``start_server`` runs ``python -m mlops_sessions serve`` in a subprocess on 127.0.0.1 and
+free ports (REST and gRPC), waits for ``/ready``, and always stops the process (SIGTERM,
+then kill) on exit.
 """
 
 from __future__ import annotations
@@ -126,6 +127,11 @@ class Server:
     host: str
     port: int
     log: Path
+    grpc_port: int = 0
+
+    @property
+    def grpc_target(self) -> str:
+        return f"{self.host}:{self.grpc_port}"
 
     @property
     def url(self) -> str:
@@ -192,6 +198,13 @@ def start_server(
     directory.mkdir(parents=True, exist_ok=True)
     config = write_config(directory, serve or {})
     port = free_port()
+    # A free gRPC port too (the default, 8500, would collide between servers), unless the
+    # serve section or the arguments choose one.
+    grpc_port = int((serve or {}).get("grpc_port", free_port()))
+    if "--grpc-port" in extra_args:
+        grpc_port = int(extra_args[extra_args.index("--grpc-port") + 1])
+    else:
+        extra_args = ("--grpc-port", str(grpc_port), *extra_args)
     log = directory / "server.log"
     args = [
         *wrapper,
@@ -213,7 +226,7 @@ def start_server(
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
     with open(log, "wb") as sink:
         process = subprocess.Popen(args, cwd=directory, env=env, stdout=sink, stderr=sink)
-    server = Server(process, "127.0.0.1", port, log)
+    server = Server(process, "127.0.0.1", port, log, grpc_port)
     try:
         _wait_ready(server)
         yield server

@@ -1,0 +1,812 @@
+"""Drive a progressive rollout on the cluster: the canary's steps, the live analysis, and
+the promotion or the abort at the end.
+
+The decisions are :mod:`mlops_sessions.planning.rollout`'s (a pure state machine); this
+module only acts on them, under the model's deploy Lease (:mod:`executors.kube_lock`):
+
+1. the revision is recorded first (status ``progressing``, its manifests the promoted set,
+   plus the canary set it steps through), then the rollout state, in the ConfigMap
+   ``<model>-mlops-rollout`` and in the store (:mod:`records.rollouts`);
+2. each step scales the canary up (new build) and waits for it, then sets the
+   VirtualService's split; the window starts when that apply returned;
+3. at the end of each window the injected ``analyse(window)`` is asked (Prometheus in
+   production, a fake in tests) and the answer is judged;
+4. promoting: stable takes the canary's build and rolls out, then 100 % stable, then the
+   canary goes to 0; aborting: 100 % stable first (one VirtualService patch), then the
+   previous revision's objects with the canary at 0.
+
+Between ticks the driver renews the Lease (so a driver killed with SIGKILL frees it within
+its short margin and ``--resume`` takes over), reads operator requests (``mlops promote``,
+``mlops abort``) from the rollout ConfigMap, and looks at its interrupt flag (SIGINT /
+SIGTERM, set by the step): by default an interrupt aborts cleanly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from mlops_sessions.errors import StepError
+from mlops_sessions.executors.kube import Cluster, KubeError
+from mlops_sessions.executors.kube_deploy import (
+    ApplyRequest,
+    apply_objects,
+    find_record,
+    new_record,
+)
+from mlops_sessions.executors.kube_history import ClusterHistory, Record, StoreHistory, now
+from mlops_sessions.executors.kube_lock import DeployLocked, deploy_lock, holder_of, renew
+from mlops_sessions.planning import rollout as plan
+from mlops_sessions.planning.deploy_plan import ObjectRef, next_revision, ref
+from mlops_sessions.planning.live_analysis import AnalysisResult, Outcome, Window
+from mlops_sessions.records import rollouts
+from mlops_sessions.records.store import Store
+from mlops_sessions.reports import rollout as rollout_report
+
+Analyse = Callable[[Window], AnalysisResult]
+Progress = Callable[[str], None]
+Manifest = dict[str, Any]
+
+LEASE_MARGIN_S = 30  # a killed driver's lease expires this long after its last renewal
+
+
+@dataclass
+class Interrupt:
+    """Set from the step's SIGINT/SIGTERM handler; the driver looks at it every tick."""
+
+    event: threading.Event = field(default_factory=threading.Event)
+    signal_name: str = ""
+    action: str = "abort"  # or "leave": stop driving, keep the state for --resume
+
+    def trip(self, name: str) -> None:
+        self.signal_name = name
+        self.event.set()
+
+
+@dataclass(frozen=True)
+class Timing:
+    """How the driver waits: the rollout deadline per apply, polls, the lease margin."""
+
+    rollout_timeout: float
+    poll: float = 1.0
+    lease_margin_s: int = LEASE_MARGIN_S
+    clock: Callable[[], float] = time.time
+    sleep: Callable[[float], None] = time.sleep
+
+
+@dataclass(frozen=True)
+class ReleasePlan:
+    """A new build about to go out progressively (built by the deploy step)."""
+
+    app: str
+    final: Sequence[Manifest]  # the promoted set: the revision's manifests
+    canary: Sequence[Manifest]  # stable as it runs now, the canary on the new build
+    ab: Sequence[Manifest]  # A/B matches that keep sending their cohort to the canary
+    canary_replicas: int
+    steps: tuple[int, ...]
+    limits: plan.Limits
+    spec_hash: str
+    stable_image: str
+    canary_image: str
+    lineage: Mapping[str, Any]
+    profile: str | None = None
+    forced: tuple[str, ...] = ()
+
+
+@dataclass
+class ReleaseOutcome:
+    status: str  # promoted | aborted | failed | interrupted
+    revision: int
+    state: dict[str, Any]
+    first_line: str
+    report: str | None = None
+    restored_to: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "revision": self.revision,
+            "first_line": self.first_line,
+            "report": self.report,
+            "restored_to": self.restored_to,
+            "rollout": self.state,
+        }
+
+
+# --- the records -------------------------------------------------------------------------
+
+
+class RolloutRecords:
+    """The rollout state on the cluster (ConfigMap) and in the store, written together."""
+
+    def __init__(self, cluster: Cluster, store: Store, app: str) -> None:
+        self.cluster = cluster
+        self.app = app
+        self.ref = ObjectRef("v1", "ConfigMap", cluster.namespace, rollouts.configmap_name(app))
+        self.target = rollouts.target_dir(store.root, app, cluster.context, cluster.namespace)
+
+    def read(self) -> tuple[plan.RolloutState | None, dict[str, Any] | None]:
+        """(the recorded state, the pending operator request)."""
+        live = self.cluster.get(self.ref)
+        data = (live or {}).get("data") or {}
+        state = rollouts.decode(data.get(rollouts.STATE_KEY))
+        request = rollouts.decode(data.get(rollouts.REQUEST_KEY))
+        return (plan.RolloutState.from_dict(state) if state else None), request
+
+    def save(self, state: plan.RolloutState, event: str) -> None:
+        # The store first: a state the cluster holds is never missing from the store.
+        data = state.as_dict()
+        rollouts.save_state(self.target, data, event)
+        self._write({rollouts.STATE_KEY: rollouts.encode(data)})
+
+    def request(self, action: str, by: str, revision: int) -> None:
+        self._write({rollouts.REQUEST_KEY: rollouts.encode(rollouts.request(action, by, revision))})
+
+    def clear_request(self) -> None:
+        self._write({rollouts.REQUEST_KEY: ""})
+
+    def report(self, state: plan.RolloutState) -> str:
+        path = rollouts.save_report(
+            self.target, state.revision, rollout_report.markdown(state.as_dict())
+        )
+        return str(path)
+
+    def _write(self, values: dict[str, str]) -> None:
+        if self.cluster.get(self.ref) is None:
+            self.cluster.create(
+                {
+                    "apiVersion": "v1",
+                    "kind": "ConfigMap",
+                    "metadata": {
+                        "name": self.ref.name,
+                        "namespace": self.ref.namespace,
+                        "labels": {
+                            "app": self.app,
+                            "app.kubernetes.io/managed-by": "mlops-sessions",
+                        },
+                    },
+                    "data": values,
+                }
+            )
+            return
+        self.cluster.patch(self.ref, {"data": values})
+
+
+def running_record(cluster: Cluster, store: Store, app: str) -> Record | None:
+    """The revision that runs now, from the cluster's record (completed by the store's)."""
+    records, current = ClusterHistory(cluster, app).read()
+    local = StoreHistory(store, app, cluster.context, cluster.namespace).records()
+    return find_record(records, current) or find_record(local, current)
+
+
+def unfinished(cluster: Cluster, store: Store, app: str) -> plan.RolloutState | None:
+    """The recorded rollout of app when it has not ended (progressing or promoting)."""
+    state, _ = RolloutRecords(cluster, store, app).read()
+    return state if state is not None and not state.done else None
+
+
+# --- the driver --------------------------------------------------------------------------
+
+
+@dataclass
+class _Context:
+    cluster: Cluster
+    store: Store
+    app: str
+    records: RolloutRecords
+    cluster_history: ClusterHistory
+    store_history: StoreHistory
+    record: Record  # the revision the rollout brings in
+    previous: Record  # the revision that ran before (restored on abort)
+    holder: str
+    timing: Timing
+    analyse: Analyse | None
+    interrupt: Interrupt
+    progress: Progress | None
+
+    def say(self, line: str) -> None:
+        if self.progress is not None:
+            self.progress(line)
+
+
+def release(
+    cluster: Cluster,
+    store: Store,
+    release_plan: ReleasePlan,
+    analyse: Analyse,
+    timing: Timing,
+    *,
+    interrupt: Interrupt | None = None,
+    progress: Progress | None = None,
+) -> ReleaseOutcome:
+    """Bring a new build in through the steps; the outcome says promoted or aborted."""
+    app = release_plan.app
+    _announce(cluster, app, "changing")
+    with deploy_lock(
+        cluster, app, hold_s=timing.rollout_timeout, margin_s=timing.lease_margin_s
+    ) as holder:
+        records = RolloutRecords(cluster, store, app)
+        state, _ = records.read()
+        if state is not None and not state.done:
+            raise StepError(_unfinished_text(state))
+        cluster_history = ClusterHistory(cluster, app)
+        store_history = StoreHistory(store, app, cluster.context, cluster.namespace)
+        recorded, current = cluster_history.read()
+        previous = find_record(recorded, current) or find_record(store_history.records(), current)
+        running = (previous or {}).get("images", {}).get(f"{app}-stable")
+        if previous is None or running != release_plan.stable_image:
+            raise StepError(
+                f"what runs of {app!r} changed while the deploy was being prepared (stable "
+                f"runs {running or 'nothing'}); run the deploy again"
+            )
+        revision = next_revision(
+            [int(r["revision"]) for r in [*recorded, *store_history.records()]]
+        )
+        request = ApplyRequest(
+            app=app,
+            manifests=release_plan.final,
+            lineage=release_plan.lineage,
+            rollout_timeout=timing.rollout_timeout,
+            profile=release_plan.profile,
+            forced=release_plan.forced,
+        )
+        record = new_record(request, revision, release_plan.final, cluster, previous)
+        record.update(
+            status="progressing",
+            rollout={
+                "steps": list(release_plan.steps),
+                "canary_manifests": [dict(o) for o in release_plan.canary],
+                "ab": [dict(m) for m in release_plan.ab],
+                "canary_replicas": release_plan.canary_replicas,
+                "stable_image": release_plan.stable_image,
+                "canary_image": release_plan.canary_image,
+            },
+        )
+        # Recorded before the first write; `current` stays the revision stable runs.
+        store_history.save(record, "progressing")
+        cluster_history.write(record, current)
+        state = plan.begin(
+            model=app,
+            revision=revision,
+            spec_hash=release_plan.spec_hash,
+            steps=release_plan.steps,
+            stable_image=release_plan.stable_image,
+            canary_image=release_plan.canary_image,
+            limits=release_plan.limits,
+            now=timing.clock(),
+            driver=holder,
+        )
+        records.clear_request()
+        records.save(state, "begin")
+        ctx = _Context(
+            cluster,
+            store,
+            app,
+            records,
+            cluster_history,
+            store_history,
+            record,
+            previous,
+            holder,
+            timing,
+            analyse,
+            interrupt or Interrupt(),
+            progress,
+        )
+        ctx.say(
+            f"rollout of revision {revision}: stable keeps {_short(release_plan.stable_image)}, "
+            f"canary {_short(release_plan.canary_image)}, steps {list(release_plan.steps)}"
+        )
+        return _drive(ctx, state)
+
+
+def resume(
+    cluster: Cluster,
+    store: Store,
+    app: str,
+    *,
+    canary_image: str,
+    spec_hash: str,
+    analyse: Analyse,
+    timing: Timing,
+    interrupt: Interrupt | None = None,
+    progress: Progress | None = None,
+) -> ReleaseOutcome:
+    """Continue an interrupted rollout when the canary's build and the spec are the same."""
+    _announce(cluster, app, "resuming the rollout of")
+    records = RolloutRecords(cluster, store, app)
+    state, _ = records.read()
+    if state is None or state.done:
+        last = f" (the last one {state.phase}: {state.reason})" if state is not None else ""
+        raise StepError(f"no interrupted rollout of {app!r} to resume{last}; deploy normally")
+    problems = []
+    if plan.digest(canary_image) != state.canary_digest:
+        problems.append(
+            f"the canary of the interrupted rollout runs {state.canary_digest}, but the build "
+            f"to deploy is {plan.digest(canary_image)}"
+        )
+    if spec_hash != state.spec_hash:
+        problems.append("rollout.steps / rollout.analysis / shared thresholds changed since")
+    if problems:
+        raise StepError(
+            f"refusing to resume the rollout of {app!r} (revision {state.revision}): "
+            + "; ".join(problems)
+            + f". `mlops abort {app}` ends it (100% stable), then deploy again"
+        )
+    _wait_for_dead_driver(cluster, app, state, timing, progress)
+    with deploy_lock(
+        cluster, app, hold_s=timing.rollout_timeout, margin_s=timing.lease_margin_s
+    ) as holder:
+        ctx = _context(cluster, store, app, state, holder, timing, analyse, interrupt, progress)
+        state = dataclasses.replace(state, driver=holder, updated_at=timing.clock())
+        records.save(state, "resumed")
+        ctx.say(
+            f"resuming revision {state.revision} at step {state.step + 1}/{len(state.steps)} "
+            f"({state.phase})"
+        )
+        return _drive(ctx, state)
+
+
+def operator_request(
+    cluster: Cluster,
+    store: Store,
+    app: str,
+    action: str,
+    by: str,
+    timing: Timing,
+    *,
+    wait_s: float,
+    progress: Progress | None = None,
+) -> ReleaseOutcome:
+    """``mlops promote`` / ``mlops abort``: ask the driving process, or act when none lives."""
+    records = RolloutRecords(cluster, store, app)
+    state, _ = records.read()
+    if state is None or state.done:
+        last = f"; the last one {state.phase}: {state.reason}" if state is not None else ""
+        raise StepError(f"no rollout of {app!r} is in progress{last}")
+    holder, expiry = holder_of(cluster, app)
+    alive = (
+        holder is not None
+        and holder == state.driver
+        and (expiry is None or expiry > datetime.now(timezone.utc))
+    )
+    if alive:
+        records.request(action, by, state.revision)
+        if progress is not None:
+            progress(f"asked {holder} to {action} revision {state.revision}; waiting")
+        deadline = timing.clock() + wait_s
+        while timing.clock() < deadline:
+            state, _ = records.read()
+            if state is not None and state.done:
+                return _outcome(records, state, _restored_to(cluster, store, app, state.revision))
+            timing.sleep(max(0.05, min(1.0, timing.poll)))
+        raise StepError(
+            f"asked the driving process ({holder}) to {action} the rollout of {app!r}, but it "
+            f"has not finished within {wait_s:g}s; `mlops status {app}` shows where it is"
+        )
+    with deploy_lock(
+        cluster, app, hold_s=timing.rollout_timeout, margin_s=timing.lease_margin_s
+    ) as me:
+        ctx = _context(cluster, store, app, state, me, timing, None, None, progress)
+        now_ = timing.clock()
+        if state.terminal:
+            pass  # ended but not acted upon (its driver died): finish what it decided
+        elif action == "promote":
+            state = plan.promote(state, now_, by=by) if state.phase == plan.PROGRESSING else state
+        else:
+            state = plan.abort(state, f"aborted by {by}", now_, by=by)
+        state = dataclasses.replace(state, driver=me)
+        records.save(state, action)
+        return _drive(ctx, state)
+
+
+def _context(
+    cluster: Cluster,
+    store: Store,
+    app: str,
+    state: plan.RolloutState,
+    holder: str,
+    timing: Timing,
+    analyse: Analyse | None,
+    interrupt: Interrupt | None,
+    progress: Progress | None,
+) -> _Context:
+    cluster_history = ClusterHistory(cluster, app)
+    store_history = StoreHistory(store, app, cluster.context, cluster.namespace)
+    recorded, _ = cluster_history.read()
+    local = store_history.records()
+    record = find_record(recorded, state.revision) or find_record(local, state.revision)
+    if record is None or not record.get("rollout"):
+        raise StepError(
+            f"revision {state.revision} of {app!r} is not recorded with its rollout on the "
+            "cluster or in the store; `kubectl` shows what runs, `mlops rollback` restores"
+        )
+    number = record.get("previous_revision")
+    previous = find_record(recorded, number) or find_record(local, number)
+    if previous is None:
+        raise StepError(f"the revision before {state.revision} of {app!r} is not recorded")
+    return _Context(
+        cluster,
+        store,
+        app,
+        RolloutRecords(cluster, store, app),
+        cluster_history,
+        store_history,
+        record,
+        previous,
+        holder,
+        timing,
+        analyse,
+        interrupt or Interrupt(),
+        progress,
+    )
+
+
+def _drive(ctx: _Context, state: plan.RolloutState) -> ReleaseOutcome:
+    timing = ctx.timing
+    tick = max(0.02, min(1.0, state.limits.interval_s / 10, timing.poll))
+    last_renew = timing.clock()
+    while not state.terminal:
+        state = _take_requests(ctx, state)
+        if ctx.interrupt.event.is_set() and ctx.interrupt.action == "leave":
+            ctx.records.save(state, "interrupted")
+            line = (
+                f"{ctx.app}: interrupted by {ctx.interrupt.signal_name or 'a signal'} at step "
+                f"{state.step + 1}/{len(state.steps)}; the rollout is left as it is: "
+                f"`mlops deploy --resume` continues it, `mlops abort {ctx.app}` ends it"
+            )
+            return ReleaseOutcome("interrupted", state.revision, state.as_dict(), line)
+        if state.terminal:
+            break
+        if state.phase == plan.PROMOTING:
+            ctx.say(f"promoting revision {state.revision}: {state.reason}")
+            failure = _promote(ctx)
+            state = (
+                plan.promoted(state, timing.clock())
+                if failure is None
+                else plan.fail(state, f"promotion failed: {failure}", timing.clock())
+            )
+            ctx.records.save(state, state.phase)
+            continue
+        if state.needs_apply():
+            failure = _apply_step(ctx, state)
+            if failure is not None:
+                state = plan.fail(
+                    state, f"step {state.step + 1} could not be applied: {failure}", timing.clock()
+                )
+                ctx.records.save(state, "failed")
+                break
+            state = plan.weight_applied(state, timing.clock())
+            ctx.records.save(state, "step")
+            ctx.say(
+                f"step {state.step + 1}/{len(state.steps)}: canary {state.canary_weight}% "
+                f"for {state.limits.interval_s:g}s"
+            )
+            continue
+        moment = timing.clock()
+        due = state.due_at
+        assert due is not None
+        if moment >= due:
+            window = state.window()
+            result = _analyse(ctx, window)
+            state = plan.judge(state, result, timing.clock())
+            ctx.records.save(state, f"window-{result.outcome.value}")
+            ctx.say(f"{result.outcome.value}: {state.reason}")
+            continue
+        timing.sleep(min(tick, due - moment))
+        if timing.clock() - last_renew >= max(0.5, timing.lease_margin_s / 3):
+            renew(ctx.cluster, ctx.app, ctx.holder)
+            last_renew = timing.clock()
+    return _finish(ctx, state)
+
+
+def _take_requests(ctx: _Context, state: plan.RolloutState) -> plan.RolloutState:
+    """An interrupt or an operator's request, turned into a transition."""
+    now_ = ctx.timing.clock()
+    if ctx.interrupt.event.is_set() and ctx.interrupt.action == "abort" and not state.terminal:
+        name = ctx.interrupt.signal_name or "a signal"
+        state = plan.abort(state, f"interrupted by {name}: aborted", now_, by="signal")
+        ctx.records.save(state, "interrupted")
+        return state
+    _, request = ctx.records.read()
+    if not request or int(request.get("revision", -1)) != state.revision:
+        return state
+    ctx.records.clear_request()
+    by = str(request.get("by") or "operator")
+    if request.get("action") == "abort" and not state.terminal:
+        state = plan.abort(state, f"aborted by {by}", now_, by=by)
+    elif request.get("action") == "promote" and state.phase == plan.PROGRESSING:
+        state = plan.promote(state, now_, by=by)
+    else:
+        return state
+    ctx.records.save(state, str(request.get("action")))
+    return state
+
+
+def _analyse(ctx: _Context, window: Window) -> AnalysisResult:
+    if ctx.analyse is None:
+        raise StepError("no live analysis is available to judge the rollout's windows")
+    try:
+        return ctx.analyse(window)
+    except Exception as exc:  # an analyser that breaks is a Prometheus error, not a pass
+        return AnalysisResult(Outcome.ERROR, window, reason=f"{type(exc).__name__}: {exc}")
+
+
+def _rollout_info(ctx: _Context) -> dict[str, Any]:
+    return dict(ctx.record.get("rollout") or {})
+
+
+def _apply_step(ctx: _Context, state: plan.RolloutState) -> str | None:
+    info = _rollout_info(ctx)
+    objects = plan.during(
+        info["canary_manifests"], state.canary_weight, int(info["canary_replicas"]), info["ab"]
+    )
+    revision = int(ctx.record["revision"])
+    timing = ctx.timing
+    # The canary is up and ready before it gets any traffic; then the split changes.
+    workloads = [o for o in objects if o.get("kind") != "VirtualService"]
+    failure = apply_objects(
+        ctx.cluster,
+        workloads,
+        revision,
+        timeout=timing.rollout_timeout,
+        poll=timing.poll,
+        progress=ctx.progress,
+    )
+    if failure is not None:
+        return failure
+    return apply_objects(
+        ctx.cluster,
+        plan.only(objects, [("VirtualService", "")]),
+        revision,
+        timeout=timing.rollout_timeout,
+        poll=timing.poll,
+        progress=ctx.progress,
+    )
+
+
+def _promote(ctx: _Context) -> str | None:
+    final = list(ctx.record["manifests"])
+    revision = int(ctx.record["revision"])
+    stale = _stale_refs([*ctx.previous["manifests"], *_canary_manifests(ctx)], final)
+    stages = plan.promotion_stages(final)
+    for index, (name, objects) in enumerate(stages):
+        ctx.say(f"promotion: {name}")
+        failure = apply_objects(
+            ctx.cluster,
+            objects,
+            revision,
+            timeout=ctx.timing.rollout_timeout,
+            poll=ctx.timing.poll,
+            progress=ctx.progress,
+            delete=stale if index == len(stages) - 1 else (),
+        )
+        if failure is not None:
+            return f"{name}: {failure}"
+    return None
+
+
+def _canary_manifests(ctx: _Context) -> list[Manifest]:
+    return list(_rollout_info(ctx).get("canary_manifests") or [])
+
+
+def _stale_refs(before: Sequence[Manifest], after: Sequence[Manifest]) -> list[ObjectRef]:
+    keep = {ref(o) for o in after}
+    out: list[ObjectRef] = []
+    for obj in before:
+        key = ref(obj)
+        if key not in keep and key not in out:
+            out.append(key)
+    return out
+
+
+def _abort(ctx: _Context) -> str | None:
+    """100 % stable at once, then the previous revision's objects, the canary at 0."""
+    restore = plan.steady_state(ctx.previous["manifests"])
+    number = int(ctx.previous["revision"])
+    timing = ctx.timing
+    first = apply_objects(
+        ctx.cluster,
+        plan.only(restore, [("VirtualService", "")]),
+        number,
+        timeout=timing.rollout_timeout,
+        poll=timing.poll,
+        progress=ctx.progress,
+    )
+    ctx.say("aborted: 100% stable" if first is None else f"abort: routing failed: {first}")
+    stale = _stale_refs([*ctx.record["manifests"], *_canary_manifests(ctx)], restore)
+    rest = apply_objects(
+        ctx.cluster,
+        restore,
+        number,
+        timeout=timing.rollout_timeout,
+        poll=timing.poll,
+        progress=ctx.progress,
+        delete=stale,
+    )
+    return first or rest
+
+
+def _finish(ctx: _Context, state: plan.RolloutState) -> ReleaseOutcome:
+    record = ctx.record
+    revision = int(record["revision"])
+    summary = _summary(state)
+    if state.phase == plan.PROMOTED:
+        record.update(status="rolled-out", reason=state.reason, finished_at=now(), rollout={
+            **_rollout_info(ctx), **summary})  # fmt: skip
+        ctx.store_history.save(record, "rolled-out")
+        ctx.cluster_history.write(record, revision)
+        state = plan.settle(state, ctx.timing.clock())
+        ctx.records.save(state, "promoted")
+        line = f"{ctx.app}: revision {revision} promoted ({state.reason})"
+        return _outcome(ctx.records, state, None, line)
+    failure = _abort(ctx)
+    previous = int(ctx.previous["revision"])
+    note = (
+        f"revision {previous} restored (100% stable, canary at 0)"
+        if failure is None
+        else f"restoring revision {previous} failed: {failure}"
+    )
+    record.update(
+        status="failed",
+        reason=state.reason,
+        restored_to=previous,
+        restore=note,
+        finished_at=now(),
+        rollout={**_rollout_info(ctx), **summary},
+    )
+    ctx.store_history.save(record, "failed")
+    try:
+        ctx.cluster_history.write(record, previous)
+    except KubeError as exc:
+        record["restore"] = f"{note}; the failure could not be recorded on the cluster ({exc})"
+        ctx.store_history.save(record, "failed")
+    state = plan.settle(state, ctx.timing.clock())
+    ctx.records.save(state, state.phase)
+    return _outcome(ctx.records, state, previous)
+
+
+def _restored_to(cluster: Cluster, store: Store, app: str, revision: int) -> int | None:
+    """What the rollout's revision record says was restored (None: promoted)."""
+    recorded, _ = ClusterHistory(cluster, app).read()
+    local = StoreHistory(store, app, cluster.context, cluster.namespace).records()
+    record = find_record(recorded, revision) or find_record(local, revision) or {}
+    value = record.get("restored_to")
+    return int(value) if value is not None else None
+
+
+def _outcome(
+    records: RolloutRecords,
+    state: plan.RolloutState,
+    restored_to: int | None,
+    line: str | None = None,
+) -> ReleaseOutcome:
+    report = records.report(state)
+    if line is None:
+        line = (
+            f"{state.model}: revision {state.revision} promoted ({state.reason})"
+            if state.phase == plan.PROMOTED
+            else state.reason
+        )
+    return ReleaseOutcome(state.phase, state.revision, state.as_dict(), line, report, restored_to)
+
+
+def _summary(state: plan.RolloutState) -> dict[str, Any]:
+    data = state.as_dict()
+    return {
+        k: data[k]
+        for k in (
+            "phase",
+            "step",
+            "weights",
+            "failures",
+            "inconclusive_in_row",
+            "errors_in_row",
+            "measurements",
+            "ended_by",
+            "reason",
+            "stable_digest",
+            "canary_digest",
+            "spec_hash",
+        )
+    }
+
+
+def _wait_for_dead_driver(
+    cluster: Cluster,
+    app: str,
+    state: plan.RolloutState,
+    timing: Timing,
+    progress: Progress | None,
+) -> None:
+    """A resumed rollout's previous driver may have died holding the lease: wait for it to
+    expire (it stops being renewed when the driver dies), never take it over early."""
+    holder, expiry = holder_of(cluster, app)
+    if holder is None or holder != state.driver or expiry is None:
+        return  # free, or someone else's: deploy_lock decides
+    left = (expiry - datetime.now(timezone.utc)).total_seconds()
+    if left <= 0:
+        return
+    if progress is not None:
+        progress(f"the interrupted driver {holder} holds the deploy lock; waiting {left:.0f}s")
+    deadline = timing.clock() + left + 1
+    while timing.clock() < deadline:
+        holder_now, expiry_now = holder_of(cluster, app)
+        if holder_now != holder:
+            return
+        if expiry_now is not None and expiry_now <= datetime.now(timezone.utc):
+            return
+        timing.sleep(0.25)
+    raise DeployLocked(
+        f"the deploy lock of {app!r} is still renewed by {holder}: the rollout's driver "
+        "is alive; let it finish, or `mlops abort` it"
+    )
+
+
+def _unfinished_text(state: plan.RolloutState) -> str:
+    return (
+        f"a rollout of {state.model!r} (revision {state.revision}) is {state.phase} at step "
+        f"{state.step + 1}/{len(state.steps)} and its driver is gone: `mlops deploy --resume` "
+        f"continues it, `mlops abort {state.model}` ends it (100% stable)"
+    )
+
+
+def refuse_unfinished(cluster: Cluster, state: plan.RolloutState) -> StepError:
+    """The error for a deploy that meets an unfinished rollout: one still driven, or one
+    whose driver is gone."""
+    holder, expiry = holder_of(cluster, state.model)
+    if holder is not None and (expiry is None or expiry > datetime.now(timezone.utc)):
+        return DeployLocked(
+            f"a rollout of {state.model!r} (revision {state.revision}) is in progress at step "
+            f"{state.step + 1}/{len(state.steps)}, driven by {holder}: wait for it, or "
+            f"`mlops promote {state.model}` / `mlops abort {state.model}`"
+        )
+    return StepError(_unfinished_text(state))
+
+
+def _announce(cluster: Cluster, app: str, verb: str) -> None:
+    print(
+        f"mlops deploy: {verb} {app!r} on context {cluster.context!r} (server "
+        f"{cluster.server}), namespace {cluster.namespace!r}",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def _short(image: str) -> str:
+    return image.rsplit("@sha256:", 1)[-1][:12] if "@sha256:" in image else image
+
+
+def rollout_status(cluster: Cluster, store: Store, app: str) -> dict[str, Any] | None:
+    """The recorded rollout, for ``mlops status``: phase, step, weights, the last
+    measurement of each metric per track, counters and the reason."""
+    state, request = RolloutRecords(cluster, store, app).read()
+    if state is None:
+        return None
+    target = rollouts.target_dir(store.root, app, cluster.context, cluster.namespace)
+    report = rollouts.report_file(target, state.revision)
+    return {
+        "revision": state.revision,
+        "phase": state.phase,
+        "step": state.step + 1,
+        "steps": list(state.steps),
+        "weights": dict(state.weights),
+        "stable_digest": state.stable_digest,
+        "canary_digest": state.canary_digest,
+        "failures": state.failures,
+        "inconclusive_in_row": state.inconclusive_in_row,
+        "errors_in_row": state.errors_in_row,
+        "windows": len(state.measurements),
+        "last": state.last_measurements(),
+        "reason": state.reason,
+        "driver": state.driver,
+        "request": request,
+        "report": str(report) if Path(report).exists() else None,
+    }
