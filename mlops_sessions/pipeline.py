@@ -35,6 +35,8 @@ class Step:
     # Steps that run inside the train image for `train.container: true` models: their
     # session needs the Docker SDK as well.
     containerised: bool = False
+    # Arguments the nox session always passes to its step.
+    session_args: tuple[str, ...] = ()
 
 
 # Order is the order of `mlops --help`, `nox -l`, the Make targets and the CI jobs.
@@ -45,6 +47,8 @@ STEPS: tuple[Step, ...] = (
         "Check mlops.yaml against the schema and cross-field rules (every profile).",
         session=True,
         default=True,
+        # A plugin registered with a profile still validates every profile, as CI does.
+        session_args=("--all-profiles",),
     ),
     Step(
         "config",

@@ -175,7 +175,15 @@ def _make_session(
         common = ["--config", str(config_path)]
         if profile:
             common += ["--profile", profile]
-        session.run(*command, spec.name, *common, *models, *options, external=spec.extras is None)
+        session.run(
+            *command,
+            spec.name,
+            *common,
+            *spec.session_args,
+            *models,
+            *options,
+            external=spec.extras is None,
+        )
 
     run_session.__doc__ = spec.help
     run_session.__name__ = spec.name.replace("-", "_")

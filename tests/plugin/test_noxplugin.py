@@ -196,3 +196,16 @@ def test_validate_session_runs_for_real(tmp_path: Path, repo_root: Path) -> None
     done = run_nox(example_project(repo_root, tmp_path), "-s", "validate")
     assert done.returncode == 0, done.stderr
     assert "valid (1 model: digits" in done.stdout + done.stderr
+
+
+def test_validate_session_checks_every_profile_even_when_registered_with_one(
+    tmp_path: Path, repo_root: Path
+) -> None:
+    project = example_project(repo_root, tmp_path)
+    (project / "noxfile.py").write_text(
+        'import mlops_sessions\n\nmlops_sessions.register("mlops.yaml", profile="ci")\n'
+    )
+    done = run_nox(project, "-s", "validate")
+    assert done.returncode == 0, done.stderr
+    output = done.stdout + done.stderr
+    assert "checked: ci, prod" in output, output
