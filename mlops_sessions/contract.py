@@ -39,10 +39,18 @@ class TrainContext(DataContext):
 
     ``callbacks`` are Keras callbacks the step wants attached (live progress); pass them to
     ``model.fit(..., callbacks=list(ctx.callbacks))``.
+
+    ``strategy`` is the ``tf.distribute`` strategy to build and compile the model under
+    (``with ctx.strategy.scope(): ...``): ``MultiWorkerMirroredStrategy`` when ``TF_CONFIG``
+    names more than one worker (``train.workers`` > 1 on Kubernetes), TensorFlow's default
+    strategy otherwise, so the same code runs on one process or many. ``is_chief`` is true
+    for the process whose model is kept (task 0); the others write to a scratch directory.
     """
 
     output_dir: Path = Path(".")
     callbacks: Sequence[Any] = ()
+    strategy: Any = None
+    is_chief: bool = True
 
     @property
     def model_dir(self) -> Path:

@@ -50,19 +50,23 @@ def train(ctx: TrainContext):  # type: ignore[no-untyped-def]
 
     x_train, y_train = training_data(ctx)
     params = ctx.params
-    model = keras.Sequential(
-        [
-            keras.Input(shape=(x_train.shape[1],), name="pixels"),
-            keras.layers.Dense(int(params.get("hidden_units", 64)), activation="relu"),
-            keras.layers.Dropout(float(params.get("dropout", 0.1))),
-            keras.layers.Dense(10, activation="softmax", name="probabilities"),
-        ]
-    )
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=float(params.get("learning_rate", 0.005))),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
+    # One worker: TensorFlow's default strategy; train.workers > 1: multi-worker mirrored.
+    with ctx.strategy.scope():
+        model = keras.Sequential(
+            [
+                keras.Input(shape=(x_train.shape[1],), name="pixels"),
+                keras.layers.Dense(int(params.get("hidden_units", 64)), activation="relu"),
+                keras.layers.Dropout(float(params.get("dropout", 0.1))),
+                keras.layers.Dense(10, activation="softmax", name="probabilities"),
+            ]
+        )
+        model.compile(
+            optimizer=keras.optimizers.Adam(
+                learning_rate=float(params.get("learning_rate", 0.005))
+            ),
+            loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+        )
     model.fit(
         x_train,
         y_train,

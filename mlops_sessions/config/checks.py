@@ -48,6 +48,12 @@ def cross_field(doc: dict[str, Any], locator: Locator, root: Path) -> list[Probl
     return problems
 
 
+def _in_image(train: dict[str, Any]) -> bool:
+    """Training runs in the train image: backend container or kubernetes (or container: true)."""
+    backend = train.get("backend")
+    return backend in ("container", "kubernetes") or (backend is None and bool(train.get("container")))
+
+
 def _name_hint(word: str, names: list[str], kind: str, section: str) -> str:
     return suggest(word, names) or (
         f"declared {kind}: {', '.join(names)}" if names else f"declare it under '{section}'"
@@ -86,15 +92,15 @@ def _references(doc: dict[str, Any], locator: Locator, root: Path) -> list[Probl
                     )
                 )
         train_image = train.get("image") or model.get("image")
-        if train.get("container") and not train_image:
+        if _in_image(train) and not train_image:
             out.append(
                 locator.problem(
-                    (*base, "train", "container"),
+                    (*base, "train", "backend" if train.get("backend") else "container"),
                     "container training needs an image",
                     "set train.image (or the model's image) to an entry under 'images'",
                 )
             )
-        elif train.get("container") and train_image in images:
+        elif _in_image(train) and train_image in images:
             kind = ((doc.get("images") or {}).get(train_image) or {}).get("kind", "serve")
             if kind != "train":
                 # A serve image carries the blessed model: it cannot exist before training.
@@ -343,7 +349,7 @@ def _gpu_images(doc: dict[str, Any], locator: Locator, root: Path) -> list[Probl
         train = model.get("train") or {}
         gpus = (train.get("resources") or {}).get("gpu", 0)
         image_name = train.get("image") or model.get("image")
-        if not (train.get("container") and gpus and image_name in images):
+        if not (_in_image(train) and gpus and image_name in images):
             continue
         base = images[image_name].get("base", {})
         has_gpu = base.get("variant") in ("gpu", "gpu-jupyter") or bool(base.get("gpu"))
@@ -429,6 +435,7 @@ def model_findings(config: Config, model: ModelConfig) -> list[Finding]:
         *pdb_findings(model),
         *serving_gpu_findings(config, model),
         *toleration_findings(model),
+        *train_backend_findings(config, model),
         *label_key_findings(model),
         *kubernetes_version_findings(model),
         *rollout_findings(model),
@@ -673,9 +680,13 @@ def serving_gpu_findings(config: Config, model: ModelConfig) -> list[Finding]:
 
 def toleration_findings(model: ModelConfig) -> list[Finding]:
     """The API server's toleration rules that a per-entry schema cannot say."""
+    return _toleration_list(model.deploy.tolerations, ("models", model.name, "deploy"))
+
+
+def _toleration_list(tolerations: Iterable[Any], base: Path_) -> list[Finding]:
     out: list[Finding] = []
-    for index, toleration in enumerate(model.deploy.tolerations):
-        path = ("models", model.name, "deploy", "tolerations", index)
+    for index, toleration in enumerate(tolerations):
+        path = (*base, "tolerations", index)
         operator = toleration.get("operator", "Equal")
         if operator == "Exists" and toleration.get("value"):
             out.append(
@@ -918,6 +929,62 @@ def _live_threshold_findings(model: ModelConfig, base: Path_) -> list[Finding]:
                     f"'{metric}' compares live inputs with the training reference, but "
                     "evaluate.drift declares none",
                     "add evaluate.drift: {reference: module:function, bins: 10}",
+                )
+            )
+    return out
+
+
+def train_backend_findings(config: Config, model: ModelConfig) -> list[Finding]:
+    """``train.backend`` and the keys only a Kubernetes Job reads (the Job planner and the
+    train step call this too, through :func:`require`)."""
+    train = model.train
+    if train is None:
+        return []
+    base: Path_ = ("models", model.name, "train")
+    backend = train.effective_backend
+    out: list[Finding] = []
+    if train.backend not in (None, "container") and train.container:
+        out.append(
+            Finding(
+                (*base, "container"),
+                f"container: true contradicts backend: {train.backend}",
+                "remove container (backend says where training runs)",
+            )
+        )
+    if train.workers > 1 and backend != "kubernetes":
+        out.append(
+            Finding(
+                (*base, "workers"),
+                f"{train.workers} workers need backend: kubernetes (backend is {backend!r})",
+                "set train.backend: kubernetes, or workers: 1",
+            )
+        )
+    if backend != "kubernetes":
+        return out
+    if config.store_remote is None:
+        out.append(
+            Finding(
+                (*base, "backend"),
+                "a Kubernetes training Job writes its run to the shared store, and no "
+                "store.remote is set",
+                "add store: {remote: s3://<bucket>/<prefix>} (docs/store.md), or use "
+                "backend: container",
+            )
+        )
+    out += gpu_findings(train.resources, (*base, "resources"))
+    if train.tolerations is not None:
+        out += _toleration_list(train.tolerations, base)
+    if train.timeout is not None:
+        try:
+            whole = units.whole_seconds(train.timeout)
+        except (units.UnitError, OverflowError):
+            whole = units.INT32_MAX + 1
+        if whole > units.INT32_MAX:
+            out.append(
+                Finding(
+                    (*base, "timeout"),
+                    f"{train.timeout!r} is more seconds than a Job's activeDeadlineSeconds holds",
+                    f"use a duration below {units.INT32_MAX} seconds",
                 )
             )
     return out

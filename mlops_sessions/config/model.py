@@ -68,10 +68,30 @@ class TrainConfig:
     inputs: tuple[str, ...] = ()
     deterministic: bool = True
     container: bool = False
+    # None: "container" when container is true, else "local" (see effective_backend).
+    backend: Literal["local", "container", "kubernetes"] | None = None
+    workers: int = 1
+    namespace: str | None = None  # None: deploy.namespace
+    retries: int = 0
+    # None: the deploy section's (training usually runs where the model is served).
+    node_selector: Mapping[str, str] | None = None
+    tolerations: tuple[Mapping[str, Any], ...] | None = None
+    service_account: str | None = None
     image: str | None = None
     resources: Resources = field(default_factory=Resources)
     allow_cpu_fallback: bool = False
     timeout: str | None = None
+
+    @property
+    def effective_backend(self) -> Literal["local", "container", "kubernetes"]:
+        if self.backend is not None:
+            return self.backend
+        return "container" if self.container else "local"
+
+    @property
+    def in_image(self) -> bool:
+        """Training runs in the train image (Docker or a Kubernetes Job), not the venv."""
+        return self.effective_backend != "local"
 
 
 @dataclass(frozen=True)

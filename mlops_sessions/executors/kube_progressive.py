@@ -497,6 +497,10 @@ def _drive(ctx: _Context, state: plan.RolloutState) -> ReleaseOutcome:
             window = state.window()
             result = _analyse(ctx, window)
             state = plan.judge(state, result, timing.clock())
+            if state.phase == plan.ABORTED:
+                # Traffic first, the record right after: a bad canary loses its share
+                # within one apply of the verdict (the revision is recorded already).
+                _all_stable_now(ctx)
             ctx.records.save(state, f"window-{result.outcome.value}")
             ctx.say(f"{result.outcome.value}: {state.reason}")
             continue
@@ -607,20 +611,27 @@ def _stale_refs(before: Sequence[Manifest], after: Sequence[Manifest]) -> list[O
     return out
 
 
+def _all_stable_now(ctx: _Context) -> str | None:
+    """One VirtualService patch: 100 % stable, no A/B route (the abort's first move)."""
+    restore = plan.steady_state(ctx.previous["manifests"])
+    failure = apply_objects(
+        ctx.cluster,
+        plan.only(restore, [("VirtualService", "")]),
+        int(ctx.previous["revision"]),
+        timeout=ctx.timing.rollout_timeout,
+        poll=ctx.timing.poll,
+        progress=ctx.progress,
+    )
+    ctx.say("aborted: 100% stable" if failure is None else f"abort: routing failed: {failure}")
+    return failure
+
+
 def _abort(ctx: _Context) -> str | None:
     """100 % stable at once, then the previous revision's objects, the canary at 0."""
     restore = plan.steady_state(ctx.previous["manifests"])
     number = int(ctx.previous["revision"])
     timing = ctx.timing
-    first = apply_objects(
-        ctx.cluster,
-        plan.only(restore, [("VirtualService", "")]),
-        number,
-        timeout=timing.rollout_timeout,
-        poll=timing.poll,
-        progress=ctx.progress,
-    )
-    ctx.say("aborted: 100% stable" if first is None else f"abort: routing failed: {first}")
+    first = _all_stable_now(ctx)
     stale = _stale_refs([*ctx.record["manifests"], *_canary_manifests(ctx)], restore)
     rest = apply_objects(
         ctx.cluster,

@@ -68,6 +68,10 @@ def quiet_tensorflow() -> None:
 def prepare(plan: TrainPlan, warn: Callable[[str], None]) -> tuple[dict[str, Any], list[str]]:
     """Seed everything, enable op determinism, check GPUs; returns (environment, warnings).
 
+    Under a ``TF_CONFIG`` naming several workers the multi-worker strategy is created here,
+    before anything initialises TensorFlow's runtime (it must come first); see
+    :func:`distribution_strategy`.
+
     Warnings are also passed to warn at once, so a user sees them before training starts.
     """
     quiet_tensorflow()
@@ -102,6 +106,7 @@ def prepare(plan: TrainPlan, warn: Callable[[str], None]) -> tuple[dict[str, Any
                 tf.config.set_visible_devices([], "GPU")
         warnings.append(message + "; training on CPU because train.allow_cpu_fallback is true")
         warn(warnings[-1])
+    distribution_strategy()  # first: a multi-worker strategy must precede runtime start-up
     # A fresh graph state per run: layer-name counters and cached functions of an earlier
     # training in this process must not leak into this one.
     keras.backend.clear_session()
@@ -148,6 +153,8 @@ def run_training(
     callbacks = [keras_callback(reporter), recorder.callback()]
     if plan.timeout_s is not None:
         callbacks.append(_timeout_callback(plan.model, plan.timeout_s))
+    strategy = distribution_strategy()
+    is_chief = task_index() == 0
     ctx = TrainContext(
         model=plan.model,
         # A read-only copy: the params recorded in run.json are the ones the run started with.
@@ -156,6 +163,8 @@ def run_training(
         inputs=MappingProxyType(dict(plan.inputs)),
         output_dir=output_dir,
         callbacks=tuple(callbacks),
+        strategy=strategy,
+        is_chief=is_chief,
     )
     try:
         returned = usercode.call_user(plan.entrypoint, entry, ctx)
@@ -174,6 +183,77 @@ def run_training(
         environment=env,
         warnings=warnings,
     )
+
+
+# --- distribution -------------------------------------------------------------------------
+
+_STRATEGY: list[Any] = []  # the process's multi-worker strategy: TensorFlow allows one
+
+
+def cluster_workers() -> list[str]:
+    """The worker addresses ``TF_CONFIG`` names (empty without one)."""
+    raw = os.environ.get("TF_CONFIG")
+    if not raw:
+        return []
+    try:
+        workers = json.loads(raw)["cluster"]["worker"]
+    except (ValueError, KeyError, TypeError):
+        raise StepError(
+            f"TF_CONFIG is not a TensorFlow cluster spec ({raw[:200]!r}); expected "
+            '{"cluster": {"worker": ["host:port", ...]}, "task": {"type": "worker", "index": N}}'
+        ) from None
+    return [str(w) for w in workers]
+
+
+def task_index() -> int:
+    """This process's index among the workers (0, the chief, without ``TF_CONFIG``)."""
+    raw = os.environ.get("TF_CONFIG")
+    if not raw:
+        return 0
+    try:
+        return int(json.loads(raw).get("task", {}).get("index", 0))
+    except (ValueError, TypeError, AttributeError):
+        return 0
+
+
+def distribution_strategy() -> Any:
+    """``MultiWorkerMirroredStrategy`` when ``TF_CONFIG`` names more than one worker (made
+    once per process, as TensorFlow requires), else the default strategy."""
+    import tensorflow as tf
+
+    if len(cluster_workers()) <= 1:
+        return tf.distribute.get_strategy()
+    if not _STRATEGY:
+        _STRATEGY.append(_multi_worker_class()())
+    return _STRATEGY[0]
+
+
+def _multi_worker_class() -> Any:
+    """MultiWorkerMirroredStrategy with ``reduce`` fixed for Keras 3's ``fit``.
+
+    Keras 3 (up to 3.15 at least; keras-team/keras#20585) calls ``strategy.reduce`` on a
+    (features, labels) tuple while building the model, and with ``axis=0`` on per-replica
+    scalars (the metrics); in multi-worker mode both raise. Reducing element by element, and
+    scalars without an axis, is what those calls mean and what the single-worker path does.
+    """
+    import tensorflow as tf
+
+    class _Strategy(tf.distribute.MultiWorkerMirroredStrategy):  # type: ignore[misc,name-defined]
+        def reduce(self, reduce_op: Any, value: Any, axis: Any) -> Any:
+            def one(item: Any) -> Any:
+                local = (
+                    self.experimental_local_results(item)[0]
+                    if isinstance(item, tf.distribute.DistributedValues)
+                    else item
+                )
+                rank = getattr(getattr(local, "shape", None), "rank", None)
+                return super(_Strategy, self).reduce(
+                    reduce_op, item, None if rank == 0 else axis
+                )
+
+            return tf.nest.map_structure(one, value)
+
+    return _Strategy
 
 
 def _warn_stderr(message: str) -> None:

@@ -45,6 +45,12 @@ def resolve_input(config: Config, name: str, entry: DataInput) -> Path:
     return _package_resource(name, entry.package, entry.resource)
 
 
+def package_resource(name: str, package: str, resource: str) -> Path:
+    """The file of a ``package`` + ``resource`` data entry in this environment (a training
+    pod resolves its inputs with it, inside the train image)."""
+    return _package_resource(name, package, resource)
+
+
 def _package_resource(name: str, package: str, resource: str) -> Path:
     try:
         spec = importlib.util.find_spec(package)

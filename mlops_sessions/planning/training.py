@@ -60,7 +60,9 @@ class TrainPlan:
     timeout_s: float | None = None
     container: bool = False
     image: str | None = None
-    environment_digest: str | None = None  # of the train image, when container is true
+    environment_digest: str | None = None  # of the train image, when it runs in one
+    # train.effective_backend: "local", "container" (then container is true) or "kubernetes".
+    backend: str = "local"
     # Lineage parts (also the ingredients of the key).
     code_hash: str = ""
     data_hashes: Mapping[str, str] = field(default_factory=dict)
@@ -119,7 +121,7 @@ class TrainPlan:
             "requirements_hash": self.requirements_hash,
             **(
                 {"image": {"name": self.image, "environment_digest": self.environment_digest}}
-                if self.container
+                if self.backend != "local"
                 else {}
             ),
         }
@@ -136,6 +138,7 @@ class TrainPlan:
             "deterministic": self.deterministic,
             "gpu": self.gpu,
             "container": self.container,
+            "backend": self.backend,
             "image": self.image,
             "inputs": {name: str(path) for name, path in self.inputs.items()},
             "data": dict(self.data_descriptions),
@@ -213,7 +216,7 @@ def plan_training(
     data_hashes = {name: hash_data(cache, path) for name, path in inputs.items()}
     code_hash = cache.tree(source)
     lock_hash = requirements_hash(config, cache)
-    image = (train.image or model.image) if train.container else None
+    image = (train.image or model.image) if train.in_image else None
     environment = environment_digest(config, image, cache) if image else None
     relevant = {
         "entrypoint": train.entrypoint,
@@ -221,7 +224,10 @@ def plan_training(
         "deterministic": train.deterministic,
         "inputs": list(train.inputs),
         "gpu": train.resources.gpu,
-        "container": train.container,
+        # True for both image backends: a Kubernetes Job runs the container run's image
+        # and code, so the two share keys (and runs), as backend: container and
+        # container: true do.
+        "container": train.in_image,
         "image": image,
     }
     from mlops_sessions.version import __version__
@@ -251,7 +257,8 @@ def plan_training(
         gpu=train.resources.gpu,
         allow_cpu_fallback=train.allow_cpu_fallback,
         timeout_s=parse_duration(train.timeout) if train.timeout else None,
-        container=train.container,
+        container=train.effective_backend == "container",
+        backend=train.effective_backend,
         image=image,
         environment_digest=environment,
         code_hash=code_hash,

@@ -277,9 +277,8 @@ def test_real_serve_image_with_tensorflow_answers_predictions(
             predictions = json.loads(reply.read())["predictions"]
         assert len(predictions) == 1 and len(predictions[0]) == 2
         assert abs(sum(predictions[0]) - 1.0) < 1e-5
-        assert _grpc_predict(grpc_port, [[0.1, 0.2, 0.3, 0.4]]) == pytest.approx(
-            predictions, rel=1e-6
-        )
+        (answer,) = _grpc_predict(grpc_port, [[0.1, 0.2, 0.3, 0.4]])
+        assert answer == pytest.approx(predictions[0], rel=1e-6)
     finally:
         container.remove(force=True)
     # The figures benchmarks/README.md reports (pytest -s shows them).
