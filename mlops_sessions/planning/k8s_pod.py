@@ -230,11 +230,18 @@ def _server_container(model: ModelConfig, build: Build) -> dict[str, Any]:
         "startupProbe": _probe("startup", model.deploy.probes.startup),
     }
     env = [
-        {"name": ref.env, "valueFrom": {"secretKeyRef": {"name": ref.secret, "key": ref.key}}}
-        for ref in model.deploy.secrets
+        # The rollout track, from the pod's own label: the server puts it on its metrics,
+        # so a rollout's analysis compares stable and canary traffic (docs/rollout.md).
+        {
+            "name": "MLOPS_TRACK",
+            "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['track']"}},
+        },
+        *(
+            {"name": ref.env, "valueFrom": {"secretKeyRef": {"name": ref.secret, "key": ref.key}}}
+            for ref in model.deploy.secrets
+        ),
     ]
-    if env:
-        container["env"] = env
+    container["env"] = env
     return container
 
 
@@ -396,3 +403,13 @@ def _apparmor_annotations(model: ModelConfig) -> dict[str, str]:
     names = [SERVER] + ([FETCHER] if model.deploy.model_source.type == "s3" else [])
     prefix = "container.apparmor.security.beta.kubernetes.io"
     return {f"{prefix}/{name}": profile for name in names}
+
+
+def pod_security_context(model: ModelConfig) -> dict[str, Any]:
+    """The pod securityContext of a serving pod; training Jobs (planning.train_job) use it."""
+    return _pod_security(model)
+
+
+def container_security_context(model: ModelConfig) -> dict[str, Any]:
+    """The container securityContext of a serving container, shared with training Jobs."""
+    return _container_security(model)

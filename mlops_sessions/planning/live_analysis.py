@@ -101,9 +101,9 @@ LATENCY_BUCKETS = "mlops_serve_request_duration_seconds_bucket"
 PREDICTIONS = "mlops_serve_predictions_total"
 INPUT_BINS = "mlops_serve_input_bin_total"
 REFERENCE_SHARES = "mlops_serve_drift_reference_share"
-# Requests that ran the model (REST predict, OIP infer, gRPC Predict); metadata and status
+# Requests that ran the model (REST and gRPC predict, OIP infer); metadata and status
 # calls are not traffic a model is judged on.
-MODEL_ENDPOINTS = "predict|infer|grpc_predict"
+MODEL_ENDPOINTS = "predict|infer"
 TRACKS = ("stable", "canary")
 PERCENTILES = {"latency_p50_ms": 0.5, "latency_p95_ms": 0.95, "latency_p99_ms": 0.99}
 

@@ -41,6 +41,7 @@ from mlops_sessions.server.codec import (
     encode_predict,
     parse_predict,
 )
+from mlops_sessions.server.live import DriftReference
 from mlops_sessions.server.metrics import ServerMetrics
 from mlops_sessions.server.oip import datatype, encode_infer, parse_infer
 from mlops_sessions.server.runtime import SERVING_SIGNATURE, Model, TensorInfo
@@ -61,7 +62,12 @@ class ServerState:
     def __init__(self, identity: ModelIdentity, settings: ServerSettings) -> None:
         self.identity = identity
         self.settings = settings
-        self.metrics = ServerMetrics(identity, settings.max_batch_size)
+        reference = (
+            DriftReference.load(settings.drift_reference)
+            if settings.drift_reference is not None
+            else None
+        )
+        self.metrics = ServerMetrics(identity, settings.max_batch_size, reference)
         self.model: Model | None = None
         self.batcher: Batcher | None = None
         self.phase = "loading"  # loading | ready | failed | draining

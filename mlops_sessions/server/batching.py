@@ -234,6 +234,14 @@ class Batcher:
         started = time.perf_counter()
         outputs = self._model.predict(inputs)
         self._metrics.model_call.observe(time.perf_counter() - started)
+        # Count predicted classes and input bins here, on the worker thread, once per batch:
+        # the event loop answering requests pays nothing for the rollout's live metrics.
+        if len(inputs) == 1 and len(outputs) == 1:
+            (features,) = inputs.values()
+            (output,) = outputs.values()
+            self._metrics.live.observe(features, output)
+        elif outputs:
+            self._metrics.live.observe(None, outputs[sorted(outputs)[0]])
         return outputs
 
     @property

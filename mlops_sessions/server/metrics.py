@@ -3,8 +3,14 @@
 Names follow Prometheus conventions (base units, ``_total`` for counters, ``_info`` for
 the identity metric):
 
-- ``mlops_serve_requests_total{model,version,endpoint,protocol,code}``
-- ``mlops_serve_request_duration_seconds{model,version,endpoint,protocol}`` (histogram)
+- ``mlops_serve_requests_total{model,version,track,endpoint,protocol,code}``
+- ``mlops_serve_request_duration_seconds{model,version,track,endpoint,protocol}`` (histogram)
+- ``mlops_serve_predictions_total``, ``mlops_serve_input_bin_total`` and
+  ``mlops_serve_drift_reference_share`` (:mod:`mlops_sessions.server.live`)
+
+``track`` is the pod's rollout track (``stable``/``canary``; ``--track`` or ``MLOPS_TRACK``,
+which the rendered Deployment sets from the pod's ``track`` label), so a rollout's analysis
+can compare the two tracks' traffic; empty when the server runs outside a rollout.
 
 ``protocol`` is ``rest`` or ``grpc``; for gRPC, ``code`` is the HTTP status its gRPC code
 maps to, so error-rate queries on ``code=~"5.."`` cover both protocols.
@@ -47,6 +53,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
 
+from mlops_sessions.server.live import DriftReference, LiveStats
 from mlops_sessions.server.settings import ModelIdentity
 
 # prometheus_client's own bucket-bound formatting ("0.0005", "+Inf"), typed for mypy.
@@ -103,6 +110,7 @@ class RequestStats(Collector):
 
     def __init__(self, identity: ModelIdentity) -> None:
         self._served = (identity.name, identity.version)
+        self._track = identity.track
         # (known, endpoint, protocol) -> series: at most 2 x the fixed endpoint names x the
         # two protocols.
         self._series: dict[tuple[bool, str, str], _Series] = {}
@@ -138,24 +146,25 @@ class RequestStats(Collector):
             "mlops_serve_requests",
             "Requests to model endpoints, by model, version, endpoint, protocol and status code"
             " (HTTP status; for gRPC the HTTP status its code maps to).",
-            labels=["model", "version", "endpoint", "protocol", "code"],
+            labels=["model", "version", "track", "endpoint", "protocol", "code"],
         )
         latency = HistogramMetricFamily(
             "mlops_serve_request_duration_seconds",
             "Time from request arrival to response, by endpoint.",
-            labels=["model", "version", "endpoint", "protocol"],
+            labels=["model", "version", "track", "endpoint", "protocol"],
         )
+        track = self._track
         bounds = [_bound_text(b) for b in (*LATENCY_BUCKETS, float("inf"))]
         for (known, endpoint, protocol), series in sorted(self._series.items()):
             model, version = self._served if known else (UNKNOWN, UNKNOWN)
             for code, count in sorted(series.codes.items()):
                 created = series.code_created[code] if with_created else None
                 requests.add_metric(
-                    [model, version, endpoint, protocol, str(code)], count, created=created
+                    [model, version, track, endpoint, protocol, str(code)], count, created=created
                 )
             cumulative = list(itertools.accumulate(series.buckets))
             latency.add_metric(
-                [model, version, endpoint, protocol],
+                [model, version, track, endpoint, protocol],
                 [(b, float(c)) for b, c in zip(bounds, cumulative, strict=True)],
                 series.seconds,
             )
@@ -163,6 +172,7 @@ class RequestStats(Collector):
                 labels = {
                     "model": model,
                     "version": version,
+                    "track": track,
                     "endpoint": endpoint,
                     "protocol": protocol,
                 }
@@ -174,7 +184,12 @@ class RequestStats(Collector):
 class ServerMetrics:
     """Every metric the server exports, with the served model's labels bound once."""
 
-    def __init__(self, identity: ModelIdentity, max_batch_size: int) -> None:
+    def __init__(
+        self,
+        identity: ModelIdentity,
+        max_batch_size: int,
+        reference: DriftReference | None = None,
+    ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.identity = identity
         reg = self.registry
@@ -217,6 +232,12 @@ class ServerMetrics:
                 "git_commit": identity.git_commit,
             }
         )
+        # What a rollout judges besides errors and latency: predicted classes, input bins.
+        self.live = LiveStats(
+            {"model": identity.name, "version": identity.version, "track": identity.track},
+            reference,
+        )
+        reg.register(self.live)
         ProcessCollector(registry=reg)
         PlatformCollector(registry=reg)
 

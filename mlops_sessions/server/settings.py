@@ -28,6 +28,9 @@ class ModelIdentity:
     path: Path
     model_hash: str = ""
     git_commit: str = ""
+    # The rollout track this server is ("stable"/"canary"; "" outside a rollout): a label
+    # on the request and live series, so a rollout compares the two tracks.
+    track: str = ""
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,9 @@ class ServerSettings:
     # sends less than its Content-Length (or trickles it) gets a 408 instead of holding
     # a connection and a batcher slot forever.
     read_timeout_s: float = 30.0
+    # The training reference's bins (drift_reference.json, written by `mlops evaluate`):
+    # with it, the server counts live inputs per bin for the rollout's input-drift check.
+    drift_reference: Path | None = None
 
     @classmethod
     def from_config(

@@ -8,6 +8,7 @@ hands over to :mod:`mlops_sessions.server.lifecycle`, which runs until SIGTERM.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -17,6 +18,7 @@ from typing import Any
 
 from mlops_sessions.config import Config, ModelConfig
 from mlops_sessions.errors import StepError
+from mlops_sessions.records import evaluations as evaluation_records
 from mlops_sessions.records.io import read_record
 from mlops_sessions.steps import argtypes
 from mlops_sessions.steps.common import load_config, store_for
@@ -46,12 +48,44 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="gRPC port (default: serve.grpc_port; 0 = no gRPC)",
     )
     parser.add_argument(
+        "--track",
+        type=argtypes.dns_label,
+        default=os.environ.get(TRACK_ENV) or None,
+        help="rollout track label of the metrics, stable or canary (default: $MLOPS_TRACK, "
+        "which the rendered Deployment sets from the pod's track label)",
+    )
+    parser.add_argument(
+        "--drift-reference",
+        type=argtypes.path,
+        default=None,
+        metavar="PATH",
+        help="training reference bins for live input drift (default: the one `mlops "
+        "evaluate` wrote for the served run; the serve image carries its own)",
+    )
+    parser.add_argument(
         "--version",
         dest="model_version",
         type=argtypes.label,
         default=None,
         help="version label in URLs and metrics (default: the run id, or '1')",
     )
+
+
+TRACK_ENV = "MLOPS_TRACK"
+# Where a serve image puts the drift reference next to the model (planning/images.py).
+IMAGE_REFERENCE_ENV = "MLOPS_DRIFT_REFERENCE"
+
+
+def _drift_reference(config: Config, args: argparse.Namespace, run_id: str | None) -> Path | None:
+    """The drift reference the server counts live inputs against, if there is one."""
+    if args.drift_reference is not None:
+        return Path(args.drift_reference)
+    from_image = os.environ.get(IMAGE_REFERENCE_ENV)
+    if from_image:
+        return Path(from_image)
+    if run_id is None:
+        return None
+    return evaluation_records.drift_reference(config.store_path, run_id)
 
 
 def _pick_model(config: Config, name: str | None) -> ModelConfig:
@@ -126,10 +160,21 @@ def run(args: argparse.Namespace) -> int:
         path=path,
         model_hash=str(record.get("model_hash") or ""),
         git_commit=str(git.get("commit") or ""),
+        track=args.track or "",
     )
-    settings = ServerSettings.from_config(
-        model.serve, host=args.host, port=args.port, grpc_port=args.grpc_port
+    settings = dataclasses.replace(
+        ServerSettings.from_config(
+            model.serve, host=args.host, port=args.port, grpc_port=args.grpc_port
+        ),
+        drift_reference=_drift_reference(config, args, run_id),
     )
+    if settings.drift_reference is not None:
+        from mlops_sessions.server.live import DriftReference, ReferenceError
+
+        try:
+            DriftReference.load(settings.drift_reference)
+        except ReferenceError as exc:
+            raise StepError(str(exc)) from None
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
 
