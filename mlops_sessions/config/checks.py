@@ -51,7 +51,9 @@ def cross_field(doc: dict[str, Any], locator: Locator, root: Path) -> list[Probl
 def _in_image(train: dict[str, Any]) -> bool:
     """Training runs in the train image: backend container or kubernetes (or container: true)."""
     backend = train.get("backend")
-    return backend in ("container", "kubernetes") or (backend is None and bool(train.get("container")))
+    return backend in ("container", "kubernetes") or (
+        backend is None and bool(train.get("container"))
+    )
 
 
 def _name_hint(word: str, names: list[str], kind: str, section: str) -> str:
@@ -908,9 +910,7 @@ def _live_threshold_findings(model: ModelConfig, base: Path_) -> list[Finding]:
                 else suggest(metric, list(LIVE_METRICS))
                 or "live metrics: " + ", ".join(LIVE_METRICS)
             )
-            out.append(
-                Finding(path, f"'{metric}' cannot be measured on live traffic", hint)
-            )
+            out.append(Finding(path, f"'{metric}' cannot be measured on live traffic", hint))
             continue
         if metric in SHARED_METRICS and metric in offline:
             out.append(

@@ -77,6 +77,7 @@ class TrainConfig:
     node_selector: Mapping[str, str] | None = None
     tolerations: tuple[Mapping[str, Any], ...] | None = None
     service_account: str | None = None
+    credentials_secret: str | None = None
     image: str | None = None
     resources: Resources = field(default_factory=Resources)
     allow_cpu_fallback: bool = False

@@ -37,6 +37,7 @@ TYPED: dict[str, tuple[str, str]] = {
     "PodDisruptionBudget": ("PolicyV1Api", "namespaced_pod_disruption_budget"),
     "NetworkPolicy": ("NetworkingV1Api", "namespaced_network_policy"),
     "Lease": ("CoordinationV1Api", "namespaced_lease"),  # the deploy lock, never rendered
+    "Job": ("BatchV1Api", "namespaced_job"),  # training on the cluster (executors.kube_job)
 }
 # kind -> plural, for objects served through the custom-objects API (Istio).
 CUSTOM_PLURALS: dict[str, str] = {

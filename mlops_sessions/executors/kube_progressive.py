@@ -55,6 +55,7 @@ Progress = Callable[[str], None]
 Manifest = dict[str, Any]
 
 LEASE_MARGIN_S = 30  # a killed driver's lease expires this long after its last renewal
+REQUEST_POLL_S = 1.0  # how often the driver looks for `mlops promote` / `mlops abort`
 
 
 @dataclass
@@ -210,6 +211,10 @@ class _Context:
     analyse: Analyse | None
     interrupt: Interrupt
     progress: Progress | None
+    # Whether this process has applied the canary's workloads; later steps then change
+    # only the split (a resumed driver applies them once again, idempotently).
+    canary_up: bool = False
+    requests_read_at: float = float("-inf")
 
     def say(self, line: str) -> None:
         if self.progress is not None:
@@ -371,26 +376,30 @@ def operator_request(
     if state is None or state.done:
         last = f"; the last one {state.phase}: {state.reason}" if state is not None else ""
         raise StepError(f"no rollout of {app!r} is in progress{last}")
-    holder, expiry = holder_of(cluster, app)
-    alive = (
-        holder is not None
-        and holder == state.driver
-        and (expiry is None or expiry > datetime.now(timezone.utc))
-    )
-    if alive:
+    holder = _live_driver(cluster, app, state)
+    if holder is not None:
         records.request(action, by, state.revision)
         if progress is not None:
             progress(f"asked {holder} to {action} revision {state.revision}; waiting")
         deadline = timing.clock() + wait_s
         while timing.clock() < deadline:
             state, _ = records.read()
-            if state is not None and state.done:
+            if state is None:
+                raise StepError(f"the rollout record of {app!r} disappeared")
+            if state.done:
                 return _outcome(records, state, _restored_to(cluster, store, app, state.revision))
+            if _live_driver(cluster, app, state) is None:
+                # The driver died before acting (its lease expired): act here instead.
+                if progress is not None:
+                    progress(f"{holder} stopped renewing its lease; taking over")
+                break
             timing.sleep(max(0.05, min(1.0, timing.poll)))
-        raise StepError(
-            f"asked the driving process ({holder}) to {action} the rollout of {app!r}, but it "
-            f"has not finished within {wait_s:g}s; `mlops status {app}` shows where it is"
-        )
+        else:
+            raise StepError(
+                f"asked the driving process ({holder}) to {action} the rollout of {app!r}, but "
+                f"it has not finished within {wait_s:g}s; `mlops status {app}` shows where it is"
+            )
+        records.clear_request()
     with deploy_lock(
         cluster, app, hold_s=timing.rollout_timeout, margin_s=timing.lease_margin_s
     ) as me:
@@ -405,6 +414,17 @@ def operator_request(
         state = dataclasses.replace(state, driver=me)
         records.save(state, action)
         return _drive(ctx, state)
+
+
+def _live_driver(cluster: Cluster, app: str, state: plan.RolloutState) -> str | None:
+    """The holder of app's lease when it is the rollout's driver and its lease has not
+    expired (it is alive, or died less than a lease margin ago)."""
+    holder, expiry = holder_of(cluster, app)
+    if holder is None or holder != state.driver:
+        return None
+    if expiry is not None and expiry <= datetime.now(timezone.utc):
+        return None
+    return holder
 
 
 def _context(
@@ -519,6 +539,11 @@ def _take_requests(ctx: _Context, state: plan.RolloutState) -> plan.RolloutState
         state = plan.abort(state, f"interrupted by {name}: aborted", now_, by="signal")
         ctx.records.save(state, "interrupted")
         return state
+    # Operator requests are read at most once a second (a GET per tick would load the API
+    # server for nothing); an interrupt above is seen every tick.
+    if now_ - ctx.requests_read_at < REQUEST_POLL_S:
+        return state
+    ctx.requests_read_at = now_
     _, request = ctx.records.read()
     if not request or int(request.get("revision", -1)) != state.revision:
         return state
@@ -555,17 +580,19 @@ def _apply_step(ctx: _Context, state: plan.RolloutState) -> str | None:
     revision = int(ctx.record["revision"])
     timing = ctx.timing
     # The canary is up and ready before it gets any traffic; then the split changes.
-    workloads = [o for o in objects if o.get("kind") != "VirtualService"]
-    failure = apply_objects(
-        ctx.cluster,
-        workloads,
-        revision,
-        timeout=timing.rollout_timeout,
-        poll=timing.poll,
-        progress=ctx.progress,
-    )
-    if failure is not None:
-        return failure
+    if not ctx.canary_up:
+        workloads = [o for o in objects if o.get("kind") != "VirtualService"]
+        failure = apply_objects(
+            ctx.cluster,
+            workloads,
+            revision,
+            timeout=timing.rollout_timeout,
+            poll=timing.poll,
+            progress=ctx.progress,
+        )
+        if failure is not None:
+            return failure
+        ctx.canary_up = True
     return apply_objects(
         ctx.cluster,
         plan.only(objects, [("VirtualService", "")]),

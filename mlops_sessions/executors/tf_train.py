@@ -238,7 +238,7 @@ def _multi_worker_class() -> Any:
     """
     import tensorflow as tf
 
-    class _Strategy(tf.distribute.MultiWorkerMirroredStrategy):  # type: ignore[misc,name-defined]
+    class _Strategy(tf.distribute.MultiWorkerMirroredStrategy):  # type: ignore[misc]
         def reduce(self, reduce_op: Any, value: Any, axis: Any) -> Any:
             def one(item: Any) -> Any:
                 local = (
@@ -247,9 +247,7 @@ def _multi_worker_class() -> Any:
                     else item
                 )
                 rank = getattr(getattr(local, "shape", None), "rank", None)
-                return super(_Strategy, self).reduce(
-                    reduce_op, item, None if rank == 0 else axis
-                )
+                return super(_Strategy, self).reduce(reduce_op, item, None if rank == 0 else axis)
 
             return tf.nest.map_structure(one, value)
 

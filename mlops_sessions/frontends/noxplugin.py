@@ -95,9 +95,12 @@ def install_source(extras: Sequence[str]) -> list[str]:
 def session_extras(spec: Step, config: Config) -> tuple[str, ...]:
     """The extras a session installs: a step that runs in a train image needs the Docker SDK."""
     extras = tuple(spec.extras or ())
-    containerised = any(m.train is not None and m.train.container for m in config.models.values())
-    if containerised and spec.containerised and "build" not in extras:
+    backends = {m.train.effective_backend for m in config.models.values() if m.train is not None}
+    if "container" in backends and spec.containerised and "build" not in extras:
         extras += ("build",)
+    # train.backend: kubernetes: the train session drives a Job with the Kubernetes client.
+    if "kubernetes" in backends and spec.name == "train" and "deploy" not in extras:
+        extras += ("deploy",)
     # A shared store is read and written by every step that has a venv: the S3 client.
     if config.store_remote is not None and spec.extras is not None and "fetch" not in extras:
         extras += ("fetch",)

@@ -56,6 +56,7 @@ ORDER: dict[str, int] = {
     "NetworkPolicy": 50,
     "DestinationRule": 60,
     "VirtualService": 70,
+    "Job": 80,  # a training Job (planning.train_job), rendered for review
 }
 
 

@@ -117,7 +117,8 @@ class RolloutState:
     weights: Mapping[str, int] = field(default_factory=dict)
     step_started_at: float | None = None  # when the step's weight took effect; None: not yet
     window_start: float | None = None  # start of the next window to judge
-    due_at: float | None = None  # when that window ends and is judged
+    window_end: float | None = None  # its end
+    due_at: float | None = None  # when it is judged: its end, or a retry after an error
     failures: int = 0  # failed windows, over the whole rollout
     inconclusive_in_row: int = 0
     errors_in_row: int = 0
@@ -158,9 +159,9 @@ class RolloutState:
 
     def window(self) -> Window:
         """The window to judge next (valid once the step's weight was applied)."""
-        if self.window_start is None or self.due_at is None:
+        if self.window_start is None or self.window_end is None:
             raise RolloutError(f"step {self.step + 1} of {self.model} has no window yet")
-        return Window(self.window_start, self.due_at, self.step, self.canary_weight)
+        return Window(self.window_start, self.window_end, self.step, self.canary_weight)
 
     def last_measurements(self) -> dict[str, dict[str, float | None]]:
         """Track -> metric -> the latest value measured (for `mlops status`)."""
@@ -236,6 +237,7 @@ def weight_applied(state: RolloutState, now: float) -> RolloutState:
         state,
         step_started_at=now,
         window_start=now,
+        window_end=now + state.limits.interval_s,
         due_at=now + state.limits.interval_s,
         updated_at=now,
     )
@@ -284,6 +286,7 @@ def judge(state: RolloutState, result: AnalysisResult, now: float) -> RolloutSta
             weights=step_weights(state.steps[nxt]),
             step_started_at=None,
             window_start=None,
+            window_end=None,
             due_at=None,
             reason=f"step {nxt + 1}/{len(state.steps)}: canary {state.steps[nxt]}%",
         )
@@ -381,9 +384,8 @@ def _next_window(state: RolloutState, previous: Window, reason: str) -> RolloutS
     # Back to back: the next window starts where the judged one ended (never earlier than
     # the weight change, which that window already respected).
     start = max(previous.end, state.step_started_at or previous.end)
-    return dataclasses.replace(
-        state, window_start=start, due_at=start + state.limits.interval_s, reason=reason
-    )
+    end = start + state.limits.interval_s
+    return dataclasses.replace(state, window_start=start, window_end=end, due_at=end, reason=reason)
 
 
 def _need(state: RolloutState, phase: str, what: str) -> None:
@@ -565,7 +567,8 @@ def promotion_stages(final: Sequence[Manifest]) -> list[tuple[str, list[Manifest
     return [
         ("stable takes the canary's build", rest),
         ("100% stable", only(final, [("VirtualService", "")])),
-        ("canary scaled to 0", list(copy.deepcopy(final))),
+        # The rest of final went out in the stages before: only the canary is left.
+        ("canary scaled to 0", only(final, [("Deployment", "-canary")])),
     ]
 
 

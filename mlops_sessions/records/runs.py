@@ -143,3 +143,16 @@ def record_cache(root: Path, step: str, key: str, run_id: str, *, model: str = "
 def model_lock(root: Path, model: str) -> Path:
     """The lock file two writers of one model's records take (bless, cache pointers)."""
     return root / "models" / model / ".lock"
+
+
+def cancelled_file(root: Path, run_id: str) -> Path:
+    """``cancelled/<run-id>.json``: a training that was stopped (a Kubernetes Job deleted on
+    Ctrl-C). Outside ``runs/``: nothing a later step trusts, only what happened."""
+    return root / "cancelled" / f"{run_id}.json"
+
+
+def record_cancelled(root: Path, run_id: str, record: Record) -> Path:
+    path = cancelled_file(root, run_id)
+    ensure_dir(path.parent)
+    write_json_atomic(path, stamped({**record, "run_id": run_id, "status": "cancelled"}))
+    return path

@@ -182,14 +182,23 @@ def to_ndarray(proto: tensor_pb2.TensorProto, info: TensorInfo, limit: int) -> n
                 f"needs {count * dtype.itemsize}",
             )
         return np.frombuffer(content, dtype=dtype.newbyteorder("<")).astype(dtype).reshape(shape)
-    values: Any = getattr(proto, _VALUE_FIELDS[proto.dtype])
-    try:
-        if dtype.name == "float16":  # half_val holds the bit patterns
-            array = np.array(values, dtype=np.uint16).view(np.float16)
-        else:
-            array = np.array(values, dtype=dtype)
-    except OverflowError:  # e.g. 300 in int_val of a DT_INT8 tensor
-        _fail(grpc.StatusCode.INVALID_ARGUMENT, f"{where}: value out of range for {dtype.name}")
+    field = _VALUE_FIELDS[proto.dtype]
+    values: Any = getattr(proto, field)
+    if dtype.kind in "iu" or dtype.name == "float16":
+        # Integer fields are wider than the dtype (int_val is int32 for int8..uint16;
+        # half_val holds float16 bit patterns) and numpy would wrap 300 to 44 silently:
+        # read them wide, then check the range.
+        bits = np.dtype(np.uint16) if dtype.name == "float16" else dtype
+        wide = np.array(values, dtype=np.uint64 if field == "uint64_val" else np.int64)
+        limits = np.iinfo(bits)
+        if wide.size and (int(wide.min()) < limits.min or int(wide.max()) > limits.max):
+            _fail(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"{where}: value out of range for {dtype.name} in {field}",
+            )
+        array = wide.astype(bits).view(dtype)
+    else:
+        array = np.array(values, dtype=dtype)
     if array.size == count:
         return array.reshape(shape)
     if array.size == 0:

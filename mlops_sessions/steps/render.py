@@ -17,8 +17,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-from mlops_sessions.config import Config
-from mlops_sessions.planning import k8s_inputs, k8s_validate, manifests
+from mlops_sessions.config import Config, ModelConfig
+from mlops_sessions.errors import StepError
+from mlops_sessions.planning import k8s_inputs, k8s_validate, manifests, train_job
 from mlops_sessions.planning import rollout as rollout_plan
 from mlops_sessions.records.store import write_text_atomic
 from mlops_sessions.steps import argtypes
@@ -68,9 +69,24 @@ def render_all(
     for model in config.select_models(model_names):
         inputs = k8s_inputs.inputs_for(config, model, overrides)
         rendered = manifests.render(config, model, inputs)
+        rendered += training_objects(config, model, overrides)
         k8s_validate.validate_objects(rendered, model.deploy.kubernetes_version)
         objects += rendered
     return objects
+
+
+def training_objects(
+    config: Config, model: ModelConfig, overrides: dict[str, str]
+) -> list[manifests.Manifest]:
+    """With ``train.backend: kubernetes``, the training Job (and Service) for review."""
+    if model.train is None or model.train.effective_backend != "kubernetes":
+        return []
+    name = model.train.image or model.image
+    if name is None:  # validate refuses this; render says the same
+        raise StepError(f"model {model.name!r}: train.backend kubernetes needs train.image")
+    image = k8s_inputs.find_build(config, name, overrides).image
+    target = train_job.JobTarget(train_job.job_name(model.name), image)
+    return train_job.render(config, model, target)
 
 
 def write(out: Path, objects: list[manifests.Manifest], top: str) -> list[str]:

@@ -80,7 +80,7 @@ def test_environments(config: Config, models: list[str]) -> list[str | None]:
     chosen = config.select_models(models)
     environments: dict[str | None, None] = {}
     for model in chosen:
-        if model.train is not None and model.train.container:
+        if model.train is not None and model.train.effective_backend == "container":
             environments[model.train.image or model.image] = None
         else:
             environments[None] = None

@@ -132,6 +132,10 @@ def dry_run(config: Config, store: Store, plan: TrainPlan) -> dict[str, Any]:
         from mlops_sessions.steps.train_container import describe_container
 
         described["container_run"] = describe_container(config, store, plan)
+    if plan.backend == "kubernetes":
+        from mlops_sessions.steps.train_kube import describe_job
+
+        described["kubernetes_job"] = describe_job(config, config.models[plan.model])
     return described
 
 
@@ -165,7 +169,12 @@ def train_model(
         file=out,
         flush=True,
     )
-    record = _train_into_store(config, store, plan, run_id, out)
+    if plan.backend == "kubernetes":
+        from mlops_sessions.steps.train_kube import train_on_cluster
+
+        record = train_on_cluster(config, store, model, plan, run_id, out)
+    else:
+        record = _train_into_store(config, store, plan, run_id, out)
     # Under the model's lock: two trainings of one key finishing together each leave their
     # run; the pointer names the last one written, never a half-written entry.
     store.record_cache(STEP, plan.key, run_id, model=plan.model)
@@ -348,6 +357,7 @@ def _dry_text(plan: dict[str, Any]) -> str:
         f"  seed: {plan['seed']} (op determinism {'on' if plan['deterministic'] else 'off'})\n"
         f"  inputs:{inputs}"
         + (_container_text(plan["container_run"]) if plan.get("container_run") else "")
+        + (_job_text(plan["kubernetes_job"]) if plan.get("kubernetes_job") else "")
     )
 
 
@@ -360,6 +370,14 @@ def _container_text(run: dict[str, Any]) -> str:
         f"\n  container: image {run['image']} ({', '.join(run['refs'])}; environment "
         f"{run['environment_digest'][:12]}), user {run['user']}, network {run['network']}, "
         f"{run['gpus']} GPU(s)\n  command: {' '.join(run['command'])}\n  mounts:{mounts}"
+    )
+
+
+def _job_text(job: dict[str, Any]) -> str:
+    namespace = job["namespace"] or "the context's namespace"
+    return (
+        f"\n  kubernetes: Job in {namespace}, {job['workers']} worker(s), image {job['image']}, "
+        f"timeout {job['timeout'] or 'none'}, retries {job['retries']}"
     )
 
 

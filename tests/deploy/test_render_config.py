@@ -525,7 +525,12 @@ def test_secrets_are_only_referenced() -> None:
     ]
     objs = rendered({"deploy": {"secrets": secrets}})
     env = pod(objs)["containers"][0]["env"]
-    assert env == [
+    # The track comes from the pod's own label (the rollout's metrics), never a literal.
+    assert env[0] == {
+        "name": "MLOPS_TRACK",
+        "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['track']"}},
+    }
+    assert env[1:] == [
         {
             "name": "DB_PASSWORD",
             "valueFrom": {"secretKeyRef": {"name": "ranker-db", "key": "password"}},

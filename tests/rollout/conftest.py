@@ -35,7 +35,7 @@ models:
       ab: {{header: x-digits-canary, value: "always"}}
       steps: {steps}
       analysis:
-        prometheus: http://127.0.0.1:9
+        prometheus: {prometheus}
         interval: {interval}
         min_requests: 20
         failure_limit: {failure_limit}
@@ -56,10 +56,16 @@ class RolloutProject(Project):
         self.rollout()
 
     def rollout(
-        self, steps: str = "[10, 50, 100]", interval: str = "1s", failure_limit: int = 1
+        self,
+        steps: str = "[10, 50, 100]",
+        interval: str = "1s",
+        failure_limit: int = 1,
+        prometheus: str = "http://127.0.0.1:9",  # nothing listens: the fakes never ask it
     ) -> None:
         self.config.write_text(
-            ROLLOUT_PROJECT.format(steps=steps, interval=interval, failure_limit=failure_limit)
+            ROLLOUT_PROJECT.format(
+                steps=steps, interval=interval, failure_limit=failure_limit, prometheus=prometheus
+            )
         )
 
 

@@ -120,3 +120,29 @@ def test_on_interrupt_leave_keeps_the_rollout_for_resume(cluster, project) -> No
     fake = FakeAnalysis()
     assert deploy_step.run(cli_args(project, "deploy", "--resume"), analyse=fake) == 0
     assert weights(cluster) == {"stable": 100, "canary": 0}
+
+
+def test_abort_after_the_driver_was_killed_takes_over_once_its_lease_expires(
+    cluster, project
+) -> None:
+    from mlops_sessions.steps import abort as abort_step
+
+    old = project.build("v1", "model-aaa")
+    assert deploy_step.run(cli_args(project, "deploy"), analyse=FakeAnalysis()) == 0
+    project.build("v2", "model-bbb")
+    project.rollout(steps="[10, 50, 100]", interval="3s")
+    proc = driver(project, cluster, {}, "--lease-margin", "1")
+    wait_until(cluster, lambda s: s["step_started_at"] is not None, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=10)
+    assert weights(cluster) == {"stable": 90, "canary": 10}
+    started = time.monotonic()
+    assert abort_step.run(cli_args(project, "abort")) == 0
+    # It waited for the dead driver's lease (rollout_timeout 3s + margin 1s), no longer.
+    assert time.monotonic() - started < 15
+    assert weights(cluster) == {"stable": 100, "canary": 0}
+    assert image(cluster, "stable") == old
+    assert deployment(cluster, "canary")["spec"]["replicas"] == 0
+    current, records = history(cluster)
+    assert current == "1" and records[2]["status"] == "failed"
+    assert records[2]["reason"].startswith("aborted by mlops abort")

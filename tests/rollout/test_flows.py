@@ -7,6 +7,7 @@ gate's own decide() on numbers the test chose. Intervals are one second.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from pathlib import Path
@@ -53,6 +54,12 @@ def probe(cluster: Any) -> Any:
 
 def store_target(project: Any) -> Path:
     return rollouts.target_dir(project.root / ".mlops", "digits", "kmock", "ml")
+
+
+def json_in(out: str) -> Any:
+    """The one JSON document in out (the driving thread's summary may print beside it)."""
+    start = out.index("{\n")
+    return json.JSONDecoder().raw_decode(out[start:])[0]
 
 
 def wait_for(predicate: Any, timeout: float = 20.0) -> None:
@@ -177,7 +184,11 @@ def test_promote_skips_the_remaining_steps(cluster, project, capsys) -> None:
     project.rollout(steps="[10, 50, 100]", interval="3s")
     thread, result = background_deploy(project, FakeAnalysis())
     wait_for(lambda: at_step(cluster, 0))
-    assert promote_step.run(cli_args(project, "promote")) == 0
+    capsys.readouterr()
+    assert promote_step.run(cli_args(project, "promote", "--json")) == 0
+    thread.join(30)
+    answer = json_in(capsys.readouterr().out)
+    assert (answer["status"], answer["revision"], answer["restored_to"]) == ("promoted", 2, None)
     thread.join(30)
     assert result == [0]
     assert image(cluster, "stable") == new
@@ -203,13 +214,18 @@ def test_promote_is_refused_where_a_deploy_would_be(cluster, project) -> None:
     assert weights(cluster) == {"stable": 100, "canary": 0}
 
 
-def test_abort_ends_a_running_rollout(cluster, project) -> None:
+def test_abort_ends_a_running_rollout(cluster, project, capsys) -> None:
     old = first_release(project, cluster)
     project.build("v2", "model-bbb")
     project.rollout(steps="[10, 50, 100]", interval="5s")
     thread, result = background_deploy(project, FakeAnalysis())
     wait_for(lambda: at_step(cluster, 0))
-    assert abort_step.run(cli_args(project, "abort")) == 0
+    capsys.readouterr()
+    assert abort_step.run(cli_args(project, "abort", "--json")) == 0
+    thread.join(30)
+    answer = json_in(capsys.readouterr().out)
+    assert (answer["model"], answer["status"], answer["restored_to"]) == ("digits", "aborted", 1)
+    assert answer["rollout"]["weights"] == {"stable": 100, "canary": 0}
     thread.join(30)
     assert result == [1]
     assert image(cluster, "stable") == old

@@ -527,3 +527,36 @@ def test_grpc_port_zero_disables_grpc_and_a_taken_port_is_named(
     assert f"cannot listen for gRPC on 127.0.0.1:{first.grpc_port}" in result.stderr
     assert "--grpc-port" in result.stderr
     assert '"event": "ready"' not in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("dtype", "field", "values"),
+    [
+        ("int8", "int_val", [300]),
+        ("uint8", "int_val", [-1]),
+        ("uint16", "int_val", [70000]),
+        ("float16", "half_val", [70000]),
+    ],
+)
+def test_values_out_of_range_for_the_dtype_are_invalid_argument(
+    dtype: str, field: str, values: list[int]
+) -> None:
+    from mlops_sessions.server.grpc_api import _DTYPES, RpcError, to_ndarray
+    from mlops_sessions.server.runtime import TensorInfo
+
+    info = TensorInfo("x", np.dtype(dtype), (None, 1))
+    proto = tensor_pb2.TensorProto(dtype=_DTYPES[dtype])
+    proto.tensor_shape.dim.add(size=1)
+    proto.tensor_shape.dim.add(size=1)
+    getattr(proto, field).extend(values)
+    with pytest.raises(RpcError) as error:
+        to_ndarray(proto, info, 1 << 20)
+    assert error.value.code == Code.INVALID_ARGUMENT
+    assert "out of range" in error.value.message
+    # The limits themselves are read exactly.
+    limits = np.iinfo(np.uint16 if dtype == "float16" else dtype)
+    proto.ClearField(field)
+    getattr(proto, field).extend([limits.max])
+    got = to_ndarray(proto, info, 1 << 20)
+    assert got.dtype == np.dtype(dtype) and got.shape == (1, 1)
+    assert got.view(np.uint16 if dtype == "float16" else dtype)[0, 0] == limits.max

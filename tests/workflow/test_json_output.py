@@ -36,12 +36,13 @@ TRAINED: dict[str, list[str]] = {
     "evaluate": ["evaluate"],
     "lineage": ["lineage", "{run}"],
     "build": ["build", "--dry-run"],
-    "serve": ["serve", "--port", "0"],
+    "serve": ["serve", "--port", "0", "--grpc-port", "0"],  # any free port; no gRPC (8500)
 }
 # Steps that need a live cluster, a registry with a pushed image or an S3 endpoint; their
 # --json is tested where those fixtures live: tests/deploy (kmock Kubernetes emulator, S3
-# stand-in) and tests/images (Docker engine and registry).
-ELSEWHERE = {"push", "deploy", "rollback", "status", "fetch-model"}
+# stand-in), tests/rollout (promote, abort: a rollout on the emulator) and tests/images
+# (Docker engine and registry).
+ELSEWHERE = {"push", "deploy", "rollback", "status", "fetch-model", "promote", "abort"}
 
 
 def test_every_step_has_a_json_case() -> None:

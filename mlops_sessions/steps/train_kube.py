@@ -1,0 +1,169 @@
+"""Training as a Kubernetes Job (``train.backend: kubernetes``), for ``mlops train``.
+
+A shared helper of the train step (as ``train_container`` is for Docker): called only
+after the step found no stored run for the key, so an unchanged key never creates a Job.
+Here: the shared rules (:func:`config.checks.train_backend_findings`), the train image by
+digest (its pushed build, like render and deploy pin the serve image), the Job's objects
+(:mod:`planning.train_job`), then :class:`executors.kube_job.JobRunner` with the deploy
+section's kubeconfig rules (``deploy.context`` pins the cluster). The chief pod writes the
+run into ``store.remote``; this side then reads its run.json through the store, exactly as
+a run trained on another machine is reused — the model itself is downloaded later, by the
+step that needs it.
+
+SIGTERM is turned into the same interruption as Ctrl-C while the Job runs, so a CI job
+that is cancelled deletes the Job too. A cancelled or failed run leaves nothing under
+``runs/`` here, and nothing trusted on the remote (run.json is the remote's last write).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+from collections.abc import Iterator
+from types import FrameType
+from typing import Any, TextIO
+
+from mlops_sessions.config import Config, ModelConfig, checks
+from mlops_sessions.errors import StepError
+from mlops_sessions.planning import k8s_inputs, train_job
+from mlops_sessions.planning.training import TrainPlan
+from mlops_sessions.records import runs
+from mlops_sessions.records.io import now
+from mlops_sessions.records.store import Store
+
+
+def job_objects(
+    config: Config, model: ModelConfig, plan: TrainPlan, run_id: str, image: str
+) -> tuple[train_job.JobTarget, list[train_job.Manifest]]:
+    target = train_job.JobTarget(train_job.job_name(model.name, run_id), image, run_id, plan.key)
+    spec = train_job.pod_spec(config, model, plan, run_id)
+    return target, train_job.objects(config, model, target, spec)
+
+
+def train_image(config: Config, model: ModelConfig) -> str:
+    """The train image's pushed reference, by digest."""
+    assert model.train is not None
+    name = model.train.image or model.image
+    if name is None:
+        raise StepError(
+            f"model '{model.name}': train.backend kubernetes runs the train image; set "
+            "train.image to an image of kind 'train'"
+        )
+    if not k8s_inputs.build_record(config.store_path, name).is_file():
+        raise StepError(
+            f"model '{model.name}': no pushed build of the train image '{name}' is recorded; "
+            f"the cluster pulls it by digest: run `mlops build {name}` then `mlops push {name}`"
+        )
+    return k8s_inputs.find_build(config, name, {}).image
+
+
+def describe_job(config: Config, model: ModelConfig) -> dict[str, Any]:
+    """What ``--dry-run`` shows of the Job: nothing is created, nothing contacted."""
+    train = model.train
+    assert train is not None
+    try:
+        image = train_image(config, model)
+    except StepError:
+        image = "(not pushed yet: `mlops build` + `mlops push` of the train image)"
+    return {
+        "namespace": train_job.namespace(model),
+        "context": model.deploy.context,
+        "workers": train.workers,
+        "image": image,
+        "timeout": train.timeout,
+        "retries": train.retries,
+    }
+
+
+@contextlib.contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """While the Job runs, SIGTERM raises KeyboardInterrupt (the Job is then deleted)."""
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread: leave signals to whoever owns them
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def train_on_cluster(
+    config: Config,
+    store: Store,
+    model: ModelConfig,
+    plan: TrainPlan,
+    run_id: str,
+    out: TextIO,
+    *,
+    poll_s: float = 1.0,
+) -> dict[str, Any]:
+    """Run the training Job for run_id; returns run.json as the chief published it."""
+    from mlops_sessions.executors.kube import connect
+    from mlops_sessions.executors.kube_job import JobRunner
+
+    checks.require(checks.train_backend_findings(config, model))
+    if store.sync is None:
+        raise StepError(
+            f"model '{model.name}': a Kubernetes training Job writes its run to store.remote, "
+            "and this process cannot reach it (--offline?); run without --offline"
+        )
+    image = train_image(config, model)
+    target, objects = job_objects(config, model, plan, run_id, image)
+    cluster = connect(model.deploy.context, train_job.namespace(model))
+
+    def line(text: str) -> None:
+        # The chief's progress lines already carry the model's name, as a local run's do.
+        prefix = "" if text.startswith(f"[{model.name}]") else f"[{model.name}] "
+        print(f"{prefix}{text}", file=out, flush=True)
+
+    assert model.train is not None
+    line(
+        f"Job {cluster.namespace}/{target.name} on context {cluster.context}: "
+        f"{model.train.workers} worker(s), image {image}"
+    )
+    runner = JobRunner(cluster, on_line=line, poll_s=poll_s)
+    started = now()
+    try:
+        with sigterm_interrupts():
+            outcome = runner.run(objects, target.name)
+    except KeyboardInterrupt as exc:
+        where = runs.record_cancelled(
+            store.root,
+            run_id,
+            {
+                "model": model.name,
+                "key": plan.key,
+                "started_at": started,
+                "cancelled_at": now(),
+                "why": str(exc) or "interrupted (Ctrl-C)",
+                "kubernetes": {
+                    "context": cluster.context,
+                    "namespace": cluster.namespace,
+                    "job": target.name,
+                    "image": image,
+                },
+            },
+        )
+        line(
+            f"cancelled: Job {cluster.namespace}/{target.name} deleted; run {run_id} not kept "
+            f"(recorded in {where})"
+        )
+        raise
+    record = store.load_run(run_id)
+    if record is None:
+        raise StepError(
+            f"training Job {cluster.namespace}/{target.name} completed, but run {run_id} is "
+            f"not in {store.remote_url}; the chief pod did not publish it (see `kubectl logs "
+            f"job/{target.name}`)"
+        )
+    line(
+        f"Job {target.name} completed on node {outcome.node or '?'} in {outcome.duration_s:.1f}s"
+        f" ({outcome.attempts} attempt(s))"
+    )
+    return record
