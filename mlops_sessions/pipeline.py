@@ -191,7 +191,7 @@ STEPS: tuple[Step, ...] = (
     Step(
         "abort",
         "abort",
-        "End a progressive rollout: 100% stable at once, the canary to 0, recorded.",
+        "End a progressive rollout: all traffic back to stable at once, the canary to 0.",
         session=True,
         extras=("deploy",),
     ),

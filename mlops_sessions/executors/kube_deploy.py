@@ -345,9 +345,7 @@ def apply_objects(
     try:
         changes = _plan(cluster, [stamp(o, revision) for o in applied], list(delete))
         _execute(cluster, changes, progress)
-        result = wait(
-            cluster, _changed_deployments(changes), timeout, poll=poll, progress=progress
-        )
+        result = wait(cluster, _changed_deployments(changes), timeout, poll=poll, progress=progress)
     except KubeError as exc:
         return f"apply failed: {exc}"
     return None if result.ok else result.reason

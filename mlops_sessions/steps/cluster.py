@@ -12,7 +12,6 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from mlops_sessions.config import Config, ModelConfig
-from mlops_sessions.errors import StepError
 from mlops_sessions.planning import release_policy
 from mlops_sessions.planning.k8s_common import seconds
 from mlops_sessions.planning.live_analysis import AnalysisResult, Window
@@ -123,9 +122,9 @@ def analyser_for(
         )
         stable = result.tracks.get("stable")
         requests = stable.requests if stable is not None else None
-        if stable is not None and requests is not None and not math.isnan(requests):
-            if requests >= enough:
-                last_stable[:] = [stable]
+        usable = requests is not None and not math.isnan(requests) and requests >= enough
+        if stable is not None and usable:
+            last_stable[:] = [stable]
         return result
 
     return analyse

@@ -1,6 +1,6 @@
-"""Every `mlops` step prints its result as JSON with --json: each step in the pipeline table is run on
-something cheap and its stdout is parsed. A new step fails the coverage check until it gets
-a case here (or is named, with the reason, in ELSEWHERE)."""
+"""Every `mlops` step prints its result as JSON with --json: each step in the pipeline table
+is run on something cheap and its stdout is parsed. A new step fails the coverage check until
+it gets a case here (or is named, with the reason, in ELSEWHERE)."""
 
 from __future__ import annotations
 
@@ -30,6 +30,7 @@ OFFLINE: dict[str, list[str]] = {
     "ci": ["ci", "gitlab", "-o", "out/ci.yml"],
     "make": ["make", "-o", "out/mlops.mk"],
     "init": ["init", "out/new-project"],
+    "store": ["store", "status"],  # no store.remote in the example: the local side only
 }
 # step -> argv, run in a freshly trained scaffold (slow: trains a small model first).
 TRAINED: dict[str, list[str]] = {
