@@ -51,6 +51,7 @@ PLAN_FORMAT = 1
 LABEL_PREFIX = "org.mlops-sessions"
 INPUT_DIGEST_LABEL = f"{LABEL_PREFIX}.input-digest"
 VENV = "/opt/mlops/venv"
+DRIFT_REFERENCE = "drift_reference.json"
 DEFAULT_PYTHON = "3.11"  # tensorflow/tensorflow images since 2.16 and Debian bookworm
 # Newest glibc the wheels may need: Ubuntu 22.04 (TF images) has 2.35, bookworm 2.36.
 MAX_GLIBC_MINOR = 35
@@ -83,6 +84,9 @@ class ModelArtifact:
     blessed: bool
     # The run's record; run.json in the image keeps only what the server reports.
     record: Mapping[str, Any] = field(default_factory=dict)
+    # The training reference's bins (drift_reference.json of its passing evaluation), so
+    # the server counts live inputs for a rollout's input-drift check.
+    drift_reference: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -433,6 +437,8 @@ def plan_image(
         for path in tree_files(artifact.path, use_git=False):
             files[f"model/model/{path.relative_to(artifact.path).as_posix()}"] = path
         texts["model/run.json"] = _image_run_json(artifact)
+        if artifact.drift_reference is not None:
+            files[f"model/{DRIFT_REFERENCE}"] = artifact.drift_reference
 
     base = base_reference(image)
     template = dockerfiles.choose_template(config.root, image.kind, image.dockerfile)
@@ -468,6 +474,12 @@ def plan_image(
         "uid": image.user.uid,
         "port": port,
         "template": template.name,
+        # Where `mlops serve` finds the drift reference inside the image ("" when none).
+        "drift_reference": (
+            f"/opt/mlops/{DRIFT_REFERENCE}"
+            if artifact is not None and serving and artifact.drift_reference is not None
+            else ""
+        ),
     }
     text = dockerfiles.render(template, variables)
     texts["Dockerfile"] = text

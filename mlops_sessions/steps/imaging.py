@@ -13,6 +13,7 @@ from mlops_sessions.config import Config
 from mlops_sessions.errors import StepError
 from mlops_sessions.planning.images import ImagePlan, ModelArtifact, plan_image, served_model
 from mlops_sessions.planning.tags import tag_facts
+from mlops_sessions.records import evaluations as evaluation_records
 from mlops_sessions.records.store import Store
 
 
@@ -68,6 +69,7 @@ def _artifact(store: Store, run: dict[str, Any], *, blessed: bool) -> ModelArtif
         path=store.ensure_model(run),  # a run pulled from store.remote is downloaded now
         blessed=blessed,
         record=run,
+        drift_reference=evaluation_records.drift_reference(store.root, run_id),
     )
 
 

@@ -434,3 +434,29 @@ def test_eject_copies_templates_that_then_win(make_project: ProjectFactory) -> N
     assert plan.template_origin == "project" and "EXPOSE 8501 9000" in plan.dockerfile
     code, _, err = project.mlops("eject")
     assert code == 1 and "--force" in err
+
+
+def test_the_drift_reference_travels_with_the_model(make_project: ProjectFactory) -> None:
+    """A passing evaluation's drift_reference.json goes into the serve image, and the image
+    tells `mlops serve` where it is; without one, the Dockerfile is as before."""
+    import dataclasses
+
+    project = make_project()
+    config = load(project.config)
+    store = Store(config.store_path)
+    artifact = model_artifact(config, store, "serve", force=False)
+    assert artifact is not None
+    plain = plan_of(project)
+    assert "MLOPS_DRIFT_REFERENCE" not in plain.dockerfile
+    reference = project.root / "drift_reference.json"
+    reference.write_text('{"schema": 1, "features": {}}')
+    with_reference = images.plan_image(
+        config,
+        "serve",
+        facts=facts_of(config.root, NOW),
+        artifact=dataclasses.replace(artifact, drift_reference=reference),
+        runtime_text="pyyaml==6.0.3\n",
+    )
+    assert with_reference.files["model/drift_reference.json"] == reference
+    assert "ENV MLOPS_DRIFT_REFERENCE=/opt/mlops/drift_reference.json" in with_reference.dockerfile
+    assert with_reference.input_digest != plain.input_digest
