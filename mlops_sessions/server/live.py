@@ -87,21 +87,34 @@ class LiveStats(Collector):
 
     def __init__(self, labels: Mapping[str, str], reference: DriftReference | None = None) -> None:
         self._labels = dict(labels)  # model, version, track
-        self._classes: dict[str, int] = {}
+        # Predicted classes 0..MAX_CLASSES-1, then "other"; single-output bins separately.
+        self._class_counts = np.zeros(MAX_CLASSES + 1, dtype=np.int64)
+        self._value_counts = np.zeros(len(_VALUE_LABELS), dtype=np.int64)
         self._reference = reference
         self._features = (
             sorted(reference.edges, key=_feature_index) if reference is not None else []
         )
-        self._edges = [np.asarray(reference.edges[f]) for f in self._features] if reference else []
-        self._bins: list[np.ndarray[Any, np.dtype[np.int64]]] = [
-            np.zeros(len(e) + 1, dtype=np.int64) for e in self._edges
-        ]
+        self._columns = np.asarray([_feature_index(f) for f in self._features], dtype=np.intp)
+        # All features' edges in one matrix, padded with +inf, so one comparison of a batch
+        # against it bins every feature at once: the bin of v is the number of edges <= v
+        # (searchsorted's side="right").
+        all_edges = reference.edges if reference is not None else {}
+        width = max((len(all_edges[f]) for f in self._features), default=0)
+        self._edges = np.full((len(self._features), width), np.inf)
+        for position, feature in enumerate(self._features):
+            self._edges[position, : len(all_edges[feature])] = all_edges[feature]
+        self._slots = width + 1  # bins per feature in the flat count array
+        self._bins = np.zeros(len(self._features) * self._slots, dtype=np.int64)
+        self._offsets = np.arange(len(self._features), dtype=np.intp) * self._slots
 
     # --- counting (the model's worker thread) -------------------------------------------
     def observe(self, features: np.ndarray[Any, Any] | None, output: np.ndarray[Any, Any]) -> None:
-        """Count one batch: its rows' predicted classes and (with a reference) input bins."""
+        """Count one batch: its rows' predicted classes and (with a reference) input bins.
+
+        A handful of vectorised numpy calls per batch, whatever the number of features:
+        this runs for every batch the model serves."""
         self._count_classes(output)
-        if features is not None and self._edges:
+        if features is not None and len(self._features):
             self._count_inputs(features)
 
     def _count_classes(self, output: np.ndarray[Any, Any]) -> None:
@@ -109,27 +122,40 @@ class LiveStats(Collector):
             return
         rows = output.reshape(output.shape[0], -1)
         if rows.shape[1] > 1:
-            labels, counts = np.unique(np.argmax(rows, axis=1), return_counts=True)
-            names = [str(int(x)) if x < MAX_CLASSES else "other" for x in labels]
+            winners = np.minimum(np.argmax(rows, axis=1), MAX_CLASSES)
+            self._class_counts += np.bincount(winners, minlength=MAX_CLASSES + 1)
         else:
             values = rows[:, 0].astype(np.float64)
             values = values[np.isfinite(values)]
             slot = np.searchsorted(_VALUE_EDGES, values, side="right")
-            labels, counts = np.unique(slot, return_counts=True)
-            names = [_VALUE_LABELS[int(x)] for x in labels]
-        seen = self._classes
-        for name, count in zip(names, counts.tolist(), strict=True):
-            seen[name] = seen.get(name, 0) + count
+            self._value_counts += np.bincount(slot, minlength=len(_VALUE_LABELS))
 
     def _count_inputs(self, features: np.ndarray[Any, Any]) -> None:
         flat = features.reshape(features.shape[0], -1)
-        for position, feature in enumerate(self._features):
-            column = _feature_index(feature)
-            if column >= flat.shape[1]:
-                continue
-            values = flat[:, column].astype(np.float64, copy=False)
-            slots = np.searchsorted(self._edges[position], values, side="right")
-            self._bins[position] += np.bincount(slots, minlength=len(self._bins[position]))
+        if flat.shape[1] <= int(self._columns[-1]):
+            return  # the reference has features this input does not: not the same model
+        values = flat[:, self._columns].astype(np.float64, copy=False)  # [rows, features]
+        above = values[:, :, None] >= self._edges[None, :, :]  # [rows, features, edges]
+        # einsum on a uint8 view sums the last axis several times faster than bool.sum().
+        slots = np.einsum("ijk->ij", above.view(np.uint8)).astype(np.intp)
+        self._bins += np.bincount(
+            (slots + self._offsets[None, :]).ravel(), minlength=len(self._bins)
+        )
+
+    @property
+    def _classes(self) -> dict[str, int]:
+        """Counted classes by label (only those seen), for the scrape."""
+        out = {
+            (str(index) if index < MAX_CLASSES else "other"): int(count)
+            for index, count in enumerate(self._class_counts.tolist())
+            if count
+        }
+        out.update(
+            (_VALUE_LABELS[index], int(count))
+            for index, count in enumerate(self._value_counts.tolist())
+            if count
+        )
+        return out
 
     # --- scraping ---------------------------------------------------------------------------
     def describe(self) -> Iterator[Metric]:
@@ -146,7 +172,7 @@ class LiveStats(Collector):
             "Rows by predicted class (argmax), or by a fixed bin of a single output value.",
             labels=[*names, "class"],
         )
-        for name, count in sorted(self._classes.copy().items()):
+        for name, count in sorted(self._classes.items()):
             predictions.add_metric([*values, name], count)
         yield predictions
         if self._reference is None:
@@ -161,9 +187,11 @@ class LiveStats(Collector):
             "The training reference's share of each feature's bin.",
             labels=[*names, "feature", "bin"],
         )
+        counted = self._bins.tolist()
         for position, feature in enumerate(self._features):
-            counts = self._bins[position].tolist()
-            for slot, count in enumerate(counts):
+            bins_here = len(self._reference.edges[feature]) + 1
+            start = position * self._slots
+            for slot, count in enumerate(counted[start : start + bins_here]):
                 bins.add_metric([*values, feature, str(slot)], count)
             for slot, share in enumerate(self._reference.shares[feature]):
                 shares.add_metric([*values, feature, str(slot)], share)
