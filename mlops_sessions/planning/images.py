@@ -229,20 +229,11 @@ def runtime_requirements(
     """
     from importlib import metadata
 
-    from packaging.markers import default_environment
     from packaging.requirements import Requirement
     from packaging.utils import canonicalize_name
 
     locked_names = {canonicalize_name(n) for n in locked}
-    env = {k: str(v) for k, v in default_environment().items()}
-    env.update(
-        python_version=python_version,
-        python_full_version=f"{python_version}.0",
-        sys_platform="linux",
-        platform_system="Linux",
-        os_name="posix",
-        extra="",
-    )
+    env = serving_deps.marker_env(python_version)
     pins: dict[str, str] = {}
     queue = [canonicalize_name(n) for n in (*RUNTIME_ROOTS.get(kind, ()), *extra_roots)]
     while queue:

@@ -151,21 +151,7 @@ def pod_spec(config: Config, model: ModelConfig, plan: TrainPlan, run_id: str) -
         "source": _in_project(config, plan.source, "train.source"),
         "inputs": {},
     }
-    record = {
-        "run_id": run_id,
-        "model": plan.model,
-        "key": plan.key,
-        "params": dict(plan.params),
-        "seed": plan.seed,
-        "deterministic": plan.deterministic,
-        "entrypoint": plan.entrypoint,
-        "inputs": {
-            name: {"path": str(path), "sha256": plan.data_hashes[name]}
-            for name, path in plan.inputs.items()
-        },
-        "model_dir": "model",
-        "lineage": plan.lineage(),
-    }
+    record = {"run_id": run_id, **plan.run_fields(), "lineage": plan.lineage()}
     remote = config.store_remote
     return {
         "format": SPEC_FORMAT,

@@ -77,6 +77,23 @@ class TrainPlan:
     def short_key(self) -> str:
         return self.key[:8]
 
+    def run_fields(self) -> dict[str, Any]:
+        """What every run.json says about the plan it ran, wherever it ran (here, in a
+        container, on the cluster); the steps add status, timings and the outcome."""
+        return {
+            "model": self.model,
+            "key": self.key,
+            "params": dict(self.params),
+            "seed": self.seed,
+            "deterministic": self.deterministic,
+            "entrypoint": self.entrypoint,
+            "inputs": {
+                name: {"path": str(path), "sha256": self.data_hashes[name]}
+                for name, path in self.inputs.items()
+            },
+            "model_dir": "model",
+        }
+
     def to_spec(self) -> dict[str, Any]:
         """The JSON spec a train process reads (``python -m mlops_sessions.executors.tf_train``
         in the train image): what running needs, not the lineage, which stays on the host."""

@@ -235,21 +235,11 @@ def _train_into_store(
         record: dict[str, Any] = {
             "schema": SCHEMA,
             "run_id": run_id,
-            "model": plan.model,
-            "key": plan.key,
+            **plan.run_fields(),
             "status": "complete",
             "started_at": started,
             "finished_at": now(),
             "duration_s": round(time.monotonic() - clock, 3),
-            "params": dict(plan.params),
-            "seed": plan.seed,
-            "deterministic": plan.deterministic,
-            "entrypoint": plan.entrypoint,
-            "inputs": {
-                name: {"path": str(path), "sha256": plan.data_hashes[name]}
-                for name, path in plan.inputs.items()
-            },
-            "model_dir": "model",
             "model_hash": outcome.model_hash,
             "weights_hash": outcome.weights_hash,
             "signature": outcome.signature,
