@@ -493,6 +493,16 @@ class Config:
             )
         return [self.models[n] for n in names]
 
+    def declares(self, section: str) -> bool:
+        """Whether the effective file has this top-level section (e.g. ``tests``): for the
+        few decisions that depend on a section being written, not on its defaults."""
+        return section in (self.document or {})
+
+    def document_hash(self) -> str:
+        """sha256 of the whole effective config (canonical JSON)."""
+        blob = json.dumps(dict(self.document), sort_keys=True, separators=(",", ":"), default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()
+
     def model_hash(self, model: str) -> str:
         """Hash of the effective config of one model plus shared sections it depends on."""
         doc = self.document

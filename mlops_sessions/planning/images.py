@@ -279,7 +279,7 @@ def image_tools(config: Config, name: str, image: ImageConfig) -> tuple[str, ...
     downloaded from object storage also runs the ``fetch-model`` init container.
     """
     if image.kind == "train":
-        return TEST_ROOTS if "tests" in (config.document or {}) else ()
+        return TEST_ROOTS if config.declares("tests") else ()
     if image.kind == "serve" and any(
         m.deploy.model_source.type == "s3" for m in image_models(config, name)
     ):
@@ -587,7 +587,7 @@ def _labels(
         # what a runtime or a reviewer checks before giving the image GPUs.
         f"{LABEL_PREFIX}.cuda": "true" if image.base.has_gpu else "false",
         f"{LABEL_PREFIX}.config-hash": (
-            config.model_hash(model.name) if model else sha256_json(dict(config.document))
+            config.model_hash(model.name) if model else config.document_hash()
         ),
         INPUT_DIGEST_LABEL: digest,
     }
