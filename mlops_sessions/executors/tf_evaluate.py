@@ -14,6 +14,7 @@ functions, so importing this module stays cheap.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import os
@@ -376,8 +377,10 @@ def measure(
     source: Path,
 ) -> Measurements:
     """Run every measurement evaluate declares against the SavedModel at model_dir."""
-    # TensorFlow's C++ start-up chatter on stderr would push the verdict off the first lines.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # TensorFlow's C++ start-up chatter on stderr would push the verdict off the first lines:
+    # import it quietly now, before the team's data functions (which may import it first).
+    with contextlib.suppress(ImportError):
+        import_tensorflow()
     features, labels = call_data(evaluate.dataset, source, ctx, "evaluate.dataset")
     predictor = load_predictor(model_dir)
     raw = predict(predictor, features)

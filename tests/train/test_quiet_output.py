@@ -24,12 +24,15 @@ IMPORT_AND_SAY = (
 
 
 def _stderr_of(**env: str) -> str:
+    # Without the outer process's TF_CPP_MIN_LOG_LEVEL: an earlier test may have set it in
+    # this pytest process, and a user's own value means "leave TensorFlow's output alone".
+    environment = {k: v for k, v in clean_env(**env).items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     done = subprocess.run(
         [sys.executable, "-c", IMPORT_AND_SAY],
         capture_output=True,
         text=True,
         timeout=180,
-        env=clean_env(**env),
+        env=environment,
         check=True,
     )
     assert done.stdout.strip() == "2"
