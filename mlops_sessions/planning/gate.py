@@ -65,6 +65,26 @@ class MetricCheck:
             parts.append(f"regression <= {fmt(self.max_regression_pct)}%")
         return "; ".join(parts)
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], metric: str | None = None) -> MetricCheck:
+        """The check back from its recorded :meth:`as_dict` (verdict.json, rollout records)."""
+        bounds = data.get("threshold") or {}
+        direction = data.get("direction")
+        return cls(
+            metric=str(data["metric"] if metric is None else metric),
+            value=data.get("value"),
+            higher_is_better=None if direction is None else direction == "higher_is_better",
+            min=bounds.get("min"),
+            max=bounds.get("max"),
+            max_regression=bounds.get("max_regression"),
+            max_regression_pct=bounds.get("max_regression_pct"),
+            baseline=data.get("baseline"),
+            delta=data.get("delta"),
+            delta_pct=data.get("delta_pct"),
+            failures=tuple(data.get("failures") or ()),
+            notes=tuple(data.get("notes") or ()),
+        )
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "metric": self.metric,

@@ -26,26 +26,6 @@ _ICONS = {
 _OUTCOME_ICONS = {"passed": "✅", "failed": "❌", "inconclusive": "⚠️", "error": "⚠️"}
 
 
-def check_from_dict(data: Mapping[str, Any]) -> MetricCheck:
-    """A MetricCheck back from its recorded ``as_dict()``."""
-    bounds = data.get("threshold") or {}
-    direction = data.get("direction")
-    return MetricCheck(
-        metric=str(data["metric"]),
-        value=data.get("value"),
-        higher_is_better=None if direction is None else direction == "higher_is_better",
-        min=bounds.get("min"),
-        max=bounds.get("max"),
-        max_regression=bounds.get("max_regression"),
-        max_regression_pct=bounds.get("max_regression_pct"),
-        baseline=data.get("baseline"),
-        delta=data.get("delta"),
-        delta_pct=data.get("delta_pct"),
-        failures=tuple(data.get("failures") or ()),
-        notes=tuple(data.get("notes") or ()),
-    )
-
-
 def _time(moment: Any) -> str:
     try:
         return datetime.fromtimestamp(float(moment), timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
@@ -80,7 +60,7 @@ def _window_section(index: int, steps: Sequence[int], item: Mapping[str, Any]) -
             "|---|---:|---|---:|---:|---|",
         ]
         for data in metrics.values():
-            check = check_from_dict(data)
+            check = MetricCheck.from_dict(data)
             lines.append(
                 f"| `{check.metric}` | {fmt(check.value)} | "
                 f"{_cell(check.threshold_text()) or '—'} | {fmt(check.baseline)} | "

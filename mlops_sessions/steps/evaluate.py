@@ -335,24 +335,7 @@ def verdict_from_record(record: dict[str, Any]) -> Verdict:
     """A Verdict back from its verdict.json (the inverse of Verdict.as_dict)."""
     checks = []
     for name, check in (record.get("metrics") or {}).items():
-        threshold = check.get("threshold") or {}
-        direction = check.get("direction")
-        checks.append(
-            MetricCheck(
-                metric=str(name),
-                value=check.get("value"),
-                higher_is_better=None if direction is None else direction == "higher_is_better",
-                min=threshold.get("min"),
-                max=threshold.get("max"),
-                max_regression=threshold.get("max_regression"),
-                max_regression_pct=threshold.get("max_regression_pct"),
-                baseline=check.get("baseline"),
-                delta=check.get("delta"),
-                delta_pct=check.get("delta_pct"),
-                failures=tuple(check.get("failures") or ()),
-                notes=tuple(check.get("notes") or ()),
-            )
-        )
+        checks.append(MetricCheck.from_dict(check, metric=str(name)))
     return Verdict(
         checks=tuple(checks),
         baseline_available=bool(record.get("baseline_available")),
