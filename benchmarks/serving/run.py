@@ -5,10 +5,12 @@ Phases (one server at a time, same machine, same request: one 64-pixel row):
 - (a) ``seed``:     the seed article's recipe, Flask + gunicorn, ``model.predict`` per request
 - (b) ``mlops``:    ``python -m mlops_sessions serve`` with the repository's mlops.yaml settings
 - (b-grpc):         the same server process through TF Serving's gRPC API, loaded by
-                    ``grpc_load.py`` (a bounded asyncio gRPC client in its own process)
+                    h2load (nghttp2's C load generator sending gRPC frames; without it,
+                    ``grpc_load.py``, a bounded asyncio gRPC client in its own process)
 - peers (``--venvs``): KServe's model server, MLServer (adaptive batching), BentoML
                     (batchable API), each in its own venv (see peers.py)
 - (c2) ``constant``: the same HTTP stack (aiohttp) answering a constant, no model
+- (c3) ``grpc_constant``: the same gRPC stack (grpc.aio) answering a constant, no model
 - (c1) ``in-process``: the SavedModel's serving signature called on full batches (rows/s)
 - heavy: (b) and (c1) again on a ~4.3M-parameter model (``--heavy``), where the model
   call, not HTTP, dominates
@@ -19,7 +21,8 @@ process tree's CPU time (user + system, from /proc) over the c=32 phase gives CP
 request. Targets (at concurrency 32): (b) >= 4x the best peer's requests/s with a lower
 p99; (b-grpc) >= (b); heavy (b) >= 80% of heavy (c1).
 
-Usage (from the repository root; needs wrk, gunicorn, flask; peers need their venvs):
+Usage (from the repository root; needs wrk, gunicorn, flask, and for a fair gRPC load
+h2load from Debian's nghttp2-client; peers need their venvs):
 
     python benchmarks/serving/run.py [--seconds 5] [--venvs DIR] [--heavy] [--out results.json]
 """
@@ -223,27 +226,124 @@ def measure(
     return results
 
 
-def grpc_measure(target: str, seconds: float, row: list[float], pid: int) -> list[dict[str, Any]]:
-    """(b-grpc): grpc_load.py at each concurrency, in its own process, CPU like measure()."""
+def grpc_payload(row: list[float], work: Path) -> Path:
+    """The gRPC request as h2load sends it: a length-prefixed ``PredictRequest`` frame."""
+    from grpc_load import request_bytes
+
+    message = request_bytes(MODEL, row)
+    path = work / "predict.grpc"
+    # gRPC's message framing: compressed flag (0), 4-byte big-endian length, message.
+    path.write_bytes(b"\x00" + len(message).to_bytes(4, "big") + message)
+    return path
+
+
+def grpc_errors(metrics_url: str | None) -> float:
+    """Answers other than OK the server counted (h2load sees HTTP 200 even for those:
+    a gRPC status travels in the trailers, which h2load does not read)."""
+    if metrics_url is None:
+        return 0.0
+    with urllib.request.urlopen(metrics_url + "/metrics") as response:
+        text = response.read().decode()
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("mlops_serve_requests_total{")
+        and 'protocol="grpc"' in line
+        and 'code="200"' not in line
+    )
+
+
+def h2load(
+    target: str, payload: Path, connections: int, seconds: float, log: Path
+) -> dict[str, Any]:
+    """One h2load phase of unary Predict calls: one stream at a time per connection."""
+    command = [
+        "h2load",
+        "-D",
+        str(int(seconds)),
+        "--warm-up-time",
+        "1",
+        "-c",
+        str(connections),
+        "-m",
+        "1",
+        "-t",
+        str(min(2, connections)),
+        "-d",
+        str(payload),
+        "-H",
+        "content-type: application/grpc",
+        "-H",
+        "te: trailers",
+        "--log-file",
+        str(log),
+        f"http://{target}/tensorflow.serving.PredictionService/Predict",
+    ]
+    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    counts = next(x for x in output.splitlines() if x.startswith("requests:")).split()
+    # "requests: N total, N started, N done, N succeeded, F failed, E errored, T timeout"
+    failed, errored, timeout = int(counts[9]), int(counts[11]), int(counts[13])
+    latencies = sorted(
+        int(fields[2]) / 1000
+        for fields in (line.split("\t") for line in log.read_text().splitlines())
+        if len(fields) == 3 and fields[1] == "200"
+    ) or [0.0]
+    rps = float(next(x for x in output.splitlines() if x.startswith("finished in")).split()[3])
+    return {
+        "concurrency": connections,
+        "requests": int(counts[7]),
+        "rps": rps,
+        "p50_ms": latencies[len(latencies) // 2],
+        "p99_ms": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
+        "errors": failed + errored + timeout,
+    }
+
+
+def grpc_measure(
+    target: str,
+    seconds: float,
+    row: list[float],
+    pid: int,
+    work: Path,
+    metrics_url: str | None = None,
+) -> list[dict[str, Any]]:
+    """(b-grpc) and (c3): unary Predict at each concurrency, CPU like measure().
+
+    The load comes from h2load (nghttp2's HTTP/2 load generator, written in C like wrk)
+    sending gRPC frames, so client and server costs compare with the REST phases; without
+    h2load, from grpc_load.py (a Python asyncio client, which needs a core of its own and
+    caps the figure well below the server's).
+    """
+    payload = grpc_payload(row, work)
+    use_h2load = shutil.which("h2load") is not None
     command = [sys.executable, str(HERE / "grpc_load.py"), target, MODEL]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    subprocess.run([*command, "8", "1", json.dumps(row)], check=True, capture_output=True, env=env)
-    results = []
-    for connections in CONCURRENCY:
-        before = tree_cpu_seconds(pid)
+
+    def phase(connections: int, length: float) -> dict[str, Any]:
+        if use_h2load:
+            return h2load(target, payload, connections, length, work / "h2load.log")
         done = subprocess.run(
-            [*command, str(connections), str(seconds), json.dumps(row)],
+            [*command, str(connections), str(length), json.dumps(row)],
             check=True,
             capture_output=True,
             text=True,
             env=env,
-            timeout=seconds + 120,
+            timeout=length + 120,
         )
         result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+        return result
+
+    phase(8, 1)  # warm-up
+    results = []
+    for connections in CONCURRENCY:
+        before, refused = tree_cpu_seconds(pid), grpc_errors(metrics_url)
+        result = phase(connections, seconds)
+        result["errors"] += int(grpc_errors(metrics_url) - refused)
         # The client's start-up (TensorFlow's protos) is outside the phase, not the server's.
         result["cpu_ms_per_request"] = (
             (tree_cpu_seconds(pid) - before) * 1e3 / max(result["requests"], 1)
         )
+        result["load"] = "h2load" if use_h2load else "grpc_load.py"
         results.append(result)
     return results
 
@@ -361,7 +461,7 @@ def run(
     ):
         results["mlops"] = measure(url, script, seconds, pid)
         results["mlops_batches"] = batches_of(url)
-        results["mlops_grpc"] = grpc_measure(f"127.0.0.1:{grpc_port}", seconds, row, pid)
+        results["mlops_grpc"] = grpc_measure(f"127.0.0.1:{grpc_port}", seconds, row, pid, work, url)
 
     if venvs is not None:
         wait_ms = float(settings["max_wait"].rstrip("ms"))
@@ -375,6 +475,16 @@ def run(
     constant = [sys.executable, str(HERE / "constant_server.py"), str(port)]
     with serving(constant, port, work / "constant.log", env) as (url, pid):
         results["constant"] = measure(url, script, seconds, pid)
+
+    port, grpc_port = free_port(), free_port()
+    grpc_constant = [
+        sys.executable,
+        str(HERE / "grpc_constant_server.py"),
+        str(port),
+        str(grpc_port),
+    ]
+    with serving(grpc_constant, port, work / "grpc_constant.log", env) as (url, pid):
+        results["grpc_constant"] = grpc_measure(f"127.0.0.1:{grpc_port}", seconds, row, pid, work)
 
     results["in_process"] = in_process_rows_per_second(
         model_dir, int(settings["max_batch_size"]), seconds
@@ -452,6 +562,10 @@ def verdict(results: dict[str, Any]) -> dict[str, Any]:
         "speedup_vs_seed": ours["rps"] / max(at32(results["seed"])["rps"], 1e-9),
         "grpc_vs_rest": grpc["rps"] / ours["rps"],
         "grpc_ok": grpc["rps"] >= ours["rps"],
+        # grpcio's own ceiling on this machine (no model) against REST with the model:
+        # below 1, no server on grpcio's Python stack can reach the target.
+        "grpc_stack_vs_rest": at32(results["grpc_constant"])["rps"] / ours["rps"],
+        "grpc_vs_grpc_stack": grpc["rps"] / at32(results["grpc_constant"])["rps"],
     }
     peer_rows = {k: at32(v["results"]) for k, v in results["peers"].items()}
     if peer_rows:
@@ -497,6 +611,7 @@ def table(results: dict[str, Any]) -> str:
         ("(b-grpc) mlops serve, gRPC", results["mlops_grpc"]),
         *((v["label"], v["results"]) for v in results["peers"].values()),
         ("(c2) HTTP stack, constant", results["constant"]),
+        ("(c3) gRPC stack, constant", results["grpc_constant"]),
     ]
     for label, rows in named:
         lines.extend(_row(label, r) for r in rows)
