@@ -25,7 +25,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlops_sessions.config import ALWAYS_PRODUCED, BUILTIN_METRICS, LATENCY_PERCENTILES, units
+from mlops_sessions.config import (
+    ALWAYS_PRODUCED,
+    BUILTIN_METRICS,
+    LATENCY_PERCENTILES,
+    s3uri,
+    units,
+)
 from mlops_sessions.config.locate import Locator, dotted, suggest
 from mlops_sessions.config.model import (
     LIVE_METRICS,
@@ -43,9 +49,32 @@ Path_ = tuple[str | int, ...]
 
 def cross_field(doc: dict[str, Any], locator: Locator, root: Path) -> list[Problem]:
     problems: list[Problem] = []
-    for check in (_references, _resources, _thresholds, _rollout, _images, _deploy, _gpu_images):
+    for check in (
+        _references,
+        _resources,
+        _thresholds,
+        _rollout,
+        _images,
+        _deploy,
+        _gpu_images,
+        _object_inputs,
+    ):
         problems.extend(check(doc, locator, root))
     return problems
+
+
+def _object_inputs(doc: dict[str, Any], locator: Locator, root: Path) -> list[Problem]:
+    """The S3 rules of ``data.<name>.uri`` / ``sha256`` a schema pattern cannot say."""
+    out: list[Problem] = []
+    for name, entry in (doc.get("data") or {}).items():
+        if not isinstance(entry, dict) or entry.get("uri") is None:
+            continue
+        for key, rule in (("uri", s3uri.object_uri_problem), ("sha256", s3uri.sha256_problem)):
+            value = entry.get(key)
+            found = rule(value) if isinstance(value, str) else None
+            if found is not None:
+                out.append(locator.problem(("data", name, key), *found))
+    return out
 
 
 def _in_image(train: dict[str, Any]) -> bool:
@@ -957,6 +986,15 @@ def train_backend_findings(config: Config, model: ModelConfig) -> list[Finding]:
                 (*base, "workers"),
                 f"{train.workers} workers need backend: kubernetes (backend is {backend!r})",
                 "set train.backend: kubernetes, or workers: 1",
+            )
+        )
+    if train.operator != "job" and backend != "kubernetes":
+        out.append(
+            Finding(
+                (*base, "operator"),
+                f"operator: {train.operator} runs training on a Kubernetes cluster, and "
+                f"backend is {backend!r}",
+                "set train.backend: kubernetes, or remove operator",
             )
         )
     if backend != "kubernetes":

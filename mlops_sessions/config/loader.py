@@ -30,7 +30,7 @@ from typing import Any
 
 import yaml
 
-from mlops_sessions.config import API_VERSION, Config, build, checks, interpolate, yamlpos
+from mlops_sessions.config import API_VERSION, Config, build, checks, interpolate, s3uri, yamlpos
 from mlops_sessions.config.locate import Locator, dotted, suggest
 from mlops_sessions.errors import ConfigError, Problem
 
@@ -487,6 +487,11 @@ def _subschema_description(error: Any) -> str:
 
 
 _DNS_HINT = "use lowercase letters, digits and '-' (a DNS-1123 label, at most 63 characters)"
+# Patterns whose failure has a specific reason and fix (the S3 rules of data.<name>.uri).
+_PATTERN_EXPLAINERS = {
+    s3uri.OBJECT_URI_PATTERN: s3uri.object_uri_problem,
+    s3uri.SHA256_PATTERN: s3uri.sha256_problem,
+}
 
 
 def _explain(error: Any, locator: Locator) -> list[Problem]:
@@ -548,6 +553,11 @@ def _explain(error: Any, locator: Locator) -> list[Problem]:
                 "pin a version tag (e.g. :2.16.1) or a digest (@sha256:...)",
             )
         ]
+    if validator == "pattern" and isinstance(instance, str):
+        explain = _PATTERN_EXPLAINERS.get(str(error.validator_value))
+        found = explain(instance) if explain is not None else None
+        if found is not None:
+            return [locator.problem(path, *found)]
     if validator == "pattern":
         return [
             locator.problem(
@@ -628,17 +638,30 @@ def _explain_one_of(error: Any, path: Path_, instance: Any, locator: Locator) ->
     forms = [b["required"] for b in branches if "required" in b]
     if isinstance(instance, dict) and forms and len(forms) == len(branches):
         # Mutually exclusive key sets (data input, image base): say which forms exist.
-        either = " or ".join("'" + "' + '".join(form) + "'" for form in forms)
+        named = ["'" + "' + '".join(form) + "'" for form in forms]
+        either = (
+            f"either {named[0]} or {named[1]}"
+            if len(named) == 2
+            else f"one of {', '.join(named[:-1])} or {named[-1]}"
+        )
         complete = [form for form in forms if all(k in instance for k in form)]
         used = [form for form in forms if any(k in instance for k in form)]
         keys = ", ".join(sorted(instance)) or "nothing"
+        hint = _subschema_description(error)
         if len(used) > 1:
-            message = f"give either {either}, not both (found: {keys})"
+            message = (
+                f"give {either}, not {'both' if len(used) == 2 else 'several'} (found: {keys})"
+            )
         elif complete:
-            message = f"{keys} cannot be combined; give either {either}"
+            message = f"{keys} cannot be combined; give {either}"
         else:
-            message = f"incomplete: give either {either} (found: {keys})"
-        return locator.problem(path, message, _subschema_description(error))
+            message = f"incomplete: give {either} (found: {keys})"
+            missing = [k for k in used[0] if k not in instance] if used else []
+            props = error.schema.get("properties", {}) if isinstance(error.schema, dict) else {}
+            if missing and isinstance(props.get(missing[0]), dict):
+                desc = props[missing[0]].get("description", "")
+                hint = f"add '{missing[0]}'" + (f": {desc}" if desc else "")
+        return locator.problem(path, message, hint)
     # Otherwise explain the failure of the branch that has the instance's type (e.g. a
     # custom metric mapping missing 'function'), skipping branches of another type.
     context = list(error.context or [])

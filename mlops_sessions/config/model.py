@@ -56,6 +56,10 @@ class DataInput:
     path: str | None = None
     package: str | None = None
     resource: str | None = None
+    # An object in S3-compatible storage (s3://bucket/key) and its declared sha256, which is
+    # what the run's key covers: planning never downloads it.
+    uri: str | None = None
+    sha256: str | None = None
     description: str = ""
 
 
@@ -71,6 +75,8 @@ class TrainConfig:
     # None: "container" when container is true, else "local" (see effective_backend).
     backend: Literal["local", "container", "kubernetes"] | None = None
     workers: int = 1
+    # With backend kubernetes: a batch/v1 Job, or a Kubeflow TFJob (planning.train_tfjob).
+    operator: Literal["job", "tfjob"] = "job"
     namespace: str | None = None  # None: deploy.namespace
     retries: int = 0
     # None: the deploy section's (training usually runs where the model is served).
@@ -82,6 +88,9 @@ class TrainConfig:
     resources: Resources = field(default_factory=Resources)
     allow_cpu_fallback: bool = False
     timeout: str | None = None
+    # With backend kubernetes: how long a pod may stay unschedulable (a cluster autoscaler
+    # adding a GPU node takes minutes) before the run fails with the scheduler's reason.
+    pending_timeout: str = "10m"
 
     @property
     def effective_backend(self) -> Literal["local", "container", "kubernetes"]:

@@ -39,10 +39,11 @@ TYPED: dict[str, tuple[str, str]] = {
     "Lease": ("CoordinationV1Api", "namespaced_lease"),  # the deploy lock, never rendered
     "Job": ("BatchV1Api", "namespaced_job"),  # training on the cluster (executors.kube_job)
 }
-# kind -> plural, for objects served through the custom-objects API (Istio).
+# kind -> plural, for objects served through the custom-objects API (Istio, Kubeflow).
 CUSTOM_PLURALS: dict[str, str] = {
     "VirtualService": "virtualservices",
     "DestinationRule": "destinationrules",
+    "TFJob": "tfjobs",  # Kubeflow's, training with train.operator: tfjob (executors.kube_tfjob)
 }
 FIELD_MANAGER = "mlops-sessions"
 

@@ -53,7 +53,8 @@ FIXES = {
     "CreateContainerConfigError": "create the Secret named in train.credentials_secret (keys "
     "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY) in the Job's namespace",
     "Unschedulable": "lower train.resources, change train.node_selector / train.tolerations, "
-    "or add nodes that have what the pod asks for",
+    "add nodes that have what the pod asks for, or raise train.pending_timeout if a node "
+    "is on its way",
     "DeadlineExceeded": "raise train.timeout (the Job's activeDeadlineSeconds), or train for "
     "fewer epochs",
     "BackoffLimitExceeded": "read the log lines below; raise train.retries only for failures "
@@ -61,6 +62,7 @@ FIXES = {
     "PodFailurePolicy": "the training spec or an input is wrong (see the log lines below); a "
     "retry cannot help",
 }
+FIXES["InputError"] = FIXES["PodFailurePolicy"]  # exit 2 in a TFJob (executors.kube_tfjob)
 
 
 class JobFailed(StepError):
@@ -91,10 +93,15 @@ class JobRunner:
     cluster: Cluster
     on_line: Callable[[str], None] = print
     poll_s: float = 1.0
-    # A pod unschedulable this long fails the run (a cluster autoscaler may add a node
-    # meanwhile, so not at once).
-    unschedulable_after_s: float = 120.0
+    # A pod unschedulable this long fails the run (train.pending_timeout: a cluster
+    # autoscaler may add a node meanwhile, so not at once).
+    unschedulable_after_s: float = 600.0
     _printed: dict[str, int] = field(default_factory=dict)
+    _chief_tail: list[str] = field(default_factory=list)  # the chief's last lines seen
+    # What is run, and the container whose log and state speak for a pod; subclasses
+    # (executors.kube_tfjob) run other kinds the same way.
+    kind = "Job"
+    container = CONTAINER
 
     def run(self, objects: list[Manifest], job_name: str) -> JobOutcome:
         namespace = self.cluster.namespace
@@ -156,40 +163,67 @@ class JobRunner:
                     return self._outcome(name, namespace, chief, status)
                 if condition.get("type") == "Failed":
                     raise self._failure(core, name, namespace, pods, condition, opts)
-            for pod in pods:
-                stuck = _stuck(pod)
-                if stuck is not None:
-                    raise self._pod_failure(core, name, namespace, pod, *stuck, opts)
-            if any(_unschedulable(p) for p in pods):
-                unschedulable_since = unschedulable_since or time.monotonic()
-                if time.monotonic() - unschedulable_since >= self.unschedulable_after_s:
-                    pod = next(p for p in pods if _unschedulable(p))
-                    raise self._pod_failure(
-                        core, name, namespace, pod, "Unschedulable", _unschedulable(pod), opts
-                    )
-            else:
-                unschedulable_since = None
+            unschedulable_since = self._check_pods(
+                core, name, namespace, pods, opts, unschedulable_since
+            )
             time.sleep(self.poll_s)
 
+    def _check_pods(
+        self,
+        core: Any,
+        name: str,
+        namespace: str,
+        pods: list[Manifest],
+        opts: dict[str, Any],
+        unschedulable_since: float | None,
+    ) -> float | None:
+        """Raise for a pod that cannot run (stuck pulling, or unschedulable for too long);
+        returns since when a pod has been unschedulable (None: none is)."""
+        for pod in pods:
+            stuck = _stuck(pod, self.container)
+            if stuck is not None:
+                raise self._pod_failure(core, name, namespace, pod, *stuck, opts)
+        if not any(_unschedulable(p) for p in pods):
+            return None
+        unschedulable_since = unschedulable_since or time.monotonic()
+        if time.monotonic() - unschedulable_since >= self.unschedulable_after_s:
+            pod = next(p for p in pods if _unschedulable(p))
+            raise self._pod_failure(
+                core, name, namespace, pod, "Unschedulable", _unschedulable(pod), opts
+            )
+        return unschedulable_since
+
     def _stream(self, core: Any, pod: Manifest, namespace: str, opts: dict[str, Any]) -> None:
-        """Pass on the chief's log lines not passed on yet (a retried pod starts afresh)."""
+        """Pass on the chief's log lines not passed on yet (a retried pod, or a container
+        restarted in its pod, starts afresh)."""
         name = pod["metadata"]["name"]
         if (pod.get("status") or {}).get("phase") in (None, "Pending"):
             return
+        key = f"{name}#{_restarts(pod, self.container)}"
         lines = self._log(core, name, namespace, opts, tail=None)
-        for line in lines[self._printed.get(name, 0) :]:
+        for line in lines[self._printed.get(key, 0) :]:
             self.on_line(line)
-        self._printed[name] = len(lines)
+        self._printed[key] = len(lines)
+        if lines:
+            self._chief_tail = lines[-LOG_TAIL:]
 
     def _log(
-        self, core: Any, pod: str, namespace: str, opts: dict[str, Any], tail: int | None
+        self,
+        core: Any,
+        pod: str,
+        namespace: str,
+        opts: dict[str, Any],
+        tail: int | None,
+        previous: bool = False,
     ) -> list[str]:
-        extra = {"tail_lines": tail} if tail else {}
+        extra: dict[str, Any] = {"tail_lines": tail} if tail else {}
+        if previous:  # the container's last run before the kubelet restarted it
+            extra["previous"] = True
         try:
             response = self.cluster.call(
                 f"reading the log of pod {namespace}/{pod}",
                 lambda: core.read_namespaced_pod_log(
-                    pod, namespace, container=CONTAINER, **extra, **opts
+                    pod, namespace, container=self.container, **extra, **opts
                 ),
             )
         except KubeError:
@@ -222,7 +256,7 @@ class JobRunner:
         detail = str(condition.get("message") or "")
         failed = [p for p in pods if (p.get("status") or {}).get("phase") == "Failed"]
         pod = _chief(failed) or (failed[-1] if failed else _chief(pods))
-        terminated = _terminated(pod) if pod is not None else {}
+        terminated = _terminated(pod, self.container) if pod is not None else {}
         # The container's own reason (OOMKilled) says more than the Job's (BackoffLimit).
         if terminated.get("reason") == "OOMKilled":
             reason = "OOMKilled"
@@ -254,17 +288,23 @@ class JobRunner:
         reason: str,
         detail: str,
         opts: dict[str, Any],
+        lines: list[str] | None = None,
     ) -> JobFailed:
-        lines: list[str] = []
+        """The failure, with the fix and the pod's last log lines (``lines`` when the
+        caller kept them: the pod may be gone by now)."""
         where = ""
         if pod is not None:
             pod_name = pod["metadata"]["name"]
             where = f" (pod {pod_name})"
-            lines = self._log(core, pod_name, namespace, opts, tail=LOG_TAIL)
-        fix = FIXES.get(reason, "see `kubectl describe job` and the log lines below")
+            if lines is None:
+                lines = self._log(core, pod_name, namespace, opts, tail=LOG_TAIL)
+        lines = lines or []
+        fix = FIXES.get(
+            reason, f"see `kubectl describe {self.kind.lower()}` and the log lines below"
+        )
         tail = "\n".join(f"    {line}" for line in lines[-LOG_TAIL:])
         message = (
-            f"training Job {namespace}/{name} failed: {reason}{where}"
+            f"training {self.kind} {namespace}/{name} failed: {reason}{where}"
             + (f": {detail}" if detail else "")
             + f"; {fix}"
             + (f"\n  last log lines:\n{tail}" if tail else "")
@@ -274,28 +314,29 @@ class JobRunner:
     # --- clean-up ---------------------------------------------------------------------
     def delete(self, objects: list[Manifest]) -> None:
         """Delete the Job (foreground: its pods first) and its ConfigMap and Service."""
-        from kubernetes import client
-
-        batch: Any = client.BatchV1Api(self.cluster.api_client)
         for obj in objects:
-            if obj["kind"] != "Job":
+            if obj["kind"] != self.kind:
                 continue
             name = str(obj["metadata"]["name"])
             namespace = obj["metadata"].get("namespace") or self.cluster.namespace
 
             def remove(name: str = name, namespace: str = namespace) -> None:
-                _ignore_missing(
-                    lambda: batch.delete_namespaced_job(
-                        name, namespace, propagation_policy="Foreground", _preload_content=False
-                    )
-                )
+                _ignore_missing(lambda: self._delete_foreground(name, namespace))
 
-            self.cluster.call(f"deleting Job {namespace}/{name}", remove)
+            self.cluster.call(f"deleting {self.kind} {namespace}/{name}", remove)
         self._delete_support(objects)
+
+    def _delete_foreground(self, name: str, namespace: str) -> None:
+        from kubernetes import client
+
+        batch: Any = client.BatchV1Api(self.cluster.api_client)
+        batch.delete_namespaced_job(
+            name, namespace, propagation_policy="Foreground", _preload_content=False
+        )
 
     def _delete_support(self, objects: list[Manifest]) -> None:
         for obj in objects:
-            if obj["kind"] != "Job":
+            if obj["kind"] != self.kind:
                 self.cluster.delete(ref(obj, self.cluster.namespace))
 
 
@@ -335,20 +376,35 @@ def _chief(pods: list[Manifest]) -> Manifest | None:
     return max(chiefs, key=lambda p: str(p["metadata"].get("creationTimestamp") or ""))
 
 
-def _container_state(pod: Manifest) -> Manifest:
+def _container_status(pod: Manifest, container: str = CONTAINER) -> Manifest:
     for status in (pod.get("status") or {}).get("containerStatuses") or []:
-        if status.get("name") == CONTAINER:
-            return status.get("state") or {}
+        if status.get("name") == container:
+            return dict(status)
     return {}
 
 
-def _terminated(pod: Manifest) -> Manifest:
-    state = _container_state(pod).get("terminated")
+def _container_state(pod: Manifest, container: str = CONTAINER) -> Manifest:
+    return _container_status(pod, container).get("state") or {}
+
+
+def _restarts(pod: Manifest, container: str = CONTAINER) -> int:
+    """How often the kubelet restarted the container in this pod (restartPolicy OnFailure)."""
+    return int(_container_status(pod, container).get("restartCount") or 0)
+
+
+def _terminated(pod: Manifest, container: str = CONTAINER) -> Manifest:
+    state = _container_state(pod, container).get("terminated")
     return state if isinstance(state, dict) else {}
 
 
-def _stuck(pod: Manifest) -> tuple[str, str] | None:
-    waiting = _container_state(pod).get("waiting") or {}
+def _last_terminated(pod: Manifest, container: str = CONTAINER) -> Manifest:
+    """The end of the container's previous run, before the kubelet restarted it."""
+    state = (_container_status(pod, container).get("lastState") or {}).get("terminated")
+    return state if isinstance(state, dict) else {}
+
+
+def _stuck(pod: Manifest, container: str = CONTAINER) -> tuple[str, str] | None:
+    waiting = _container_state(pod, container).get("waiting") or {}
     reason = waiting.get("reason")
     if reason in STUCK_WAITING:
         message = waiting.get("message") or STUCK_WAITING[reason]

@@ -23,6 +23,11 @@ errors, timeouts, 5xx and throttling answers are retried with exponential backof
 jitter; ``stop_before_delay`` keeps the last sleep inside ``--timeout``. Everything else
 (missing credentials, no such bucket or key, access denied) fails at once.
 
+:func:`fetch_file` is the same download for one file without unpacking (the ``s3://``
+data inputs of training, :mod:`mlops_sessions.executors.s3_data`): temp file beside
+``dest``, sha256 compared, then renamed onto ``dest``. :class:`Settings` names the keys an
+error message asks the user to change, so each caller's errors point at its own config.
+
 boto3/botocore are imported lazily: they are the ``fetch`` extra.
 """
 
@@ -78,6 +83,23 @@ _BAD_CREDENTIALS = {
 
 
 @dataclass(frozen=True)
+class Settings:
+    """Where the user changes what an error asks to change (defaults: ``fetch-model``)."""
+
+    uri: str = "deploy.model_source.uri"
+    sha256: str = "deploy.model_source.sha256"
+    endpoint: str = "--endpoint (deploy.model_source.endpoint)"
+    # After "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY" / "check AWS_ACCESS_KEY_ID ...".
+    credentials: str = (
+        " (in Kubernetes: keys of the Secret named by deploy.model_source.credentials_secret)"
+    )
+    refused_credentials: str = " (the Secret named by deploy.model_source.credentials_secret)"
+    timeout: str = "Raise deploy.model_source.timeout for a large model or a slow link"
+    retries: str = "deploy.model_source.retries"
+    missing_object: str = "upload the model there"
+
+
+@dataclass(frozen=True)
 class FetchRequest:
     uri: str
     sha256: str
@@ -85,6 +107,8 @@ class FetchRequest:
     timeout: float
     retries: int
     endpoint: str | None = None
+    region: str | None = None  # None: boto3's (AWS_DEFAULT_REGION ...)
+    settings: Settings = Settings()
 
 
 @dataclass(frozen=True)
@@ -113,6 +137,11 @@ class FetchResult:
 
 class _DeadlineExceeded(Exception):
     """--timeout ran out while bytes were still arriving."""
+
+
+class FetchUnavailable(StepError):
+    """The object store did not answer in time (unreachable, timed out, kept failing):
+    unlike a wrong checksum, a missing object or refused credentials, later may work."""
 
 
 # S3's characters, plus the upper case and '_' that buckets made before 2018 may carry.
@@ -208,6 +237,51 @@ def fetch(request: FetchRequest, *, log: Callable[[str], None] = lambda _: None)
     return FetchResult(request.uri, dest, digest, True, kind, size, attempts, elapsed)
 
 
+def fetch_file(
+    request: FetchRequest, *, log: Callable[[str], None] = lambda _: None
+) -> FetchResult:
+    """Make request.dest a file holding request.uri's object, sha256-checked, by rename.
+
+    The object streams into a temp file beside dest (same filesystem: the rename is
+    atomic) with :func:`fetch`'s retries, resume and errors; only when its sha256 is
+    request.sha256 is it renamed onto dest. On a mismatch or any error dest is left as it
+    was and the temp file is removed. No unpacking and no marker: the caller keeps the
+    file where its sha256 names it (records.data). Callers that may run at once hold a
+    lock around it: leftovers of a killed fetch of the same dest are removed first.
+    """
+    started = time.monotonic()
+    bucket, key = parse_uri(request.uri)
+    dest = request.dest
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        _remove_leftovers(dest)
+        fd, part_name = tempfile.mkstemp(
+            prefix=f".{dest.name}.fetch-", suffix=".part", dir=dest.parent
+        )
+    except OSError as exc:
+        raise StepError(f"cannot write {dest}: {exc.strerror or exc}") from exc
+    part = Path(part_name)
+    try:
+        with os.fdopen(fd, "r+b") as handle:
+            size, digest, attempts = _download(request, bucket, key, handle, started, log)
+        if digest != request.sha256:
+            raise StepError(
+                f"sha256 mismatch for {request.uri}: expected {request.sha256}, got {digest} "
+                f"({size} bytes); nothing was kept. If the object was replaced on purpose, "
+                f"put its sha256 in {request.settings.sha256}; otherwise upload the right "
+                "object (or the download is corrupt)"
+            )
+        os.chmod(part, 0o644)  # mkstemp's 0600 would hide the copy from a shared store
+        os.replace(part, dest)
+    except OSError as exc:
+        raise StepError(f"cannot write {dest}: {exc.strerror or exc}") from exc
+    finally:
+        part.unlink(missing_ok=True)
+    elapsed = time.monotonic() - started
+    log(f"fetched {request.uri} ({size} bytes, sha256 ok) into {dest} in {elapsed:.1f}s")
+    return FetchResult(request.uri, dest, digest, True, "file", size, attempts, elapsed)
+
+
 # --- download ------------------------------------------------------------------------------
 
 
@@ -247,7 +321,7 @@ def _download(
     )
 
     deadline = started + request.timeout
-    session = boto3.session.Session()
+    session = boto3.session.Session(region_name=request.region)
     progress = _Progress(handle)
     max_attempts = request.retries + 1
 
@@ -373,10 +447,10 @@ def _describe(error: BaseException | None) -> str:
 
 def _timeout_error(request: FetchRequest, attempts: int, last: BaseException | None) -> StepError:
     tail = f"; last error: {_describe(last)}" if last is not None else ""
-    return StepError(
+    return FetchUnavailable(
         f"timed out fetching {request.uri} after --timeout {request.timeout:g}s "
         f"({attempts} attempt{'s' if attempts != 1 else ''}){tail}; nothing was written to "
-        f"{request.dest}. Raise deploy.model_source.timeout for a large model or a slow link"
+        f"{request.dest}. {request.settings.timeout}"
     )
 
 
@@ -401,44 +475,44 @@ def _final_error(
     from botocore.exceptions import ConnectionError as BotoConnectionError
 
     where = request.endpoint or "AWS S3"
+    names = request.settings
     if isinstance(error, (NoCredentialsError, PartialCredentialsError)):
         return StepError(
             f"no S3 credentials to fetch {request.uri}: set AWS_ACCESS_KEY_ID and "
-            "AWS_SECRET_ACCESS_KEY (in Kubernetes: keys of the Secret named by "
-            "deploy.model_source.credentials_secret)"
+            f"AWS_SECRET_ACCESS_KEY{names.credentials}"
         )
     if isinstance(error, SSLError):
         return StepError(f"TLS failure talking to {where} for {request.uri}: {error}")
     if _transient(error) and attempts < max_attempts:
         return _timeout_error(request, attempts, error)
     if isinstance(error, (BotoConnectionError, HTTPClientError, IncompleteReadError)):
-        return StepError(
+        return FetchUnavailable(
             f"cannot reach {where} for {request.uri} after {attempts} attempt"
-            f"{'s' if attempts != 1 else ''}: {error}; check --endpoint "
-            "(deploy.model_source.endpoint) and that the server is up"
+            f"{'s' if attempts != 1 else ''}: {error}; check {names.endpoint} and that the "
+            "server is up"
         )
     if isinstance(error, ClientError):
         code, status = _client_error(error)
         if code == "NoSuchBucket":
             return StepError(
                 f"no bucket {bucket!r} at {where} (fetching {request.uri}); check the bucket "
-                "name in deploy.model_source.uri and the endpoint"
+                f"name in {names.uri} and the endpoint"
             )
         if code in ("NoSuchKey", "404") or status == 404:
             return StepError(
                 f"no object {key!r} in bucket {bucket!r} at {where} (fetching {request.uri}); "
-                "upload the model there or fix deploy.model_source.uri"
+                f"{names.missing_object} or fix {names.uri}"
             )
         if code in _BAD_CREDENTIALS or status == 403:
             return StepError(
                 f"{where} refused the credentials for {request.uri} (HTTP {status} {code}); "
-                "check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (the Secret named by "
-                "deploy.model_source.credentials_secret) and their read access to the bucket"
+                f"check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY{names.refused_credentials} "
+                "and their read access to the bucket"
             )
         if _transient(error):
-            return StepError(
+            return FetchUnavailable(
                 f"{where} kept failing for {request.uri}: HTTP {status} {code} on all "
-                f"{attempts} attempts; try later or raise deploy.model_source.retries"
+                f"{attempts} attempts; try later or raise {names.retries}"
             )
         return StepError(f"{where} refused {request.uri}: HTTP {status} {code}")
     if isinstance(error, BotoCoreError):

@@ -86,6 +86,25 @@ class Measurements:
             "output": self.output,
         }
 
+    @classmethod
+    def from_dict(
+        cls, data: dict[str, Any], drift_reference: dict[str, Any] | None = None
+    ) -> Measurements:
+        """Measurements back from a metrics.json (the inverse of :meth:`as_dict`)."""
+        values = data.get("values") or {}
+        return cls(
+            values={str(k): float(v) for k, v in values.items()},
+            n_examples=int(data.get("n_examples") or 0),
+            dataset_sha256=str(data.get("dataset_sha256") or ""),
+            classes=[int(c) for c in data.get("classes") or []],
+            confusion=data.get("confusion_matrix"),
+            psi={str(k): float(v) for k, v in (data.get("drift_psi") or {}).items()},
+            latency_ms=dict(data.get("latency_ms") or {}),
+            model_size_bytes=int(data.get("model_size_bytes") or 0),
+            output=str(data.get("output") or ""),
+            drift_reference=drift_reference,
+        )
+
 
 def load_predictor(model_dir: Path) -> Predictor:
     """Load the SavedModel at model_dir and pick its single input and output."""

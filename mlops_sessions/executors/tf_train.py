@@ -216,6 +216,26 @@ def task_index() -> int:
         return 0
 
 
+def is_chief() -> bool:
+    """Whether this process publishes the run: task ``chief`` (or ``master``) when the
+    cluster has one, else worker 0 — TensorFlow's rule, and the Kubeflow Training
+    Operator's for a TFJob without a Chief replica. True without ``TF_CONFIG``."""
+    raw = os.environ.get("TF_CONFIG")
+    if not raw:
+        return True
+    try:
+        spec = json.loads(raw)
+        task = spec.get("task") or {}
+        kind, cluster = str(task.get("type", "worker")), spec.get("cluster") or {}
+    except (ValueError, TypeError, AttributeError):
+        return task_index() == 0
+    if kind in ("chief", "master"):
+        return True
+    if "chief" in cluster or "master" in cluster:
+        return False
+    return kind == "worker" and task_index() == 0
+
+
 def distribution_strategy() -> Any:
     """``MultiWorkerMirroredStrategy`` when ``TF_CONFIG`` names more than one worker (made
     once per process, as TensorFlow requires), else the default strategy."""

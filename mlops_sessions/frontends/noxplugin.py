@@ -104,6 +104,14 @@ def session_extras(spec: Step, config: Config) -> tuple[str, ...]:
     # A shared store is read and written by every step that has a venv: the S3 client.
     if config.store_remote is not None and spec.extras is not None and "fetch" not in extras:
         extras += ("fetch",)
+    # s3:// data inputs are downloaded by the steps that read the data.
+    if (
+        any(entry.uri is not None for entry in config.data.values())
+        and spec.name in ("train", "evaluate")
+        and spec.extras is not None
+        and "fetch" not in extras
+    ):
+        extras += ("fetch",)
     if config.tracking.mlflow is not None and spec.name in ("train", "evaluate"):
         extras += ("mlflow",)
     return extras

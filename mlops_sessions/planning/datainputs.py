@@ -1,19 +1,95 @@
 """Resolve the ``data:`` entries of mlops.yaml to files on this machine.
 
-An entry is either a ``path`` relative to mlops.yaml, or a ``resource`` shipped inside an
-installed ``package`` (scikit-learn's bundled datasets, a team's data wheel). Packages are
-located with :func:`importlib.util.find_spec`, which finds a top-level package without
-running its ``__init__`` — planning stays cheap and imports nothing heavy.
+An entry is a ``path`` relative to mlops.yaml, a ``resource`` shipped inside an installed
+``package`` (scikit-learn's bundled datasets, a team's data wheel), or an object in
+S3-compatible storage (``uri: s3://bucket/key`` with its ``sha256``). Packages are located
+with :func:`importlib.util.find_spec`, which finds a top-level package without running its
+``__init__`` — planning stays cheap and imports nothing heavy.
+
+An object input resolves to its place in the store's content-addressed cache
+(:mod:`mlops_sessions.records.data`), whether or not it is there yet: planning never
+downloads. :func:`object_inputs` says which objects a step must fetch first (executor
+:mod:`mlops_sessions.executors.s3_data`); the declared sha256 is the input's hash, so the
+run's key is known without the object.
 """
 
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from mlops_sessions.config import Config, DataInput
 from mlops_sessions.errors import StepError
+from mlops_sessions.hashing import FileHashCache
+from mlops_sessions.records import data as data_records
+
+
+@dataclass(frozen=True)
+class ObjectInput:
+    """An ``s3://`` data input: where it comes from, what it must hash to, where it goes."""
+
+    name: str
+    uri: str
+    sha256: str
+    path: Path  # its copy in the store's cache (the path training reads)
+    cached: bool  # the cache holds a copy with this sha256: nothing to download
+    # Where the object store is: store.remote's endpoint and region (MLOPS_STORE_ENDPOINT
+    # overrides the endpoint when the executor runs, as it does for the store).
+    endpoint: str | None = None
+    region: str | None = None
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "uri": self.uri,
+            "sha256": self.sha256,
+            "path": str(self.path),
+            "cached": self.cached,
+        }
+
+
+def object_inputs(
+    config: Config, names: Iterable[str], cache: FileHashCache | None = None
+) -> dict[str, ObjectInput]:
+    """The ``s3://`` entries among names, each saying whether its cached copy is usable.
+
+    A copy is usable when its sha256 (through the size/mtime memo of cache) is the declared
+    one; anything else there (a damaged or replaced file) is fetched again.
+    """
+    memo = cache if cache is not None else FileHashCache(None)
+    remote = config.store_remote
+    found: dict[str, ObjectInput] = {}
+    for name in names:
+        entry = config.data.get(name)
+        if entry is None or entry.uri is None or entry.sha256 is None:
+            continue
+        path = object_path(config, entry)
+        found[name] = ObjectInput(
+            name=name,
+            uri=entry.uri,
+            sha256=entry.sha256,
+            path=path,
+            cached=path.is_file() and memo.file(path) == entry.sha256,
+            endpoint=remote.endpoint if remote is not None else None,
+            region=remote.region if remote is not None else None,
+        )
+    return found
+
+
+def object_path(config: Config, entry: DataInput) -> Path:
+    """The place of an ``s3://`` entry's checked copy in the project's store."""
+    assert entry.uri is not None and entry.sha256 is not None
+    return data_records.object_file(config.store_path, entry.sha256, entry.uri)
+
+
+def declared_hashes(config: Config, names: Iterable[str]) -> Mapping[str, str]:
+    """The declared sha256 of each ``s3://`` entry among names (what the key covers)."""
+    return {
+        name: entry.sha256
+        for name in names
+        if (entry := config.data.get(name)) is not None and entry.sha256 is not None
+    }
 
 
 def resolve_inputs(config: Config, names: Iterable[str]) -> dict[str, Path]:
@@ -32,6 +108,10 @@ def resolve_inputs(config: Config, names: Iterable[str]) -> dict[str, Path]:
 
 
 def resolve_input(config: Config, name: str, entry: DataInput) -> Path:
+    """The file of entry here; an ``s3://`` entry's is its place in the cache (maybe not
+    fetched yet: see :func:`object_inputs`)."""
+    if entry.uri is not None and entry.sha256 is not None:
+        return object_path(config, entry)
     if entry.path is not None:
         path = config.resolve(entry.path)
         if not path.exists():
@@ -41,7 +121,9 @@ def resolve_input(config: Config, name: str, entry: DataInput) -> Path:
             )
         return path
     if entry.package is None or entry.resource is None:
-        raise StepError(f"data input '{name}' needs either 'path' or 'package' + 'resource'")
+        raise StepError(
+            f"data input '{name}' needs 'path', 'package' + 'resource' or 'uri' + 'sha256'"
+        )
     return _package_resource(name, entry.package, entry.resource)
 
 

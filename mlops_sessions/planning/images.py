@@ -275,16 +275,31 @@ def _locked_tensorflow(lock_text: str) -> str:
 def image_tools(config: Config, name: str, image: ImageConfig) -> tuple[str, ...]:
     """Extra runtime roots of one image, from what runs in it besides the main step.
 
-    A train image of a project with tests runs pytest; a serve image whose model is
-    downloaded from object storage also runs the ``fetch-model`` init container.
+    A train image of a project with tests runs pytest, and one whose Kubernetes pods read
+    ``s3://`` data inputs downloads them (boto3); a serve image whose model is downloaded
+    from object storage also runs the ``fetch-model`` init container.
     """
     if image.kind == "train":
-        return TEST_ROOTS if config.declares("tests") else ()
+        tests = TEST_ROOTS if config.declares("tests") else ()
+        return tests + (FETCH_ROOTS if _pods_fetch_data(config, name) else ())
     if image.kind == "serve" and any(
         m.deploy.model_source.type == "s3" for m in image_models(config, name)
     ):
         return FETCH_ROOTS
     return ()
+
+
+def _pods_fetch_data(config: Config, image: str) -> bool:
+    """A model trains in this image on Kubernetes and reads an ``s3://`` data input."""
+    for model in config.models.values():
+        train = model.train
+        if train is None or train.effective_backend != "kubernetes":
+            continue
+        if (train.image or model.image) != image:
+            continue
+        if any(config.data[n].uri is not None for n in train.inputs if n in config.data):
+            return True
+    return False
 
 
 def locked_names(lock_text: str) -> list[str]:

@@ -7,7 +7,10 @@ is an error rather than silently dropped by the API server. The cluster version 
 ship is refused by name, never approximated by a neighbouring version.
 
 Istio kinds are checked against the project's own schemas in ``schemas/istio/`` (shipped
-in the package as ``_schemas/istio/``), which cover exactly the fields render emits.
+in the package as ``_schemas/istio/``), which cover exactly the fields render emits. So is
+the Kubeflow ``TFJob`` (``schemas/kubeflow/``, ``train.operator: tfjob``), whose replicas'
+pod templates are then checked as the official ``PodTemplateSpec`` (wrapped in a v1
+``PodTemplate``) with kubernetes-validate like any Kubernetes kind.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from mlops_sessions.errors import StepError
 
 ISTIO_GROUP = "networking.istio.io/"
 _ISTIO_FILES = {"VirtualService": "virtualservice.json", "DestinationRule": "destinationrule.json"}
+KUBEFLOW_GROUP = "kubeflow.org/"
+_KUBEFLOW_FILES = {"TFJob": "tfjob.json"}
 
 
 def supported_versions() -> list[str]:
@@ -56,8 +61,13 @@ def validate_objects(objects: list[dict[str, Any]], kubernetes_version: str) -> 
     problems: list[str] = []
     for obj in objects:
         where = f"{obj.get('kind')}/{obj.get('metadata', {}).get('name')}"
-        if str(obj.get("apiVersion", "")).startswith(ISTIO_GROUP):
+        missing = [key for key in ("apiVersion", "kind") if not isinstance(obj.get(key), str)]
+        if missing:
+            problems.append(f"{where}: (object): {' and '.join(missing)} missing")
+        elif str(obj.get("apiVersion", "")).startswith(ISTIO_GROUP):
             problems += [f"{where}: {p}" for p in istio_problems(obj)]
+        elif str(obj.get("apiVersion", "")).startswith(KUBEFLOW_GROUP):
+            problems += [f"{where}: {p}" for p in kubeflow_problems(obj, version)]
         else:
             problems += [f"{where}: {p}" for p in kubernetes_problems(obj, version)]
     if problems:
@@ -85,37 +95,70 @@ def istio_problems(obj: dict[str, Any]) -> list[str]:
     kind = str(obj.get("kind"))
     if kind not in _ISTIO_FILES:
         return [f"no schema for Istio kind {kind!r}"]
-    validator = _istio_validator(kind)
+    return _schema_problems(_project_validator("istio", _ISTIO_FILES[kind]), obj, "Istio")
+
+
+def kubeflow_problems(obj: dict[str, Any], version: str) -> list[str]:
+    """The project's schema for the kind, then each replica's pod template as the official
+    ``PodTemplateSpec`` of Kubernetes ``version``."""
+    kind = str(obj.get("kind"))
+    if kind not in _KUBEFLOW_FILES:
+        return [f"no schema for Kubeflow kind {kind!r}"]
+    problems = _schema_problems(
+        _project_validator("kubeflow", _KUBEFLOW_FILES[kind]), obj, "Kubeflow"
+    )
+    name = str((obj.get("metadata") or {}).get("name") or "template")
+    replicas = (obj.get("spec") or {}).get("tfReplicaSpecs") or {}
+    for replica_type, replica in sorted(replicas.items()) if isinstance(replicas, dict) else []:
+        template = replica.get("template") if isinstance(replica, dict) else None
+        if not isinstance(template, dict):
+            continue  # the project schema has said so
+        wrapped = {"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": name}}
+        problems += [
+            f"spec.tfReplicaSpecs.{replica_type}.{p}"
+            for p in kubernetes_problems({**wrapped, "template": template}, version)
+        ]
+    return problems
+
+
+def _schema_problems(validator: Any, obj: dict[str, Any], what: str) -> list[str]:
+    errors = sorted(validator.iter_errors(obj), key=lambda e: list(map(str, e.path)))
+    paths = [".".join(str(p) for p in err.absolute_path) or "(object)" for err in errors]
     return [
-        f"{'.'.join(str(p) for p in err.absolute_path) or '(object)'}: {err.message} (Istio schema)"
-        for err in sorted(validator.iter_errors(obj), key=lambda e: list(map(str, e.path)))
+        f"{path}: {err.message} ({what} schema)" for path, err in zip(paths, errors, strict=True)
     ]
 
 
 def istio_schema_dir() -> Path:
     """Where the Istio schemas are: inside the package, or the checkout's schemas/ dir."""
+    return schema_dir("istio")
+
+
+def schema_dir(name: str) -> Path:
+    """Where the project's schemas for ``name`` (istio, kubeflow) are: inside the package,
+    or the checkout's schemas/ dir."""
     here = Path(__file__).resolve().parent.parent
-    for candidate in (here / "_schemas" / "istio", here.parent / "schemas" / "istio"):
-        if (candidate / "virtualservice.json").is_file():
+    for candidate in (here / "_schemas" / name, here.parent / "schemas" / name):
+        if any(candidate.glob("*.json")):
             return candidate
     raise StepError(
-        "the Istio schemas (schemas/istio/*.json) are missing from this installation; "
+        f"the {name} schemas (schemas/{name}/*.json) are missing from this installation; "
         "reinstall mlops-sessions"
     )
 
 
 @functools.cache
-def _istio_validator(kind: str) -> Any:
+def _project_validator(name: str, file: str) -> Any:
     import jsonschema
     from referencing import Registry, Resource
 
-    directory = istio_schema_dir()
+    directory = schema_dir(name)
     resources = []
     for path in sorted(directory.glob("*.json")):
         contents = json.loads(path.read_text(encoding="utf-8"))
         resources.append((contents["$id"], Resource.from_contents(contents)))
     registry: Registry[Any] = Registry().with_resources(resources)
-    schema = json.loads((directory / _ISTIO_FILES[kind]).read_text(encoding="utf-8"))
+    schema = json.loads((directory / file).read_text(encoding="utf-8"))
     return jsonschema.Draft202012Validator(schema, registry=registry)
 
 

@@ -57,6 +57,7 @@ ORDER: dict[str, int] = {
     "DestinationRule": 60,
     "VirtualService": 70,
     "Job": 80,  # a training Job (planning.train_job), rendered for review
+    "TFJob": 85,  # or a Kubeflow TFJob (planning.train_tfjob, train.operator: tfjob)
 }
 
 

@@ -78,6 +78,22 @@ class JobTarget:
     key: str | None = None
 
 
+@dataclass(frozen=True)
+class PodShape:
+    """What differs between the pods of a plain Job and those another controller makes
+    from the same template (:mod:`planning.train_tfjob`): the container's and port's names,
+    the Indexed Job's wiring (``subdomain`` and ``TF_CONFIG`` from the completion index)
+    and whether the template sets the pod's restart policy."""
+
+    container: str = CONTAINER
+    port_name: str = "tf"
+    indexed_job: bool = True
+    restart_policy: str | None = "Never"  # the Job's backoffLimit retries, with a fresh pod
+
+
+JOB_POD = PodShape()
+
+
 def train_of(model: ModelConfig) -> TrainConfig:
     if model.train is None:
         raise StepError(f"model '{model.name}' has no 'train' section; add one to train it")
@@ -143,6 +159,8 @@ def pod_spec(config: Config, model: ModelConfig, plan: TrainPlan, run_id: str) -
         source: dict[str, str]
         if entry.package is not None and entry.resource is not None:
             source = {"package": entry.package, "resource": entry.resource}
+        elif entry.uri is not None:
+            source = {"uri": entry.uri}  # each pod fetches it (executors.train_pod)
         else:
             source = {"path": _in_project(config, path, f"data input '{name}'")}
         inputs[name] = {**source, "sha256": plan.data_hashes[name]}
@@ -185,7 +203,7 @@ def render(config: Config, model: ModelConfig, target: JobTarget) -> list[Manife
     return out
 
 
-def _meta(config: Config, model: ModelConfig, target: JobTarget, name: str) -> dict[str, Any]:
+def object_meta(config: Config, model: ModelConfig, target: JobTarget, name: str) -> dict[str, Any]:
     labels = {"app.kubernetes.io/component": "train", JOB_LABEL: target.name}
     if target.run_id is not None:
         labels[RUN_LABEL] = target.run_id
@@ -203,7 +221,7 @@ def config_map(
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": _meta(config, model, target, f"{target.name}-spec"),
+        "metadata": object_meta(config, model, target, f"{target.name}-spec"),
         "data": {SPEC_KEY: json.dumps(spec, sort_keys=True, indent=1)},
     }
 
@@ -212,7 +230,7 @@ def headless_service(config: Config, model: ModelConfig, target: JobTarget) -> M
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": _meta(config, model, target, target.name),
+        "metadata": object_meta(config, model, target, target.name),
         "spec": {
             "clusterIP": "None",
             # Workers must find each other before they are "ready": there is no probe.
@@ -229,7 +247,7 @@ def job(config: Config, model: ModelConfig, target: JobTarget) -> Manifest:
     spec: dict[str, Any] = {
         "backoffLimit": train.retries,
         "ttlSecondsAfterFinished": KEEP_FINISHED_S,
-        "template": _pod_template(config, model, target),
+        "template": pod_template(config, model, target),
     }
     if kubernetes_version(model) >= POD_FAILURE_POLICY_SINCE:
         # A wrong spec or input (exit 2, executors.train_pod) fails the Job at once: a
@@ -252,29 +270,34 @@ def job(config: Config, model: ModelConfig, target: JobTarget) -> Manifest:
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": _meta(config, model, target, target.name),
+        "metadata": object_meta(config, model, target, target.name),
         "spec": spec,
     }
 
 
-def _pod_template(config: Config, model: ModelConfig, target: JobTarget) -> dict[str, Any]:
+def pod_template(
+    config: Config, model: ModelConfig, target: JobTarget, shape: PodShape = JOB_POD
+) -> dict[str, Any]:
+    """The training pod: the Job's template, and each TFJob replica's."""
     train = train_of(model)
-    meta = _meta(config, model, target, target.name)
+    meta = object_meta(config, model, target, target.name)
     template_meta: dict[str, Any] = {"labels": meta["labels"]}
-    annotations = _apparmor_annotation(model)
+    annotations = _apparmor_annotation(model, shape.container)
     if annotations:
         template_meta["annotations"] = annotations
     pod: dict[str, Any] = {
-        "restartPolicy": "Never",  # the Job's backoffLimit retries, with a fresh pod
+        "restartPolicy": shape.restart_policy,
         "automountServiceAccountToken": train.service_account is not None,
         "enableServiceLinks": False,
         "securityContext": pod_security_context(model),
-        "containers": [_container(config, model, target)],
+        "containers": [_container(config, model, target, shape)],
         "volumes": [{"name": "scratch", "emptyDir": {}}],
     }
     if train.service_account is not None:
         pod["serviceAccountName"] = train.service_account
-    if train.workers > 1:
+    if shape.restart_policy is None:
+        del pod["restartPolicy"]
+    if shape.indexed_job and train.workers > 1:
         pod["subdomain"] = target.name
     selector = (
         train.node_selector if train.node_selector is not None else model.deploy.node_selector
@@ -287,7 +310,9 @@ def _pod_template(config: Config, model: ModelConfig, target: JobTarget) -> dict
     return {"metadata": template_meta, "spec": pod}
 
 
-def _container(config: Config, model: ModelConfig, target: JobTarget) -> dict[str, Any]:
+def _container(
+    config: Config, model: ModelConfig, target: JobTarget, shape: PodShape = JOB_POD
+) -> dict[str, Any]:
     train = train_of(model)
     env: list[dict[str, Any]] = [
         {
@@ -302,7 +327,7 @@ def _container(config: Config, model: ModelConfig, target: JobTarget) -> dict[st
         {"name": "HOME", "value": SCRATCH},
         {"name": "TMPDIR", "value": SCRATCH},
     ]
-    if train.workers > 1:
+    if shape.indexed_job and train.workers > 1:
         index_path = f"metadata.annotations['{INDEX_ANNOTATION}']"
         env += [
             {"name": "JOB_COMPLETION_INDEX", "valueFrom": {"fieldRef": {"fieldPath": index_path}}},
@@ -321,7 +346,7 @@ def _container(config: Config, model: ModelConfig, target: JobTarget) -> dict[st
             for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
         ]
     container: dict[str, Any] = {
-        "name": CONTAINER,
+        "name": shape.container,
         "image": target.image,
         "imagePullPolicy": "IfNotPresent",
         "command": list(COMMAND),
@@ -333,8 +358,8 @@ def _container(config: Config, model: ModelConfig, target: JobTarget) -> dict[st
     res = resources(train.resources, where=("models", model.name, "train", "resources"))
     if res:
         container["resources"] = res
-    if train.workers > 1:
-        container["ports"] = [{"name": "tf", "containerPort": PORT, "protocol": "TCP"}]
+    if train.workers > 1 or not shape.indexed_job:
+        container["ports"] = [{"name": shape.port_name, "containerPort": PORT, "protocol": "TCP"}]
     return container
 
 
@@ -348,10 +373,10 @@ def _tolerations(model: ModelConfig) -> list[dict[str, Any]]:
     return tolerations
 
 
-def _apparmor_annotation(model: ModelConfig) -> dict[str, str]:
+def _apparmor_annotation(model: ModelConfig, container: str = CONTAINER) -> dict[str, str]:
     """Before Kubernetes 1.30 AppArmor is set per container by a pod annotation."""
     profile = model.deploy.security.apparmor_profile
     if profile is None or kubernetes_version(model) >= APPARMOR_FIELD_SINCE:
         return {}
     checks.require(checks.apparmor_findings(model))
-    return {f"container.apparmor.security.beta.kubernetes.io/{CONTAINER}": profile}
+    return {f"container.apparmor.security.beta.kubernetes.io/{container}": profile}

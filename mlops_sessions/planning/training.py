@@ -5,7 +5,8 @@ trained weights —
 
 * the content of the declared code (``train.source``, the files git would track there),
 * the effective params (after ``--param`` overrides), the seed and op determinism,
-* the sha256 of every declared data input,
+* the sha256 of every declared data input (of an ``s3://`` input: the declared one, so
+  the key needs no download),
 * the sha256 of the requirements lock (``python.requirements``),
 * the train-relevant config (entrypoint, inputs, GPU request, container/image),
 * with ``train.container: true``, the train image's environment digest (base, Dockerfile,
@@ -34,7 +35,7 @@ from mlops_sessions import gitinfo
 from mlops_sessions.config import Config, ModelConfig, TrainConfig, units
 from mlops_sessions.errors import StepError
 from mlops_sessions.hashing import FileHashCache, sha256_json
-from mlops_sessions.planning.datainputs import resolve_inputs
+from mlops_sessions.planning.datainputs import ObjectInput, object_inputs, resolve_inputs
 from mlops_sessions.records import runs
 from mlops_sessions.records.store import Store
 
@@ -72,6 +73,14 @@ class TrainPlan:
     key_parts: Mapping[str, Any] = field(default_factory=dict)
     # data.<name>.description of each input: shown with the plan, never part of the key.
     data_descriptions: Mapping[str, str] = field(default_factory=dict)
+    # The s3:// inputs: a step fetches the ones not cached (executors.s3_data) before a
+    # local or container run; a Kubernetes pod fetches them itself.
+    objects: Mapping[str, ObjectInput] = field(default_factory=dict)
+
+    @property
+    def pending_objects(self) -> list[ObjectInput]:
+        """The s3:// inputs whose checked copy is not in the store's cache yet."""
+        return [obj for obj in self.objects.values() if not obj.cached]
 
     @property
     def short_key(self) -> str:
@@ -88,7 +97,11 @@ class TrainPlan:
             "deterministic": self.deterministic,
             "entrypoint": self.entrypoint,
             "inputs": {
-                name: {"path": str(path), "sha256": self.data_hashes[name]}
+                name: {
+                    "path": str(path),
+                    "sha256": self.data_hashes[name],
+                    **({"uri": self.objects[name].uri} if name in self.objects else {}),
+                }
                 for name, path in self.inputs.items()
             },
             "model_dir": "model",
@@ -159,6 +172,7 @@ class TrainPlan:
             "image": self.image,
             "inputs": {name: str(path) for name, path in self.inputs.items()},
             "data": dict(self.data_descriptions),
+            "objects": {name: obj.describe() for name, obj in self.objects.items()},
             "lineage": self.lineage(),
         }
 
@@ -230,7 +244,11 @@ def plan_training(
             "folder that holds the training code (relative to mlops.yaml)"
         )
     inputs = resolve_inputs(config, train.inputs)
-    data_hashes = {name: hash_data(cache, path) for name, path in inputs.items()}
+    objects = object_inputs(config, train.inputs, cache)
+    data_hashes = {
+        name: objects[name].sha256 if name in objects else hash_data(cache, path)
+        for name, path in inputs.items()
+    }
     code_hash = cache.tree(source)
     lock_hash = requirements_hash(config, cache)
     image = (train.image or model.image) if train.in_image else None
@@ -289,6 +307,7 @@ def plan_training(
             for name in inputs
             if name in config.data and config.data[name].description
         },
+        objects=objects,
     )
 
 

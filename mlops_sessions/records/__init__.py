@@ -10,6 +10,7 @@ by hand:
 - ``evaluations``  runs/<run>/eval/<eval-id>/ and the evaluation cache
 - ``blessings``    models/<model>/blessed.json + blessings.jsonl
 - ``builds``       builds/<image>/{build,scan,latest}.json + histories, wheels/
+- ``data``         data/<sha256>/<file>: checked copies of ``s3://`` data inputs
 - ``deployments``  deployments/<model>/<target>/revisions + events.jsonl, ConfigMap values
 - ``remote``       the shared store (``store.remote``): the ``Remote`` protocol an executor
                    implements over S3, and what the Store reads through and writes to it

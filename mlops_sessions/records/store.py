@@ -34,7 +34,7 @@ import contextlib
 import os
 import shutil
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -221,13 +221,23 @@ class Store:
         return found
 
     def record_evaluation(
-        self, key: str, model: str, run_id: str, eval_id: str, inputs: Record
+        self,
+        key: str,
+        model: str,
+        run_id: str,
+        eval_id: str,
+        inputs: Record,
+        also: Sequence[str] = (),
     ) -> None:
-        evaluation_records.record_evaluation(self.root, key, model, run_id, eval_id, inputs)
+        """Point cache key (and the keys in ``also``) at an evaluation; push all with a remote."""
+        keys = [key, *also]
+        for each in keys:
+            evaluation_records.record_evaluation(self.root, each, model, run_id, eval_id, inputs)
         if self.sync is not None:
             self.sync.push_run(run_id)
             self.sync.push_evaluation(run_id, eval_id)
-            self.sync.push_cache(evaluation_records.STEP, key)
+            for each in keys:
+                self.sync.push_cache(evaluation_records.STEP, each)
 
     # --- blessing -----------------------------------------------------------------
     def blessed(self, model: str) -> Record | None:

@@ -7,7 +7,9 @@ metrics.json, report.md, report.html); a passing model is then blessed. A failin
 with 1 and its first output lines say which metric failed, by how much, against what.
 An evaluation whose inputs (model hash, held-out data and code hashes, the evaluate section,
 the baseline's model hash) are unchanged reuses its recorded verdict without measuring
-(``records.evaluations``); ``--force`` measures again.
+(``records.evaluations``); when only the baseline changed (the run right after a first
+blessing), the values that evaluation measured are judged again against the new baseline,
+a new evaluation record, without loading TensorFlow. ``--force`` measures again.
 
 With ``store.remote`` the run, the baseline and the verdict cache are read through the
 remote (the model is downloaded only when measuring) and the blessing moves the remote's
@@ -34,7 +36,7 @@ from mlops_sessions.hashing import sha256_json
 from mlops_sessions.planning import baseline as baselines
 from mlops_sessions.planning.gate import MetricCheck, Verdict, decide, fmt
 from mlops_sessions.records import evaluations as evaluation_records
-from mlops_sessions.records.io import SCHEMA, RecordError, now
+from mlops_sessions.records.io import SCHEMA, RecordError, now, read_record
 from mlops_sessions.records.remote import BlessConflict, RemoteError
 from mlops_sessions.records.store import Store, write_json_atomic, write_text_atomic
 from mlops_sessions.steps import argtypes
@@ -331,6 +333,48 @@ def _reused(
     )
 
 
+def measurement_key(inputs: Mapping[str, Any]) -> str:
+    """The cache key of the measured values: a verdict's inputs without the baseline.
+
+    The values depend on the model, the held-out data, the team's code and the evaluate
+    section, not on what they are compared with; when only the baseline moved (the first
+    blessing makes the next run's baseline the model itself), judging the recorded values
+    again gives the verdict a new measurement would, without loading TensorFlow.
+    """
+    return evaluation_records.cache_key({**inputs, "baseline": None, "of": "measurements"})
+
+
+def _recorded_measurements(
+    store: Store, run_record: dict[str, Any], key: str
+) -> tuple[Any, str | None]:
+    """The Measurements an earlier evaluation of this run recorded under key, and a note
+    saying where they come from; (None, None) when there are none to trust."""
+    try:
+        found = store.cached_evaluation(key)
+    except RecordError:
+        return None, None
+    if found is None or found.run_id != str(run_record["run_id"]):
+        return None, None
+    from mlops_sessions.executors.tf_evaluate import Measurements
+
+    reference: dict[str, Any] | None = None
+    reference_path = found.path / evaluation_records.DRIFT_REFERENCE
+    if reference_path.is_file():
+        try:
+            reference = read_record(reference_path, fix="re-evaluate with --force")
+        except RecordError:
+            return None, None
+    try:
+        measured = Measurements.from_dict(found.metrics, reference)
+    except (TypeError, ValueError, AttributeError):
+        return None, None  # a metrics.json this version cannot read back: measure again
+    note = (
+        f"values measured by evaluation {found.eval_id} (same model, data, code and evaluate "
+        "section), judged again against the current baseline; --force measures again"
+    )
+    return measured, note
+
+
 def verdict_from_record(record: dict[str, Any]) -> Verdict:
     """A Verdict back from its verdict.json (the inverse of Verdict.as_dict)."""
     checks = []
@@ -405,10 +449,17 @@ def evaluate_model(
             if reused is not None:
                 reused.notes = [*_offline_notes(config, store), *reused.notes]
                 return reused
+        values_key = measurement_key(inputs)
+        if measured is None and not force:
+            measured, values_note = _recorded_measurements(store, run_record, values_key)
+            if values_note:
+                lost.append(values_note)
         if measured is None:
             measured = _measure(config, store, model, evaluate, run_record)
         outcome = _judge(config, store, model, evaluate, run_record, measured, baseline, lost)
-        store.record_evaluation(key, model.name, outcome.run_id, outcome.eval_id, inputs)
+        store.record_evaluation(
+            key, model.name, outcome.run_id, outcome.eval_id, inputs, also=(values_key,)
+        )
         tracker = tracker_for(config)
         if tracker is not None:  # a copy for MLflow users, after the store's own record
             tracker.log_evaluation(
@@ -471,6 +522,22 @@ def _offline_notes(config: Config, store: Store) -> list[str]:
     ]
 
 
+def _fetch_objects(config: Config, model: str, inputs: tuple[str, ...]) -> None:
+    """The s3:// data inputs the dataset function reads, fetched unless already cached."""
+    from mlops_sessions.planning import training
+    from mlops_sessions.planning.datainputs import object_inputs
+
+    pending = [
+        obj
+        for obj in object_inputs(config, inputs, training.hash_cache_for(config)).values()
+        if not obj.cached
+    ]
+    if pending:
+        from mlops_sessions.executors.s3_data import ensure
+
+        ensure(pending, log=lambda line: print(f"[{model}] {line}", file=sys.stderr, flush=True))
+
+
 def _measure(
     config: Config,
     store: Store,
@@ -486,6 +553,8 @@ def _measure(
     model_dir = store.ensure_model(run_record)
     train = model.train
     source = config.resolve(train.source) if train is not None else config.root
+    if train is not None:
+        _fetch_objects(config, model.name, train.inputs)
     ctx = DataContext(
         model=model.name,
         params=dict(run_record.get("params") or {}),

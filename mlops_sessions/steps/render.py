@@ -19,7 +19,7 @@ from typing import Any
 
 from mlops_sessions.config import Config, ModelConfig
 from mlops_sessions.errors import StepError
-from mlops_sessions.planning import k8s_inputs, k8s_validate, manifests, train_job
+from mlops_sessions.planning import k8s_inputs, k8s_validate, manifests, train_job, train_tfjob
 from mlops_sessions.planning import rollout as rollout_plan
 from mlops_sessions.records.store import write_text_atomic
 from mlops_sessions.steps import argtypes
@@ -78,7 +78,8 @@ def render_all(
 def training_objects(
     config: Config, model: ModelConfig, overrides: dict[str, str]
 ) -> list[manifests.Manifest]:
-    """With ``train.backend: kubernetes``, the training Job (and Service) for review."""
+    """With ``train.backend: kubernetes``, the training Job (and Service), or the TFJob
+    with ``train.operator: tfjob``, for review."""
     if model.train is None or model.train.effective_backend != "kubernetes":
         return []
     name = model.train.image or model.image
@@ -86,6 +87,8 @@ def training_objects(
         raise StepError(f"model {model.name!r}: train.backend kubernetes needs train.image")
     image = k8s_inputs.find_build(config, name, overrides).image
     target = train_job.JobTarget(train_job.job_name(model.name), image)
+    if model.train.operator == "tfjob":
+        return train_tfjob.render(config, model, target)
     return train_job.render(config, model, target)
 
 

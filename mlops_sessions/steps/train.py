@@ -172,8 +172,10 @@ def train_model(
     if plan.backend == "kubernetes":
         from mlops_sessions.steps.train_kube import train_on_cluster
 
+        # The pods fetch s3:// inputs themselves (executors.train_pod).
         record = train_on_cluster(config, store, model, plan, run_id, out)
     else:
+        fetch_objects(plan, out)
         record = _train_into_store(config, store, plan, run_id, out)
     # Under the model's lock: two trainings of one key finishing together each leave their
     # run; the pointer names the last one written, never a half-written entry.
@@ -182,6 +184,19 @@ def train_model(
     if tracker is not None:  # a copy for MLflow users, after the store's own record
         tracker.log_training(record)
     return _summary(store, record, reused=False)
+
+
+def fetch_objects(plan: TrainPlan, out: TextIO) -> None:
+    """Download the plan's s3:// inputs that the store's cache does not hold yet (checked,
+    atomic: executors.s3_data); cached ones need no network at all."""
+    if not plan.pending_objects:
+        return
+    from mlops_sessions.executors.s3_data import ensure
+
+    def log(line: str) -> None:
+        print(f"[{plan.model}] {line}", file=out, flush=True)
+
+    ensure(plan.pending_objects, log=log)
 
 
 def _reusable(store: Store, plan: TrainPlan, out: TextIO) -> dict[str, Any] | None:
@@ -333,9 +348,12 @@ def _dry_text(plan: dict[str, Any]) -> str:
         f"cached: would reuse run {plan['run_id']}" if plan["cached"] else "not cached: would train"
     )
     hashes = plan["lineage"]["data_hashes"]
+    objects = plan.get("objects") or {}
     inputs = (
         "".join(
-            f"\n    {name}: {path} (sha256 {hashes[name][:12]})"
+            _object_text(name, objects[name], plan["backend"])
+            if name in objects
+            else f"\n    {name}: {path} (sha256 {hashes[name][:12]})"
             for name, path in plan["inputs"].items()
         )
         or " none"
@@ -349,6 +367,14 @@ def _dry_text(plan: dict[str, Any]) -> str:
         + (_container_text(plan["container_run"]) if plan.get("container_run") else "")
         + (_job_text(plan["kubernetes_job"]) if plan.get("kubernetes_job") else "")
     )
+
+
+def _object_text(name: str, obj: dict[str, Any], backend: str) -> str:
+    if backend == "kubernetes":
+        where = "fetched by each training pod"
+    else:
+        where = f"{'cached' if obj['cached'] else 'to fetch'}: {_rel(Path(obj['path']))}"
+    return f"\n    {name}: {obj['uri']} (sha256 {obj['sha256']})\n      {where}"
 
 
 def _container_text(run: dict[str, Any]) -> str:

@@ -4,8 +4,10 @@ A shared helper of the train step (as ``train_container`` is for Docker): called
 after the step found no stored run for the key, so an unchanged key never creates a Job.
 Here: the shared rules (:func:`config.checks.train_backend_findings`), the train image by
 digest (its pushed build, like render and deploy pin the serve image), the Job's objects
-(:mod:`planning.train_job`), then :class:`executors.kube_job.JobRunner` with the deploy
-section's kubeconfig rules (``deploy.context`` pins the cluster). The chief pod writes the
+(:mod:`planning.train_job`; a Kubeflow TFJob from :mod:`planning.train_tfjob` with
+``train.operator: tfjob`), then :class:`executors.kube_job.JobRunner` (or its TFJob
+flavour, :class:`executors.kube_tfjob.TFJobRunner`) with the deploy section's kubeconfig
+rules (``deploy.context`` pins the cluster). The chief pod writes the
 run into ``store.remote``; this side then reads its run.json through the store, exactly as
 a run trained on another machine is reused — the model itself is downloaded later, by the
 step that needs it.
@@ -23,9 +25,9 @@ from collections.abc import Iterator
 from types import FrameType
 from typing import Any, TextIO
 
-from mlops_sessions.config import Config, ModelConfig, checks
+from mlops_sessions.config import Config, ModelConfig, checks, units
 from mlops_sessions.errors import StepError
-from mlops_sessions.planning import k8s_inputs, train_job
+from mlops_sessions.planning import k8s_inputs, train_job, train_tfjob
 from mlops_sessions.planning.training import TrainPlan
 from mlops_sessions.records import runs
 from mlops_sessions.records.io import now
@@ -37,7 +39,14 @@ def job_objects(
 ) -> tuple[train_job.JobTarget, list[train_job.Manifest]]:
     target = train_job.JobTarget(train_job.job_name(model.name, run_id), image, run_id, plan.key)
     spec = train_job.pod_spec(config, model, plan, run_id)
+    if train_job.train_of(model).operator == "tfjob":
+        return target, train_tfjob.objects(config, model, target, spec)
     return target, train_job.objects(config, model, target, spec)
+
+
+def kind(model: ModelConfig) -> str:
+    """What trains on the cluster: ``Job`` or Kubeflow's ``TFJob`` (train.operator)."""
+    return train_tfjob.KIND if train_job.train_of(model).operator == "tfjob" else "Job"
 
 
 def train_image(config: Config, model: ModelConfig) -> str:
@@ -66,6 +75,7 @@ def describe_job(config: Config, model: ModelConfig) -> dict[str, Any]:
     except StepError:
         image = "(not pushed yet: `mlops build` + `mlops push` of the train image)"
     return {
+        "kind": kind(model),
         "namespace": train_job.namespace(model),
         "context": model.deploy.context,
         "workers": train.workers,
@@ -106,6 +116,7 @@ def train_on_cluster(
     """Run the training Job for run_id; returns run.json as the chief published it."""
     from mlops_sessions.executors.kube import connect
     from mlops_sessions.executors.kube_job import JobRunner
+    from mlops_sessions.executors.kube_tfjob import TFJobRunner
 
     checks.require(checks.train_backend_findings(config, model))
     if store.sync is None:
@@ -123,11 +134,18 @@ def train_on_cluster(
         print(f"{prefix}{text}", file=out, flush=True)
 
     assert model.train is not None
+    what = kind(model)
     line(
-        f"Job {cluster.namespace}/{target.name} on context {cluster.context}: "
+        f"{what} {cluster.namespace}/{target.name} on context {cluster.context}: "
         f"{model.train.workers} worker(s), image {image}"
     )
-    runner = JobRunner(cluster, on_line=line, poll_s=poll_s)
+    runner_class = TFJobRunner if what == train_tfjob.KIND else JobRunner
+    runner = runner_class(
+        cluster,
+        on_line=line,
+        poll_s=poll_s,
+        unschedulable_after_s=units.duration_seconds(model.train.pending_timeout),
+    )
     started = now()
     try:
         with sigterm_interrupts():
@@ -143,6 +161,7 @@ def train_on_cluster(
                 "cancelled_at": now(),
                 "why": str(exc) or "interrupted (Ctrl-C)",
                 "kubernetes": {
+                    "kind": what,
                     "context": cluster.context,
                     "namespace": cluster.namespace,
                     "job": target.name,
@@ -151,19 +170,20 @@ def train_on_cluster(
             },
         )
         line(
-            f"cancelled: Job {cluster.namespace}/{target.name} deleted; run {run_id} not kept "
+            f"cancelled: {what} {cluster.namespace}/{target.name} deleted; run {run_id} not kept "
             f"(recorded in {where})"
         )
         raise
     record = store.load_run(run_id)
     if record is None:
         raise StepError(
-            f"training Job {cluster.namespace}/{target.name} completed, but run {run_id} is "
+            f"training {what} {cluster.namespace}/{target.name} completed, but run {run_id} is "
             f"not in {store.remote_url}; the chief pod did not publish it (see `kubectl logs "
-            f"job/{target.name}`)"
+            f"{outcome.pod or 'job/' + target.name}`)"
         )
     line(
-        f"Job {target.name} completed on node {outcome.node or '?'} in {outcome.duration_s:.1f}s"
+        f"{what} {target.name} completed on node {outcome.node or '?'} in "
+        f"{outcome.duration_s:.1f}s"
         f" ({outcome.attempts} attempt(s))"
     )
     return record

@@ -399,7 +399,7 @@ CASES = [
         models: {a: {}}
         """,
         "data.digits",
-        "give either 'path' or 'package' + 'resource', not both",
+        "give one of 'path', 'package' + 'resource' or 'uri' + 'sha256', not both",
         hint="A data input",
         at="{path",
     ),
@@ -411,7 +411,8 @@ CASES = [
         models: {a: {}}
         """,
         "data.digits",
-        "incomplete: give either 'path' or 'package' + 'resource'",
+        "incomplete: give one of 'path', 'package' + 'resource' or 'uri' + 'sha256'",
+        hint="add 'resource': Path of the file inside the package",
         at="{package",
     ),
     case(

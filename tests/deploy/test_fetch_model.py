@@ -1,9 +1,10 @@
 """``mlops fetch-model`` against a real S3 API: moto's server process on loopback.
 
-Fixtures (local to this module):
+Fixtures:
 
-- ``moto``: one ``moto_server`` process per module on 127.0.0.1:<free port>, stopped by PID;
-  if it cannot start, :func:`require_real` skips locally and fails in CI;
+- ``moto``: one ``moto_server`` process per module on 127.0.0.1:<free port>, stopped by PID
+  (tests/fixtures/moto.py, shared with the store's tests); if it cannot start,
+  ``require_real`` skips locally and fails in CI;
 - ``s3``: credentials for that server in the environment (and nothing else boto3 could
   pick up from the machine), a fresh bucket per test and a boto3 client to upload with;
 - ``faulty_s3(upstream, Faults(...))``: a small HTTP proxy in front of moto that answers
@@ -20,14 +21,12 @@ import http.client
 import io
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
 import tarfile
 import threading
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -45,81 +44,18 @@ from mlops_sessions.executors.s3_fetch import (
     fetch,
     unsafe_member,
 )
+from tests.fixtures.moto import HOST, free_port, isolate_s3_env, moto, moto_server
+
+__all__ = ["moto"]  # the module-scoped fixture, used by the tests below
 
 boto3 = pytest.importorskip("boto3")
 
-HOST = "127.0.0.1"
 KEY_ID = "AKIDMOTOFETCHTEST"
 SECRET = "moto-fetch-secret"
 BUCKET = "models"
 
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def require_real(request: pytest.FixtureRequest, reason: str) -> None:
-    """tests/conftest.py's require_real: skip locally, fail in CI. Conftest modules are
-    registered with pytest by path; importlib mode makes them unimportable by name."""
-    shared = request.config.pluginmanager.get_plugin(
-        str(Path(__file__).parent.parent / "conftest.py")
-    )
-    assert shared is not None, "tests/conftest.py was not loaded"
-    shared.require_real(reason)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
-# --- the real server ------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def moto_server(
-    request: pytest.FixtureRequest, logdir: Path, env: dict[str, str] | None = None
-) -> Iterator[str]:
-    """Start moto_server on 127.0.0.1:<free port>; yield its URL; stop it by PID."""
-    binary = shutil.which("moto_server")
-    if binary is None:
-        require_real(request, "moto_server is not installed (pip install 'moto[server]')")
-    port = free_port()
-    log = logdir / f"moto-{port}.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [str(binary), "-H", HOST, "-p", str(port)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, **(env or {})},
-        )
-    endpoint = f"http://{HOST}:{port}"
-    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with direct.open(f"{endpoint}/moto-api/", timeout=2):
-                    break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    require_real(request, f"moto_server did not start: {log.read_text()[-2000:]}")
-                time.sleep(0.2)
-        yield endpoint
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-@pytest.fixture(scope="module")
-def moto(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[str]:
-    """Endpoint URL of a moto_server process that lives as long as this module's tests."""
-    with moto_server(request, tmp_path_factory.mktemp("moto")) as endpoint:
-        yield endpoint
 
 
 @dataclass
@@ -140,18 +76,7 @@ class S3:
 @pytest.fixture
 def s3_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Only the credentials we set: no ~/.aws files, no instance metadata lookups."""
-    for name in list(os.environ):
-        if name.startswith("AWS_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", KEY_ID)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
-    # Loopback never goes through a proxy a CI machine may configure.
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    isolate_s3_env(monkeypatch, tmp_path, KEY_ID, SECRET)
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """Fixtures for the shared store: a real S3 API (moto's server) and checkouts that share it.
 
 - ``moto``: one ``moto_server`` process per module on 127.0.0.1:<free port>, stopped by PID
-  (the pattern of tests/deploy/test_fetch_model.py); when it cannot start,
+  (tests/fixtures/moto.py, shared with fetch-model's tests); when it cannot start,
   ``require_real`` skips locally and fails in CI;
 - ``bucket``: credentials for it in the environment (nothing else boto3 could find on the
   machine), a fresh bucket per test and a boto3 client to look inside;
@@ -16,14 +16,8 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
-import os
-import shutil
-import socket
-import subprocess
 import textwrap
 import threading
-import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -34,9 +28,12 @@ import numpy as np
 import pytest
 import yaml
 
+from tests.fixtures.moto import HOST, free_port, isolate_s3_env, moto, moto_server
+
 boto3 = pytest.importorskip("boto3")
 
-HOST = "127.0.0.1"
+# Re-exported: the fixture for this package's tests, the helpers for tests that import them.
+__all__ = ["HOST", "free_port", "moto", "moto_server"]
 
 TOY_MODEL = '''
 """A tiny real Keras classifier: trains in about a second."""
@@ -70,61 +67,6 @@ def train(ctx):
 '''
 
 
-def require_real(request: pytest.FixtureRequest, reason: str) -> None:
-    """tests/conftest.py's require_real (importlib mode: conftests are found by path)."""
-    shared = request.config.pluginmanager.get_plugin(
-        str(Path(__file__).parent.parent / "conftest.py")
-    )
-    assert shared is not None, "tests/conftest.py was not loaded"
-    shared.require_real(reason)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
-@contextlib.contextmanager
-def moto_server(request: pytest.FixtureRequest, logdir: Path) -> Iterator[str]:
-    """Start moto_server on 127.0.0.1:<free port>; yield its URL; stop it by PID."""
-    binary = shutil.which("moto_server")
-    if binary is None:
-        require_real(request, "moto_server is not installed (pip install 'moto[server]')")
-    port = free_port()
-    log = logdir / f"moto-{port}.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [str(binary), "-H", HOST, "-p", str(port)], stdout=out, stderr=subprocess.STDOUT
-        )
-    endpoint = f"http://{HOST}:{port}"
-    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with direct.open(f"{endpoint}/moto-api/", timeout=2):
-                    break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    require_real(request, f"moto_server did not start: {log.read_text()[-2000:]}")
-                time.sleep(0.2)
-        yield endpoint
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-@pytest.fixture(scope="module")
-def moto(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[str]:
-    with moto_server(request, tmp_path_factory.mktemp("moto")) as endpoint:
-        yield endpoint
-
-
 @dataclass
 class Bucket:
     endpoint: str
@@ -148,17 +90,7 @@ class Bucket:
 @pytest.fixture
 def s3_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Only the credentials we set: no ~/.aws files, no instance metadata lookups."""
-    for name in list(os.environ):
-        if name.startswith("AWS_") or name.startswith("MLOPS_STORE_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDSHAREDSTORE")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "shared-store-secret")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    isolate_s3_env(monkeypatch, tmp_path, "AKIDSHAREDSTORE", "shared-store-secret")
 
 
 @pytest.fixture

@@ -59,11 +59,15 @@ class LogApiserver(Apiserver):
     """The emulator plus ``GET pods/<name>/log``, served from the kubelet's output files."""
 
     logs: dict[tuple[str, str], Path]
+    previous_logs: dict[tuple[str, str], Path]  # the container's run before its restart
 
     async def _handle(self, request: Any) -> Any:
         resource = request.resource
         if resource is not None and resource.plural == "pods" and request.subresource == "log":
-            path = self.logs.get((request.namespace, request.name))
+            previous = str(request.params.get("previous", "")).lower() == "true"
+            path = (self.previous_logs if previous else self.logs).get(
+                (request.namespace, request.name)
+            )
             text = path.read_text(errors="replace") if path and path.exists() else ""
             tail = request.params.get("tailLines") if hasattr(request, "params") else None
             if tail:
@@ -75,10 +79,14 @@ class LogApiserver(Apiserver):
 class JobCluster(FakeCluster):
     """FakeCluster with Jobs, Pods and pod logs registered, and a JobController."""
 
+    resources: dict[str, tuple[str, set[str]]] = JOB_RESOURCES
+    cluster_scoped: frozenset[str] = frozenset()
+
     def __init__(self, tmp: Path, image_root: Path) -> None:
         super().__init__(tmp)
         self.image_root = image_root
         self.logs: dict[tuple[str, str], Path] = {}
+        self.previous_logs: dict[tuple[str, str], Path] = {}
         self.jobs: JobController | None = None
         self._jobs_thread: threading.Thread | None = None
 
@@ -86,11 +94,12 @@ class JobCluster(FakeCluster):
         self._stopping = __import__("asyncio").Event()
         emulator = LogApiserver()
         emulator.logs = self.logs
+        emulator.previous_logs = self.previous_logs
         async with emulator, kmock.Server(emulator, host="127.0.0.1") as server:
-            for name, (kind, subresources) in JOB_RESOURCES.items():
+            for name, (kind, subresources) in self.resources.items():
                 emulator.resources[name] = kmock.ResourceInfo(
                     kind=kind,
-                    namespaced=True,
+                    namespaced=name not in self.cluster_scoped,
                     subresources=subresources,
                     verbs={"get", "list", "watch", "create", "patch", "delete"},
                 )
@@ -101,9 +110,12 @@ class JobCluster(FakeCluster):
 
     def start(self) -> None:
         super().start()
-        self.jobs = JobController(self.kubeconfig, self.image_root, self.logs)
+        self.jobs = self._controller()
         self._jobs_thread = threading.Thread(target=self.jobs.run, name="jobs", daemon=True)
         self._jobs_thread.start()
+
+    def _controller(self) -> JobController:
+        return JobController(self.kubeconfig, self.image_root, self.logs, self.previous_logs)
 
     def stop(self) -> None:
         if self.jobs is not None:
@@ -122,6 +134,9 @@ class PodRun:
     started: float = 0.0  # time.monotonic() when the process started / was seen ending
     ended: float | None = None
     oom: bool = False
+    container: str = "train"
+    restarts: int = 0  # the kubelet's restarts of the container in this pod
+    last_terminated: dict[str, Any] | None = None  # how its previous run ended
 
 
 @dataclass
@@ -139,6 +154,7 @@ class JobController:
     kubeconfig: Path
     image_root: Path
     logs: dict[tuple[str, str], Path]
+    previous_logs: dict[tuple[str, str], Path]
     poll: float = 0.1
     node_gpus: int = NODE_GPUS
     states: dict[tuple[str, str], JobState] = field(default_factory=dict)
@@ -265,6 +281,11 @@ class JobController:
             meta.setdefault("annotations", {})[INDEX] = str(index)
         meta["creationTimestamp"] = f"{time.time():.6f}"
         pod = {"apiVersion": "v1", "kind": "Pod", **template}
+        return self._launch(namespace, pod, index, state.ports)
+
+    def _launch(self, namespace: str, pod: dict[str, Any], index: int, ports: list[int]) -> PodRun:
+        """The API server, scheduler and kubelet for one new pod."""
+        name = pod["metadata"]["name"]
         container = pod["spec"]["containers"][0]
         gpus = sum(
             int(v) for k, v in (container.get("resources") or {}).get("limits", {}).items()
@@ -276,7 +297,7 @@ class JobController:
         self.core.create_namespaced_pod(namespace, pod, _preload_content=False)
         self.pods_started.append(name)
         scratch = Path(tempfile.mkdtemp(prefix=f"pod-{name}-"))
-        run = PodRun(name, index, None, scratch)
+        run = PodRun(name, index, None, scratch, container=container["name"])
         if not schedulable:
             self._status(namespace, name, {"phase": "Pending", "conditions": [{
                 "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
@@ -292,34 +313,50 @@ class JobController:
                                       "message": f'Back-off pulling image "{container["image"]}"'}},
             }]})  # fmt: skip
             return run
+        self._run_container(namespace, pod, run, ports)
+        return run
+
+    def _run_container(
+        self, namespace: str, pod: dict[str, Any], run: PodRun, ports: list[int]
+    ) -> None:
+        """The kubelet (re)starting the pod's container: a local process, its log kept."""
+        name, scratch = run.name, run.scratch
+        container = pod["spec"]["containers"][0]
         if "oomkill" in container["image"]:
             # The kernel's OOM killer, as the kubelet reports it: exit 137, reason OOMKilled.
             run.proc = subprocess.Popen(
                 [sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"]
             )
             run.oom = True
-            return run
-        env = self._environment(pod, namespace, scratch, state)
-        log = scratch / "pod.log"
-        self.logs[(namespace, name)] = log
-        command = list(container["command"])
-        if command[0] == "python":
-            command[0] = sys.executable
-        run.started = time.monotonic()
-        with open(log, "wb") as out:
-            run.proc = subprocess.Popen(
-                command, cwd=self.image_root, env=env, stdout=out, stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )  # fmt: skip
+        else:
+            env = self._environment(pod, namespace, scratch, ports)
+            log = scratch / f"pod-{run.restarts}.log"
+            if (namespace, name) in self.logs:
+                self.previous_logs[(namespace, name)] = self.logs[(namespace, name)]
+            self.logs[(namespace, name)] = log
+            command = list(container["command"])
+            if command[0] == "python":
+                command[0] = sys.executable
+            run.started = time.monotonic()
+            with open(log, "wb") as out:
+                run.proc = subprocess.Popen(
+                    command, cwd=self.image_root, env=env, stdout=out, stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )  # fmt: skip
         self._status(namespace, name, {"phase": "Running", "containerStatuses": [{
-            "name": container["name"], "ready": True, "restartCount": 0,
+            "name": container["name"], "ready": True, "restartCount": run.restarts,
             "image": container["image"], "imageID": f"docker-pullable://{container['image']}",
             "state": {"running": {"startedAt": "2026-12-01T00:00:00Z"}},
+            **self._last_state(run),
         }]})  # fmt: skip
-        return run
+
+    @staticmethod
+    def _last_state(run: PodRun) -> dict[str, Any]:
+        """``lastState`` of a restarted container (a Job's pods are never restarted)."""
+        return {"lastState": {"terminated": run.last_terminated}} if run.last_terminated else {}
 
     def _environment(
-        self, pod: dict[str, Any], namespace: str, scratch: Path, state: JobState
+        self, pod: dict[str, Any], namespace: str, scratch: Path, ports: list[int]
     ) -> dict[str, str]:
         """The container's environment as the kubelet builds it (plus the image's PATH)."""
         container = pod["spec"]["containers"][0]
@@ -347,16 +384,18 @@ class JobController:
             env[item["name"]] = str(mounts.get(value, value))
         if "TF_CONFIG" in env:  # cluster DNS: pod host names to loopback ports
             spec = json.loads(env["TF_CONFIG"])
-            subdomain = pod["spec"].get("subdomain")
-            job = pod["metadata"]["labels"]["job-name"]
             spec["cluster"]["worker"] = [
-                f"127.0.0.1:{state.ports[i]}"
-                if host.startswith(f"{job}-{i}.{subdomain}:")
-                else host
+                f"127.0.0.1:{ports[i]}" if host.startswith(self._host(pod, i)) else host
                 for i, host in enumerate(spec["cluster"]["worker"])
             ]
             env["TF_CONFIG"] = json.dumps(spec)
         return env
+
+    def _host(self, pod: dict[str, Any], index: int) -> str:
+        """The DNS name (and ':') of worker ``index`` as TF_CONFIG names it: an Indexed
+        Job's pod ``<job>-<i>`` under its headless Service, the pods' subdomain."""
+        subdomain = pod["spec"].get("subdomain")
+        return f"{pod['metadata']['labels']['job-name']}-{index}.{subdomain}:"
 
     def _value_from(self, pod: dict[str, Any], namespace: str, source: dict[str, Any]) -> str:
         if "configMapKeyRef" in source:
@@ -381,12 +420,13 @@ class JobController:
         return str(pod["metadata"][path.split(".", 1)[1]])
 
     def _terminated(self, namespace: str, pod: PodRun, code: int) -> None:
-        reason = "OOMKilled" if pod.oom else "Completed" if code == 0 else "Error"
         self._status(namespace, pod.name, {
             "phase": "Succeeded" if code == 0 else "Failed",
-            "containerStatuses": [{"name": "train", "ready": False, "restartCount": 0, "state": {
-                "terminated": {"exitCode": code, "reason": reason},
-            }, "imageID": "docker-pullable://train"}],
+            "containerStatuses": [{
+                "name": pod.container, "ready": False, "restartCount": pod.restarts,
+                "state": {"terminated": {"exitCode": code, "reason": _reason(pod, code)}},
+                "imageID": "docker-pullable://train", **self._last_state(pod),
+            }],
         })  # fmt: skip
 
     def _status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
@@ -400,19 +440,22 @@ class JobController:
         if state is None:
             return
         for pod in list(state.running.values()):
-            if pod.proc is not None and pod.proc.poll() is None:
-                # What the kubelet does on deletion: SIGTERM, then SIGKILL after the grace.
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(pod.proc.pid, signal.SIGTERM)
-                try:
-                    pod.proc.wait(5)
-                except subprocess.TimeoutExpired:
-                    os.killpg(pod.proc.pid, signal.SIGKILL)
-                    pod.proc.wait()
-            if delete_pods:
-                with contextlib.suppress(Exception):
-                    self.core.delete_namespaced_pod(pod.name, key[0], _preload_content=False)
+            self._kill(key[0], pod, delete_pod=delete_pods)
         state.running.clear()
+
+    def _kill(self, namespace: str, pod: PodRun, *, delete_pod: bool) -> None:
+        if pod.proc is not None and pod.proc.poll() is None:
+            # What the kubelet does on deletion: SIGTERM, then SIGKILL after the grace.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pod.proc.pid, signal.SIGTERM)
+            try:
+                pod.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                os.killpg(pod.proc.pid, signal.SIGKILL)
+                pod.proc.wait()
+        if delete_pod:
+            with contextlib.suppress(Exception):
+                self.core.delete_namespaced_pod(pod.name, namespace, _preload_content=False)
 
     def alive(self) -> list[str]:
         """Pods whose process still runs."""
@@ -422,6 +465,10 @@ class JobController:
             for pod in state.running.values()
             if pod.proc is not None and pod.proc.poll() is None
         ]
+
+
+def _reason(pod: PodRun, code: int) -> str:
+    return "OOMKilled" if pod.oom else "Completed" if code == 0 else "Error"
 
 
 def _fail_job(spec: dict[str, Any], code: int) -> bool:

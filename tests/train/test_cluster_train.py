@@ -11,6 +11,7 @@ from the shared store.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import shutil
@@ -18,7 +19,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from tests.deploy.conftest import kmock
 from tests.store import conftest as store_fixtures
 from tests.store.conftest import Bucket, moto_server
 from tests.train.job_cluster import JobCluster
+from tests.train.tfjob_cluster import TFJobCluster
 
 TRAIN_IMAGE = "registry.example.com/shop/train@sha256:" + "7a" * 32
 MODEL = '''
@@ -133,6 +135,31 @@ class ClusterProject:
         out, err = capsys.readouterr()
         return code, json.loads(out) if out.strip() else None, err
 
+    def interrupted_train(self, how: signal.Signals) -> str:
+        """`mlops train` in a child process, sent ``how`` once the pod trains; its output.
+
+        The project must train with the ``slow`` entrypoint (it prints "training forever").
+        """
+        env = clean_env(KUBECONFIG=str(self.cluster.kubeconfig), PYTHONUNBUFFERED="1")
+        driver = subprocess.Popen(
+            [sys.executable, "-m", "mlops_sessions", "train", "-c", str(self.config)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        deadline = time.monotonic() + 120
+        while not any(
+            (log.read_text() if log.exists() else "").count("training forever")
+            for log in self.cluster.logs.values()
+        ):
+            assert time.monotonic() < deadline and driver.poll() is None, "the pod never started"
+            time.sleep(0.2)
+        driver.send_signal(how)
+        output, _ = driver.communicate(timeout=60)
+        assert driver.returncode != 0, output
+        return output
+
 
 # tests/store's real S3 fixtures: a bucket on moto's server, credentials only from the env.
 s3_env = store_fixtures.s3_env
@@ -145,10 +172,15 @@ def moto(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReques
         yield endpoint
 
 
-@pytest.fixture
-def project(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bucket: Bucket
+@contextlib.contextmanager
+def cluster_project(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    bucket: Bucket,
+    make_cluster: Callable[[Path, Path], JobCluster] = JobCluster,
 ) -> Iterator[ClusterProject]:
+    """The toy project, its pushed train image, and a running cluster (``make_cluster(tmp,
+    image_root)``: tests.train.tfjob_cluster's adds the training operator)."""
     if kmock is None:
         require_real("kmock (a Kubernetes API emulator, Python >= 3.11) is not installed")
     root = tmp_path / "project"
@@ -160,7 +192,7 @@ def project(
     record = k8s_inputs.build_record(root / ".mlops", "trainer")
     record.parent.mkdir(parents=True)
     record.write_text(json.dumps({"image": TRAIN_IMAGE}))
-    cluster = JobCluster(tmp_path / "cluster", image_root=root)
+    cluster = make_cluster(tmp_path / "cluster", root)
     (tmp_path / "cluster").mkdir()
     cluster.start()
     monkeypatch.setenv("KUBECONFIG", str(cluster.kubeconfig))
@@ -175,6 +207,14 @@ def project(
         yield ClusterProject(root, cluster, bucket)
     finally:
         cluster.stop()
+
+
+@pytest.fixture
+def project(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bucket: Bucket
+) -> Iterator[ClusterProject]:
+    with cluster_project(tmp_path, monkeypatch, bucket) as made:
+        yield made
 
 
 def _jobs(project: ClusterProject) -> list[str]:
@@ -313,30 +353,28 @@ def test_a_pod_no_node_can_take_fails_as_unschedulable_and_the_job_is_deleted(
     assert project.cluster.get("v1/configmaps", f"{target.name}-spec") is None
 
 
+def test_train_pending_timeout_bounds_the_wait_for_a_node(
+    project: ClusterProject, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`mlops train` waits train.pending_timeout for a node, then fails with the reason."""
+    project.write(extra="      resources: {gpu: 2}\n      pending_timeout: 2s\n")
+    project.config.write_text(project.config.read_text().replace("variant: cpu", "variant: gpu"))
+    started = time.monotonic()
+    code, _, err = project.train(capsys)
+    waited = time.monotonic() - started
+    assert code != 0 and "Unschedulable" in err, err
+    assert "Insufficient nvidia.com/gpu" in err and "train.pending_timeout" in err
+    assert 2 <= waited < 60  # the configured wait, not the 10-minute default
+    assert project.runs() == []
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_interrupting_the_driver_deletes_the_job_and_keeps_nothing(
     project: ClusterProject, how: signal.Signals
 ) -> None:
     project.write(entrypoint="slow")
-    env = clean_env(KUBECONFIG=str(project.cluster.kubeconfig), PYTHONUNBUFFERED="1")
-    driver = subprocess.Popen(
-        [sys.executable, "-m", "mlops_sessions", "train", "-c", str(project.config)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    deadline = time.monotonic() + 120
-    while not any(
-        (log.read_text() if log.exists() else "").count("training forever")
-        for log in project.cluster.logs.values()
-    ):
-        assert time.monotonic() < deadline and driver.poll() is None, "the pod never started"
-        time.sleep(0.2)
-    driver.send_signal(how)
-    output, _ = driver.communicate(timeout=60)
-    assert driver.returncode != 0, output
+    output = project.interrupted_train(how)
     assert "cancelled: Job" in output and "deleted" in output
     deletes = [w for w in project.cluster.writes() if w.startswith("DELETE") and "/jobs/" in w]
     assert deletes, output
@@ -351,14 +389,17 @@ def test_interrupting_the_driver_deletes_the_job_and_keeps_nothing(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("operator", ["job", "tfjob"])
 def test_two_workers_train_the_example_through_the_job_and_pass_the_gate(
+    operator: str,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     bucket: Bucket,
     repo_root: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """The Indexed Job's two pods run MultiWorkerMirroredStrategy on loopback; the chief's
+    """The Indexed Job's two pods (or the TFJob's two workers, TF_CONFIG written by the
+    emulated training operator) run MultiWorkerMirroredStrategy on loopback; the chief's
     run, read from the shared store, passes the example's own gate in `mlops evaluate`."""
     import yaml
 
@@ -382,13 +423,14 @@ def test_two_workers_train_the_example_through_the_job_and_pass_the_gate(
         "backend": "kubernetes",
         "image": "trainer",
         "workers": 2,
+        "operator": operator,
         "credentials_secret": "store-creds",
     }
     (root / "mlops.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
     record = k8s_inputs.build_record(root / ".mlops", "trainer")
     record.parent.mkdir(parents=True)
     record.write_text(json.dumps({"image": TRAIN_IMAGE}))
-    cluster = JobCluster(tmp_path / "cluster", image_root=root)
+    cluster = (TFJobCluster if operator == "tfjob" else JobCluster)(tmp_path / "cluster", root)
     (tmp_path / "cluster").mkdir()
     cluster.start()
     monkeypatch.setenv("KUBECONFIG", str(cluster.kubeconfig))
@@ -406,7 +448,9 @@ def test_two_workers_train_the_example_through_the_job_and_pass_the_gate(
         (run,) = json.loads(capsys.readouterr().out)["runs"]
         assert cluster.jobs is not None and len(cluster.jobs.pods_started) == 2
         local = json.loads((root / ".mlops" / "runs" / run["run_id"] / "run.json").read_text())
-        assert local["lineage"]["environment"]["kubernetes"]["workers"] == 2
+        where = local["lineage"]["environment"]["kubernetes"]
+        assert where["workers"] == 2
+        assert where["kind"] == ("TFJob" if operator == "tfjob" else "Job")
         assert main(["evaluate", "-c", config, "--json"]) == 0, capsys.readouterr().err
         verdict = json.loads(capsys.readouterr().out)
         assert verdict["passed"] is True and verdict["models"]["digits"]["passed"] is True
