@@ -194,6 +194,7 @@ class TrainingOperator(JobController):
             if index in state.succeeded or index in state.failed:
                 continue
             code = 137 if pod.oom else pod.proc.returncode
+            pod.ended = time.monotonic()
             self.finished.append(copy.copy(pod))
             if code == 0:
                 state.succeeded.add(index)
