@@ -133,14 +133,14 @@ class JobRunner:
         }
         unschedulable_since: float | None = None
         while True:
-            job = _json(
+            job = response_json(
                 self.cluster.call(
                     f"reading Job {namespace}/{name}",
                     lambda: batch.read_namespaced_job(name, namespace, **opts),
                 )
             )
             listed = (
-                _json(
+                response_json(
                     self.cluster.call(
                         f"listing the pods of Job {namespace}/{name}",
                         lambda: core.list_namespaced_pod(
@@ -151,7 +151,7 @@ class JobRunner:
                 or []
             )
             # The selector again, on our side: a pod of another Job never speaks for this one.
-            pods = [p for p in listed if _labels(p).get("job-name") == name]
+            pods = [p for p in listed if pod_labels(p).get("job-name") == name]
             chief = _chief(pods)
             if chief is not None:
                 self._stream(core, chief, namespace, opts)
@@ -199,7 +199,7 @@ class JobRunner:
         name = pod["metadata"]["name"]
         if (pod.get("status") or {}).get("phase") in (None, "Pending"):
             return
-        key = f"{name}#{_restarts(pod, self.container)}"
+        key = f"{name}#{restart_count(pod, self.container)}"
         lines = self._log(core, name, namespace, opts, tail=None)
         for line in lines[self._printed.get(key, 0) :]:
             self.on_line(line)
@@ -256,7 +256,7 @@ class JobRunner:
         detail = str(condition.get("message") or "")
         failed = [p for p in pods if (p.get("status") or {}).get("phase") == "Failed"]
         pod = _chief(failed) or (failed[-1] if failed else _chief(pods))
-        terminated = _terminated(pod, self.container) if pod is not None else {}
+        terminated = terminated_state(pod, self.container) if pod is not None else {}
         # The container's own reason (OOMKilled) says more than the Job's (BackoffLimit).
         if terminated.get("reason") == "OOMKilled":
             reason = "OOMKilled"
@@ -343,7 +343,7 @@ class JobRunner:
 # --- reading pods ----------------------------------------------------------------------------
 
 
-def _json(response: Any) -> Manifest:
+def response_json(response: Any) -> Manifest:
     data = json.loads(response.data or b"{}")
     return data if isinstance(data, dict) else {}
 
@@ -358,7 +358,7 @@ def _ignore_missing(fn: Callable[[], Any]) -> None:
             raise
 
 
-def _labels(pod: Manifest) -> dict[str, Any]:
+def pod_labels(pod: Manifest) -> dict[str, Any]:
     return dict((pod.get("metadata") or {}).get("labels") or {})
 
 
@@ -387,17 +387,17 @@ def _container_state(pod: Manifest, container: str = CONTAINER) -> Manifest:
     return _container_status(pod, container).get("state") or {}
 
 
-def _restarts(pod: Manifest, container: str = CONTAINER) -> int:
+def restart_count(pod: Manifest, container: str = CONTAINER) -> int:
     """How often the kubelet restarted the container in this pod (restartPolicy OnFailure)."""
     return int(_container_status(pod, container).get("restartCount") or 0)
 
 
-def _terminated(pod: Manifest, container: str = CONTAINER) -> Manifest:
+def terminated_state(pod: Manifest, container: str = CONTAINER) -> Manifest:
     state = _container_state(pod, container).get("terminated")
     return state if isinstance(state, dict) else {}
 
 
-def _last_terminated(pod: Manifest, container: str = CONTAINER) -> Manifest:
+def last_terminated(pod: Manifest, container: str = CONTAINER) -> Manifest:
     """The end of the container's previous run, before the kubelet restarted it."""
     state = (_container_status(pod, container).get("lastState") or {}).get("terminated")
     return state if isinstance(state, dict) else {}

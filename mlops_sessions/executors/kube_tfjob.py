@@ -37,11 +37,11 @@ from mlops_sessions.executors.kube_job import (
     JobFailed,
     JobOutcome,
     JobRunner,
-    _json,
-    _labels,
-    _last_terminated,
-    _restarts,
-    _terminated,
+    last_terminated,
+    pod_labels,
+    response_json,
+    restart_count,
+    terminated_state,
 )
 from mlops_sessions.planning import train_tfjob
 from mlops_sessions.planning.deploy_plan import Manifest
@@ -95,7 +95,7 @@ class TFJobRunner(JobRunner):
 
         def discovery() -> bool:
             try:
-                listed = _json(
+                listed = response_json(
                     custom.get_api_resources(train_tfjob.GROUP, train_tfjob.VERSION, **opts)
                 )
             except ApiException as exc:
@@ -129,7 +129,7 @@ class TFJobRunner(JobRunner):
         selector = f"{train_tfjob.JOB_NAME_LABEL}={name},{train_tfjob.REPLICA_TYPE_LABEL}={WORKER}"
         unschedulable_since: float | None = None
         while True:
-            job = _json(
+            job = response_json(
                 self.cluster.call(
                     f"reading TFJob {namespace}/{name}",
                     lambda: custom.get_namespaced_custom_object(
@@ -143,7 +143,7 @@ class TFJobRunner(JobRunner):
                 )
             )
             listed = (
-                _json(
+                response_json(
                     self.cluster.call(
                         f"listing the pods of TFJob {namespace}/{name}",
                         lambda: core.list_namespaced_pod(
@@ -153,7 +153,7 @@ class TFJobRunner(JobRunner):
                 ).get("items")
                 or []
             )
-            pods = [p for p in listed if _labels(p).get(train_tfjob.JOB_NAME_LABEL) == name]
+            pods = [p for p in listed if pod_labels(p).get(train_tfjob.JOB_NAME_LABEL) == name]
             chief = worker_zero(pods)
             if chief is not None:
                 self._stream(core, chief, namespace, opts)
@@ -187,12 +187,12 @@ class TFJobRunner(JobRunner):
         limit = ((job.get("spec") or {}).get("runPolicy") or {}).get("backoffLimit")
         for pod in pods:
             pod_name = str(pod["metadata"]["name"])
-            restarts = _restarts(pod, self.container)
+            restarts = restart_count(pod, self.container)
             # The run that just ended, or (restarted, or waiting in CrashLoopBackOff) the
             # one before the current state: its log is then the "previous" one.
             ended = [
-                (_terminated(pod, self.container), False),
-                (_last_terminated(pod, self.container), True),
+                (terminated_state(pod, self.container), False),
+                (last_terminated(pod, self.container), True),
             ]
             for state, previous in ended:
                 code = state.get("exitCode")
@@ -225,7 +225,7 @@ class TFJobRunner(JobRunner):
         self, name: str, namespace: str, chief: Manifest | None, pods: list[Manifest]
     ) -> JobOutcome:
         outcome = self._outcome(name, namespace, chief, {})
-        outcome.attempts = 1 + max((_restarts(p, self.container) for p in pods), default=0)
+        outcome.attempts = 1 + max((restart_count(p, self.container) for p in pods), default=0)
         return outcome
 
     def _tfjob_failure(
@@ -280,7 +280,7 @@ def _termination_id(state: Manifest, restarts: int, previous: bool) -> str:
 
 def worker_zero(pods: list[Manifest]) -> Manifest | None:
     """The chief: worker 0 (a TFJob without a Chief replica), the newest such pod."""
-    chiefs = [p for p in pods if str(_labels(p).get(train_tfjob.REPLICA_INDEX_LABEL)) == "0"]
+    chiefs = [p for p in pods if str(pod_labels(p).get(train_tfjob.REPLICA_INDEX_LABEL)) == "0"]
     if not chiefs:
         return None
     return max(chiefs, key=lambda p: str(p["metadata"].get("creationTimestamp") or ""))
