@@ -83,6 +83,26 @@ def object_path(config: Config, entry: DataInput) -> Path:
     return data_records.object_file(config.store_path, entry.sha256, entry.uri)
 
 
+def declared_objects(config: Config) -> set[tuple[str, str]]:
+    """(sha256, file name) of every ``s3://`` entry of config: the cached copies it uses
+    (what ``mlops store gc`` keeps in ``data/``)."""
+    return {
+        (entry.sha256, data_records.file_name(entry.uri))
+        for entry in config.data.values()
+        if entry.uri is not None and entry.sha256 is not None
+    }
+
+
+def offline_refusal(obj: ObjectInput, command: str) -> StepError:
+    """The one-line error of an ``s3://`` input that is not cached when --offline forbids
+    downloading it."""
+    return StepError(
+        f"data input '{obj.name}': {obj.uri} (sha256 {obj.sha256[:12]}…) is not in the local "
+        f"cache ({obj.path}) and --offline does not download; run `mlops {command}` once "
+        f"without --offline to fetch it, or place the object's file at that path"
+    )
+
+
 def declared_hashes(config: Config, names: Iterable[str]) -> Mapping[str, str]:
     """The declared sha256 of each ``s3://`` entry among names (what the key covers)."""
     return {

@@ -1,10 +1,14 @@
 """Cache key of a test run: everything that can change whether the team's tests pass.
 
 Like a build system's test cache (Bazel's "cached PASSED"), a suite that passed is not run
-again while its inputs are unchanged: the test files, every model's code, the data inputs,
-the requirements lock, the project-level pytest configuration, the exact pytest command
-and this package's version. Only passes are cached; a failure always re-runs. Pure apart
-from reading (memoised) file hashes.
+again while its inputs are unchanged: the test files, every model's code, the data inputs
+the suite can read, the requirements lock, the project-level pytest configuration, the
+exact pytest command and this package's version. Only passes are cached; a failure always
+re-runs. Pure apart from reading (memoised) file hashes.
+
+``s3://`` data inputs are left out: the suite is given no data (``mlops test`` passes only
+PYTHONPATH, no ``ctx``, and fetches nothing), so a new object under ``data.<name>.sha256``
+cannot change whether it passes, and the key does not pretend it could.
 """
 
 from __future__ import annotations
@@ -49,9 +53,12 @@ def test_cache_key(
             if model.train is not None
         },
         "data": {
-            # An s3:// input counts by its declared sha256: the key needs no download.
-            name: entry.sha256 or hash_data(cache, resolve_input(config, name, entry))
+            # What the suite can open: files of the tree (path) and of installed packages.
+            # An s3:// input is not the suite's: `mlops test` neither fetches it nor hands
+            # the tests any path (no ctx, only PYTHONPATH), so the key does not claim it.
+            name: hash_data(cache, resolve_input(config, name, entry))
             for name, entry in config.data.items()
+            if entry.uri is None
         },
         "requirements": requirements_hash(config, cache),
         "pytest_config": {

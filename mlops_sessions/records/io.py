@@ -118,12 +118,57 @@ def locked(lock_file: Path) -> Iterator[None]:
     and record file is replaced atomically.
     """
     ensure_dir(lock_file.parent)
-    fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+    while True:
+        fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except BaseException:
+            os.close(fd)
+            raise
+        if _still_the_file(fd, lock_file):
+            break
+        os.close(fd)  # removed while we waited (a lock no one used, swept): lock the new one
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
         os.close(fd)  # closing releases the lock
+
+
+@contextlib.contextmanager
+def try_locked(lock_file: Path) -> Iterator[bool]:
+    """Take lock_file's exclusive flock without waiting: yields False when someone holds it.
+
+    For sweepers (``mlops store gc``): what is locked is in use and is skipped. A lock taken
+    here may be unlinked by the holder (:func:`unlink_held_lock`) before the block ends;
+    :func:`locked` notices a lock file that was removed while it waited and locks anew.
+    """
+    ensure_dir(lock_file.parent)
+    fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield _still_the_file(fd, lock_file)
+    finally:
+        os.close(fd)
+
+
+def unlink_held_lock(lock_file: Path) -> None:
+    """Remove a lock file while holding its lock (from :func:`try_locked`): a waiter on the
+    old file re-checks and locks a new one, so no two holders ever overlap."""
+    with contextlib.suppress(FileNotFoundError):
+        lock_file.unlink()
+
+
+def _still_the_file(fd: int, lock_file: Path) -> bool:
+    try:
+        here = os.stat(lock_file)
+    except FileNotFoundError:
+        return False
+    held = os.fstat(fd)
+    return (here.st_dev, here.st_ino) == (held.st_dev, held.st_ino)
 
 
 def append_line(log: Path, data: Mapping[str, Any]) -> None:

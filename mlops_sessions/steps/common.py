@@ -55,7 +55,8 @@ def add_offline(parser: argparse.ArgumentParser) -> None:
         "--offline",
         action="store_true",
         help="with store.remote: do not contact it; work from the local cache (the verdict "
-        "says so)",
+        "says so). s3:// data inputs are never downloaded: a cached copy is used, a missing "
+        "one is an error",
     )
 
 

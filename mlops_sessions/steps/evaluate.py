@@ -137,7 +137,13 @@ def run(args: argparse.Namespace) -> int:
     targets = _targets(config, store, list(args.models), args.run, overrides)
     outcomes = [
         evaluate_model(
-            config, store, model, run_record, baseline_spec=args.baseline, force=args.force
+            config,
+            store,
+            model,
+            run_record,
+            baseline_spec=args.baseline,
+            force=args.force,
+            offline=args.offline,
         )
         for model, run_record in targets
     ]
@@ -424,13 +430,15 @@ def evaluate_model(
     *,
     baseline_spec: str | None = None,
     force: bool = False,
+    offline: bool = False,
 ) -> Outcome:
     """Measure, judge, record and (on pass) bless one run of one model.
 
     Unless force, a verdict recorded for the same inputs (:func:`cache_inputs`) is reused
     without measuring: nothing it depends on has changed. A blessing that loses the race
     for the shared store's pointer (:class:`BlessConflict`) is judged again against the
-    run now blessed, with the values already measured.
+    run now blessed, with the values already measured. offline: an s3:// data input that
+    is not cached is refused, never downloaded.
     """
     evaluate = _evaluate_section(model)
     spec = baselines.check_spec(baseline_spec or evaluate.baseline)
@@ -455,7 +463,7 @@ def evaluate_model(
             if values_note:
                 lost.append(values_note)
         if measured is None:
-            measured = _measure(config, store, model, evaluate, run_record)
+            measured = _measure(config, store, model, evaluate, run_record, offline=offline)
         outcome = _judge(config, store, model, evaluate, run_record, measured, baseline, lost)
         store.record_evaluation(
             key, model.name, outcome.run_id, outcome.eval_id, inputs, also=(values_key,)
@@ -522,16 +530,21 @@ def _offline_notes(config: Config, store: Store) -> list[str]:
     ]
 
 
-def _fetch_objects(config: Config, model: str, inputs: tuple[str, ...]) -> None:
-    """The s3:// data inputs the dataset function reads, fetched unless already cached."""
+def _fetch_objects(
+    config: Config, model: str, inputs: tuple[str, ...], *, offline: bool = False
+) -> None:
+    """The s3:// data inputs the dataset function reads, fetched unless already cached
+    (offline: one that is not cached is an error)."""
     from mlops_sessions.planning import training
-    from mlops_sessions.planning.datainputs import object_inputs
+    from mlops_sessions.planning.datainputs import object_inputs, offline_refusal
 
     pending = [
         obj
         for obj in object_inputs(config, inputs, training.hash_cache_for(config)).values()
         if not obj.cached
     ]
+    if pending and offline:
+        raise offline_refusal(pending[0], "evaluate")
     if pending:
         from mlops_sessions.executors.s3_data import ensure
 
@@ -544,17 +557,19 @@ def _measure(
     model: ModelConfig,
     evaluate: EvaluateConfig,
     run_record: dict[str, Any],
+    *,
+    offline: bool = False,
 ) -> Any:
     # Imported only when measuring: TensorFlow is what makes an evaluation take seconds.
     from mlops_sessions.executors import tf_evaluate
     from mlops_sessions.planning.datainputs import resolve_inputs
 
+    train = model.train
+    if train is not None:
+        _fetch_objects(config, model.name, train.inputs, offline=offline)
     # A run reused from the shared store has its model downloaded here, not before.
     model_dir = store.ensure_model(run_record)
-    train = model.train
     source = config.resolve(train.source) if train is not None else config.root
-    if train is not None:
-        _fetch_objects(config, model.name, train.inputs)
     ctx = DataContext(
         model=model.name,
         params=dict(run_record.get("params") or {}),

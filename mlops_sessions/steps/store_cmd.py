@@ -9,7 +9,11 @@
   blessing log lines, image and deploy records); the blessed pointer is never pushed: it
   moves only through ``mlops evaluate``'s judged, conditional bless;
 * ``gc``     — delete runs older than ``--older-than`` days that were never blessed,
-  deployed or shipped in an image (``--dry-run`` lists them), here and on the remote.
+  deployed or shipped in an image (``--dry-run`` lists them), here and on the remote; and
+  clean the local cache of ``s3://`` data inputs (``data/``): copies whose sha256 and file
+  name no ``data:`` entry of mlops.yaml declares, under the file as written or any of its
+  profiles, temp files of downloads that are not running, empty directories and unused
+  lock files. A download in progress (its object's lock is held) is skipped.
 
 Store paths and object names stay the records package's; this module only orchestrates.
 """
@@ -17,11 +21,14 @@ Store paths and object names stay the records package's; this module only orches
 from __future__ import annotations
 
 import argparse
+import os
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from mlops_sessions.errors import StepError
+from mlops_sessions.config import Config
+from mlops_sessions.errors import ConfigError, StepError
 from mlops_sessions.records import blessings as blessing_records
+from mlops_sessions.records import data as data_records
 from mlops_sessions.records.store import Store
 from mlops_sessions.steps.common import emit, load_config, store_for
 
@@ -72,10 +79,12 @@ def run(args: argparse.Namespace) -> int:
         emit(args, result, f"pushed to {store.remote_url}: {_counts(result)}")
     else:
         result = gc(store, args.older_than, dry_run=args.dry_run)
+        result["data"] = gc_data(args, config, dry_run=args.dry_run)
         verb = "would prune" if args.dry_run else "pruned"
         lines = [f"{verb} {len(result['pruned'])} run(s) older than {args.older_than:g} days"]
         lines += [f"  {run_id}" for run_id in result["pruned"]]
         lines += [f"  kept {run_id}: {why}" for run_id, why in sorted(result["kept"].items())]
+        lines += _data_text(result["data"], dry_run=args.dry_run)
         emit(args, result, "\n".join(lines))
     return 0
 
@@ -136,6 +145,61 @@ def gc(store: Store, older_than_days: float, *, dry_run: bool = False) -> dict[s
     if not dry_run:
         store.prune_runs(pruned)
     return {"pruned": pruned, "kept": kept, "dry_run": dry_run}
+
+
+def gc_data(args: argparse.Namespace, config: Config, *, dry_run: bool = False) -> dict[str, Any]:
+    """Clean the store's cache of s3:// data inputs; keeps what any profile declares."""
+    from mlops_sessions.planning.datainputs import declared_objects
+
+    try:
+        configs = every_profile(args, config)
+    except ConfigError as exc:
+        first = exc.problems[0].render() if exc.problems else str(exc)
+        return {
+            "removed": [],
+            "skipped": [],
+            "kept": [],
+            "freed_bytes": 0,
+            "not_cleaned": f"a profile of {config.source_file} does not load ({first}); "
+            "the data cache was left alone: fix it (`mlops validate`), then gc again",
+        }
+    keep = set().union(*(declared_objects(c) for c in configs))
+    return data_records.sweep(config.store_path, keep, dry_run=dry_run).as_dict()
+
+
+def every_profile(args: argparse.Namespace, config: Config) -> list[Config]:
+    """config, the file as written and the file under each of its profiles (as
+    ``mlops validate`` enumerates them): the data any of them declares is in use."""
+    from mlops_sessions.config.loader import PROFILE_ENV, load
+
+    env = {key: value for key, value in os.environ.items() if key != PROFILE_ENV}
+    base = load(args.config, profile=None, env=env)
+    return [config, base, *(load(args.config, profile=p, env=env) for p in base.profiles)]
+
+
+def _data_text(data: dict[str, Any], *, dry_run: bool) -> list[str]:
+    if data.get("not_cleaned"):
+        return [f"data cache: {data['not_cleaned']}"]
+    files = [r for r in data["removed"] if r["why"] in ("not declared", "interrupted download")]
+    other = len(data["removed"]) - len(files)
+    verb = "would remove" if dry_run else "removed"
+    lines = [
+        f"data cache: {verb} {len(files)} file(s), {_bytes(int(data['freed_bytes']))} "
+        f"{'would be ' if dry_run else ''}freed ({other} empty dir(s) / unused lock(s)); "
+        f"kept {len(data['kept'])} declared cop{'y' if len(data['kept']) == 1 else 'ies'}"
+    ]
+    lines += [f"  {r['path']}: {r['why']} ({_bytes(int(r['bytes']))})" for r in files]
+    lines += [f"  skipped {s['path']}: {s['why']}" for s in data["skipped"]]
+    return lines
+
+
+def _bytes(count: int) -> str:
+    size = float(count)
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{count} bytes" if unit == "bytes" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{count} bytes"
 
 
 def _parse_time(text: str) -> datetime | None:

@@ -113,7 +113,14 @@ def run(args: argparse.Namespace) -> int:
         return 0
     results = [
         train_model(
-            config, store, m, overrides=overrides, force=args.force, stream=stream, cache=cache
+            config,
+            store,
+            m,
+            overrides=overrides,
+            force=args.force,
+            stream=stream,
+            cache=cache,
+            offline=args.offline,
         )
         for m in models
     ]
@@ -148,14 +155,21 @@ def train_model(
     force: bool = False,
     stream: TextIO | None = None,
     cache: FileHashCache | None = None,
+    offline: bool = False,
 ) -> dict[str, Any]:
-    """Train one model (or reuse its cached run); returns a summary for output."""
+    """Train one model (or reuse its cached run); returns a summary for output.
+
+    offline: no s3:// data input is downloaded; one that is not cached is refused before
+    anything is written (a reused run needs none).
+    """
     out = stream if stream is not None else sys.stdout
     plan = plan_training(config, model, params_override=overrides, hash_cache=cache)
     if not force:
         cached = _reusable(store, plan, out)
         if cached is not None:
             return _summary(store, cached, reused=True)
+    if offline and plan.backend != "kubernetes":
+        refuse_offline_fetch(plan)
     removed = clean_stale_staging(store)
     if removed:
         print(
@@ -184,6 +198,14 @@ def train_model(
     if tracker is not None:  # a copy for MLflow users, after the store's own record
         tracker.log_training(record)
     return _summary(store, record, reused=False)
+
+
+def refuse_offline_fetch(plan: TrainPlan) -> None:
+    """With --offline, an s3:// input that is not cached is an error (nothing downloads)."""
+    from mlops_sessions.planning.datainputs import offline_refusal
+
+    for obj in plan.pending_objects:
+        raise offline_refusal(obj, "train")
 
 
 def fetch_objects(plan: TrainPlan, out: TextIO) -> None:

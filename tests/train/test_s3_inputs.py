@@ -405,3 +405,112 @@ def test_the_sessions_that_read_data_install_the_s3_client(example_config: Path)
     for step in ("train", "evaluate"):
         assert "fetch" in noxplugin.session_extras(by_step[step], remote_data)
     assert "fetch" not in noxplugin.session_extras(by_step["build"], remote_data)
+
+
+# --- --offline: a cached copy or one clear line, never a download ----------------------------
+
+
+def store_files(project: Any) -> dict[str, bytes]:
+    """Every file of the store with its content (the hash memo aside): 'nothing written'."""
+    found = {}
+    for path in sorted(project.store.rglob("*")):
+        if path.is_file() and "hash" not in path.name:
+            found[str(path.relative_to(project.store))] = path.read_bytes()
+    return found
+
+
+def test_offline_uses_the_cached_copy_and_refuses_to_download(
+    toy_project: Factory,
+    bucket: Bucket,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from mlops_sessions.frontends.cli import main
+
+    project = toy_project()
+    data = (project.root / "data" / "toy.csv").read_bytes()
+    sha = bucket.put(KEY, data)
+    use_s3_input(project, bucket.uri(), sha)
+    cached = project.store / "data" / sha / "toy.csv"
+
+    # Not cached: one line naming the input, the uri, where the copy goes and the fix;
+    # S3 is reachable and has the object, yet nothing is downloaded and nothing written.
+    before = store_files(project)
+    code, result, err = project.train("--offline", capsys=capsys)
+    assert code == 1 and result is None
+    (line,) = [ln for ln in err.splitlines() if ln.startswith("mlops train: ")]
+    assert f"data input 'toy': {bucket.uri()} (sha256 {sha[:12]}" in line
+    assert str(cached) in line and "--offline does not download" in line
+    assert "run `mlops train` once without --offline to fetch it" in line
+    assert "fetching" not in err and "Traceback" not in err
+    assert data_files(project) == [] and project.runs() == [] and project.tmp_entries() == []
+    assert store_files(project) == before
+
+    # Fetched online once, a copy is what --offline trains on: no endpoint, no credentials.
+    assert project.train(capsys=capsys)[0] == 0
+    monkeypatch.setenv("MLOPS_STORE_ENDPOINT", unreachable())
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    code, result, err = project.train("--offline", "--force", capsys=capsys)
+    assert code == 0, err
+    assert result["runs"][0]["reused"] is False and "fetching" not in err
+    assert len(project.runs()) == 2
+
+    # A cached run needs no data at all: reused offline even without the copy.
+    cached.unlink()
+    code, result, err = project.train("--offline", capsys=capsys)
+    assert code == 0, err
+    assert result["runs"][0]["reused"] is True
+
+    # evaluate --offline: the same refusal before measuring; no verdict, no download.
+    before = store_files(project)
+    capsys.readouterr()
+    assert main(["evaluate", "-c", str(project.config), "--json", "--offline"]) == 1
+    err = capsys.readouterr().err
+    (line,) = [ln for ln in err.splitlines() if ln.startswith("mlops evaluate: ")]
+    assert f"data input 'toy': {bucket.uri()}" in line and str(cached) in line
+    assert "run `mlops evaluate` once without --offline to fetch it" in line
+    assert "fetching" not in err and "Traceback" not in err
+    assert store_files(project) == before
+
+    # A copy placed by hand at that path (the right bytes) is used offline.
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    cached.write_bytes(data)
+    capsys.readouterr()
+    assert main(["evaluate", "-c", str(project.config), "--json", "--offline"]) in (0, 1)
+    err = capsys.readouterr().err
+    assert "not in the local cache" not in err and "fetching" not in err, err
+
+
+# --- `mlops test`: its key covers only data the suite can open --------------------------------
+
+
+def test_the_test_key_does_not_claim_s3_inputs_the_suite_never_gets(toy_project: Factory) -> None:
+    """`mlops test` gives the suite no data (no ctx, only PYTHONPATH, nothing fetched): a new
+    s3:// object must not look like a reason to re-run it; a path input it can open is."""
+    from mlops_sessions.hashing import FileHashCache
+    from mlops_sessions.planning.testing import test_cache_key
+    from mlops_sessions.steps.test_cmd import test_environment
+
+    project = toy_project()
+    (project.root / "tests").mkdir()
+    (project.root / "tests" / "test_a.py").write_text("def test_a():\n    assert True\n")
+    keys = []
+    for sha in ("ab" * 32, "cd" * 32):
+        use_s3_input(project, "s3://nowhere-reachable/toy.csv", sha)
+        config = load(str(project.config))
+        keys.append(test_cache_key(config, [], FileHashCache(None)))
+        env = test_environment(config)
+        assert not any(sha in value for value in env.values())  # the suite never sees it
+    assert keys[0] == keys[1]
+
+    doc = yaml.safe_load(project.config.read_text())
+    doc["data"]["extra"] = {"path": "data/extra.csv"}
+    project.config.write_text(yaml.safe_dump(doc, sort_keys=False))
+    extra = project.root / "data" / "extra.csv"
+    extra.parent.mkdir(exist_ok=True)
+    with_path = []
+    for content in ("1,2\n", "3,4\n"):
+        extra.write_text(content)
+        with_path.append(test_cache_key(load(str(project.config)), [], FileHashCache(None)))
+    assert with_path[0] != with_path[1]
