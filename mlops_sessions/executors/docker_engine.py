@@ -8,6 +8,7 @@ build. Its store helpers pass the build records through to ``records.builds``.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +79,12 @@ def record(store: Store, image: str, kind: str, data: dict[str, Any]) -> None:
     render/deploy use; its history is history.jsonl).
     """
     builds.record(store.root, image, kind, data)
+    # Another machine's render/deploy reads the pushed image from the shared store.
+    warning = store.publish(
+        [builds.record_path(store.root, image, kind), builds.history_path(store.root, image, kind)]
+    )
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
 
 
 def history_path(store: Store, image: str, kind: str) -> Path:

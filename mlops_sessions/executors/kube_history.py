@@ -13,6 +13,7 @@ hash, traffic weights, manifest hash and the manifests themselves — is written
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -43,6 +44,14 @@ class StoreHistory:
 
     def save(self, record: Record, event: str) -> None:
         deployments.save_revision(self.root, record, event)
+        paths = [
+            deployments.revision_file(self.root, int(record["revision"])),
+            deployments.events_file(self.root),
+        ]
+        # A rollback from another machine reads the revisions from the shared store.
+        warning = self.store.publish(paths)
+        if warning:
+            print(warning, file=sys.stderr, flush=True)
 
     def records(self) -> list[Record]:
         return deployments.revisions(self.root)

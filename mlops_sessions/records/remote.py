@@ -498,6 +498,23 @@ class RemoteSync:
                     counts["files"] += 1
         return counts
 
+    def push_records(self, paths: Iterable[Path]) -> int:
+        """Upload these image or deploy records (files under the store root) as push_all
+        would: a ``.json`` record replaces the remote's copy, a ``.jsonl`` history adds the
+        lines the remote lacks. Objects written."""
+        written = 0
+        for path in paths:
+            if not path.is_file():
+                continue
+            rel = self._rel(path)
+            if path.suffix == ".jsonl":
+                known = {item.key for item in self.remote.list(f"{rel}.d/")}
+                written += self._push_log(path, f"{rel}.d", known)
+            elif path.suffix == ".json":
+                self.remote.put(rel, path.read_bytes())
+                written += 1
+        return written
+
     def prune(self, run_ids: Iterable[str]) -> int:
         """Delete runs from the remote: the cache pointers naming them first (a reader never
         finds a pointer to a run that is going), then their objects. Objects deleted."""

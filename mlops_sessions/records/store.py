@@ -53,7 +53,7 @@ from mlops_sessions.records.io import (
     write_json_atomic,
     write_text_atomic,
 )
-from mlops_sessions.records.remote import REMOTE_MARKER, Remote, RemoteSync
+from mlops_sessions.records.remote import REMOTE_MARKER, Remote, RemoteError, RemoteSync
 
 __all__ = [
     "LAYOUT_VERSION",
@@ -238,6 +238,25 @@ class Store:
             self.sync.push_evaluation(run_id, eval_id)
             for each in keys:
                 self.sync.push_cache(evaluation_records.STEP, each)
+
+    # --- image and deploy records ---------------------------------------------------
+    def publish(self, paths: Sequence[Path]) -> str | None:
+        """Share freshly written image or deploy records through the remote, so another
+        machine's render, deploy or rollback sees them without ``mlops store push``.
+
+        The records are already safe here; a remote that fails now is not the step's
+        failure: the warning returned says so and names the fix (None when published or
+        when there is no remote)."""
+        if self.sync is None:
+            return None
+        try:
+            self.sync.push_records(paths)
+        except RemoteError as exc:
+            return (
+                f"warning: the records were kept in {self.root} but not shared through "
+                f"{self.sync.remote.url} ({exc}); run `mlops store push` when it answers"
+            )
+        return None
 
     # --- blessing -----------------------------------------------------------------
     def blessed(self, model: str) -> Record | None:
