@@ -168,10 +168,27 @@ class TFJobRunner(JobRunner):
                 return self._tfjob_outcome(name, namespace, chief, pods)
             if "Failed" in current:
                 raise self._tfjob_failure(core, name, namespace, chief, current["Failed"], opts)
+            if not pods and not status.get("conditions"):
+                self._require_pickup(name, namespace, started)
             unschedulable_since = self._check_pods(
                 core, name, namespace, pods, opts, unschedulable_since
             )
             time.sleep(self.poll_s)
+
+    def _require_pickup(self, name: str, namespace: str, started: float) -> None:
+        """A TFJob the operator has neither answered (no condition) nor given pods fails
+        after train.pending_timeout: its CRD is there but its controller is not running,
+        or does not watch this namespace; nothing else would end the wait (the deadline
+        is the operator's to enforce)."""
+        waited = time.monotonic() - started
+        if waited >= self.unschedulable_after_s:
+            raise JobFailed(
+                f"the Kubeflow Training Operator did not pick up TFJob {namespace}/{name} in "
+                f"{waited:.0f}s (no pods, no status): check that its controller is running "
+                f"and watches namespace {namespace} (`kubectl get pods -A -l "
+                "control-plane=kubeflow-training-operator`), or set train.operator: job",
+                "NotPickedUp",
+            )
 
     def _note_terminations(
         self,

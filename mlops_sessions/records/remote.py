@@ -43,6 +43,7 @@ import tempfile
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
@@ -433,8 +434,10 @@ class RemoteSync:
             elif (
                 parts[0] in ("builds", "deployments")
                 and ".d/" not in item.key
-                and not (self.root / item.key).is_file()
+                and _newer_than_local(item, self.root / item.key)
             ):
+                # A pointer record (latest.json, a revision moving from progressing to
+                # rolled-out) is rewritten in place: a newer one replaces the local copy.
                 counts["files"] += int(self._pull_file(item.key))
         logs: dict[str, list[Record]] = {}
         known: dict[str, set[str]] = {}
@@ -539,6 +542,25 @@ class RemoteSync:
                 self.remote.put(key, _dumps(line))
                 pushed += 1
         return pushed
+
+
+def _newer_than_local(item: Listed, local: Path) -> bool:
+    """The remote object was written after the local copy (or there is none).
+
+    Compares the store's LastModified with the file's mtime; a local copy written later
+    (a record kept while the remote was down, not pushed yet) is left alone.
+    """
+    try:
+        mtime = local.stat().st_mtime
+    except FileNotFoundError:
+        return True
+    try:
+        modified = datetime.fromisoformat(item.modified.replace("Z", "+00:00"))
+    except ValueError:
+        return False  # no usable time: keep what is here (`store pull` never loses it)
+    if modified.tzinfo is None:
+        modified = modified.replace(tzinfo=timezone.utc)
+    return modified.timestamp() > mtime
 
 
 def _log_key(prefix: str, line: Mapping[str, Any]) -> str:

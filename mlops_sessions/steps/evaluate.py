@@ -351,12 +351,19 @@ def measurement_key(inputs: Mapping[str, Any]) -> str:
 
 
 def _recorded_measurements(
-    store: Store, run_record: dict[str, Any], key: str
+    store: Store, run_record: dict[str, Any], key: str, *, needs_reference: bool
 ) -> tuple[Any, str | None]:
     """The Measurements an earlier evaluation of this run recorded under key, and a note
-    saying where they come from; (None, None) when there are none to trust."""
+    saying where they come from; (None, None) when there are none to trust.
+
+    With evaluate.drift declared, values without their drift reference are not enough: the
+    new evaluation must carry the reference the serve image counts live inputs against (an
+    evaluation fetched from the shared store has none), so that case measures again.
+    """
     try:
         found = store.cached_evaluation(key)
+    except RemoteError:
+        raise  # the shared store is down: not a miss to measure around
     except RecordError:
         return None, None
     if found is None or found.run_id != str(run_record["run_id"]):
@@ -370,6 +377,8 @@ def _recorded_measurements(
             reference = read_record(reference_path, fix="re-evaluate with --force")
         except RecordError:
             return None, None
+    if needs_reference and reference is None:
+        return None, None
     try:
         measured = Measurements.from_dict(found.metrics, reference)
     except (TypeError, ValueError, AttributeError):
@@ -459,7 +468,9 @@ def evaluate_model(
                 return reused
         values_key = measurement_key(inputs)
         if measured is None and not force:
-            measured, values_note = _recorded_measurements(store, run_record, values_key)
+            measured, values_note = _recorded_measurements(
+                store, run_record, values_key, needs_reference=evaluate.drift is not None
+            )
             if values_note:
                 lost.append(values_note)
         if measured is None:

@@ -179,7 +179,7 @@ def train_on_cluster(
         raise StepError(
             f"training {what} {cluster.namespace}/{target.name} completed, but run {run_id} is "
             f"not in {store.remote_url}; the chief pod did not publish it (see `kubectl logs "
-            f"{outcome.pod or 'job/' + target.name}`)"
+            f"-n {cluster.namespace} {outcome.pod or _chief_ref(what, target.name)}`)"
         )
     line(
         f"{what} {target.name} completed on node {outcome.node or '?'} in "
@@ -187,3 +187,8 @@ def train_on_cluster(
         f" ({outcome.attempts} attempt(s))"
     )
     return record
+
+
+def _chief_ref(what: str, name: str) -> str:
+    """What `kubectl logs` takes for the chief when its pod is not known by name."""
+    return train_tfjob.worker_pod(name, 0) if what == train_tfjob.KIND else f"job/{name}"

@@ -128,3 +128,18 @@ def test_a_failing_verdict_is_reused_as_a_failure(make_project) -> None:  # type
     assert "reused" in second[1] and second[1].splitlines()[0] == first[1].splitlines()[0]
     assert len(_evals(project, run["run_id"])) == 1
     assert project.store.blessed("tiny") is None
+
+
+def test_values_without_their_drift_reference_are_measured_again(make_project) -> None:  # type: ignore[no-untyped-def]
+    """evaluate.drift is declared: a re-judged evaluation must carry the reference the serve
+    image counts live inputs against, so values recorded without one are measured again."""
+    project = make_project()
+    run = project.add_run("good")
+    assert project.cli("evaluate")[0] == 0
+    (evaluation,) = _evals(project, run["run_id"])
+    (evaluation / "drift_reference.json").unlink()  # as an evaluation fetched from a remote
+    code, document = project.evaluate_json()
+    outcome = document["models"]["tiny"]
+    assert code == 0 and not any("values measured by" in n for n in outcome["notes"]), outcome
+    newest = _evals(project, run["run_id"])[-1]
+    assert (newest / "drift_reference.json").is_file()

@@ -10,6 +10,8 @@ remote that does not answer then leaves them safe locally and says how to share 
 from __future__ import annotations
 
 import json
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -83,3 +85,25 @@ def test_a_remote_that_does_not_answer_keeps_the_record_and_says_how_to_share_it
     up.push()
     assert bucket.json("builds/serve/latest.json")["image"] == IMAGE
     assert "deployments/toy/prod--ml/revisions/r000001.json" in bucket.objects()
+
+
+def test_a_newer_pointer_record_replaces_the_pulled_copy(tmp_path: Path, bucket: Bucket) -> None:
+    """latest.json is rewritten by every push: a machine that pulled an older one gets the
+    newer one at its next pull, and never deploys the image it replaced."""
+    laptop = _store(tmp_path / "laptop", bucket)
+    ci = _store(tmp_path / "ci", bucket)
+    docker_engine.record(laptop, "serve", "latest", {"image": IMAGE, "run_id": "r1"})
+    ci.pull()
+    old_copy = builds.record_path(ci.root, "serve", "latest")
+    os.utime(old_copy, (time.time() - 60, time.time() - 60))  # pulled a minute ago
+    newer = IMAGE.replace("ab" * 32, "cd" * 32)
+    docker_engine.record(laptop, "serve", "latest", {"image": newer, "run_id": "r2"})
+    ci.pull()
+    latest = builds.load_record(ci.root, "serve", "latest")
+    assert latest is not None and latest["image"] == newer
+
+    # A record written here after the remote's copy (kept while the remote was down) stays.
+    docker_engine.record(Store(ci.root), "serve", "latest", {"image": IMAGE, "run_id": "r3"})
+    ci.pull()
+    kept = builds.load_record(ci.root, "serve", "latest")
+    assert kept is not None and kept["run_id"] == "r3"

@@ -79,6 +79,23 @@ def test_without_the_operator_one_error_says_so_and_nothing_is_created(
     assert bare.runs() == []
 
 
+def test_a_crd_without_a_running_operator_fails_after_pending_timeout(
+    project: ClusterProject, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The CRD is left over but its controller does not run: nothing would ever answer
+    the TFJob, so the wait ends at train.pending_timeout with what to check."""
+    assert project.cluster.jobs is not None
+    project.cluster.jobs.stop()  # the operator's controller is gone; its CRD stays
+    project.write(extra=TFJOB + "      pending_timeout: 2s\n")
+    started = time.monotonic()
+    code, _, err = project.train(capsys)
+    assert code != 0 and 2 <= time.monotonic() - started < 60, err
+    assert "did not pick up TFJob ml/toy-train-" in err and "controller is running" in err
+    assert "Traceback" not in err
+    assert _writes(project, "DELETE /apis/kubeflow.org/v1/namespaces/ml/tfjobs/")
+    assert project.runs() == []
+
+
 @pytest.mark.slow
 def test_one_worker_tfjob_trains_publishes_and_says_where_it_ran(
     project: ClusterProject, capsys: pytest.CaptureFixture[str]
