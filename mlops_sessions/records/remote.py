@@ -66,7 +66,9 @@ MODEL_ARCHIVE = "model.tar.gz"
 MODEL_MANIFEST = "model.json"
 # Marker in a local run directory whose model is still only on the remote (lazy download).
 REMOTE_MARKER = ".remote-model.json"
-EVAL_FILES = ("metrics.json", "report.md", "report.html")  # verdict.json goes last
+# verdict.json goes last. The drift reference (evaluate.drift) travels with its evaluation:
+# a serve image built on another machine counts live inputs against it.
+EVAL_FILES = ("metrics.json", "report.md", "report.html", evaluation_records.DRIFT_REFERENCE)
 # How often a conditional write of the blessed pointer is retried after losing to a writer
 # that blessed the SAME baseline again (a different run raises BlessConflict at once).
 POINTER_RETRIES = 8
@@ -306,7 +308,12 @@ class RemoteSync:
         if (local / "verdict.json").is_file() and (local / "metrics.json").is_file():
             return True
         base = f"runs/{run_id}/eval/{eval_id}"
-        names = ["verdict.json", "metrics.json", *(("report.md", "report.html") if reports else ())]
+        names = [
+            "verdict.json",
+            "metrics.json",
+            evaluation_records.DRIFT_REFERENCE,  # when evaluate.drift wrote one
+            *(("report.md", "report.html") if reports else ()),
+        ]
         blobs = {}
         for name in names:
             obj = self._get(f"{base}/{name}")

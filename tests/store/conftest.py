@@ -139,7 +139,12 @@ def _write_data(path: Path) -> None:
 
 
 def write_checkout(
-    root: Path, remote: str | None, endpoint: str | None, *, max_regression: float = 0.5
+    root: Path,
+    remote: str | None,
+    endpoint: str | None,
+    *,
+    max_regression: float = 0.5,
+    drift: bool = False,
 ) -> None:
     root.mkdir(parents=True, exist_ok=True)
     (root / "src").mkdir(exist_ok=True)
@@ -179,6 +184,8 @@ def write_checkout(
             }
         },
     }
+    if drift:
+        doc["models"]["toy"]["evaluate"]["drift"] = {"reference": "toy_model:heldout", "bins": 5}
     (root / "mlops.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
 
 

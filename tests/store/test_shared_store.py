@@ -230,3 +230,33 @@ def test_store_status_push_pull_and_gc(checkout: Callable[..., Any], bucket: Any
     assert fresh.local_runs() == [blessed_run]
     # The laptop's cache still names the pruned run; the remote no longer does.
     assert not [k for k in bucket.objects("cache/train/") if old_run in str(bucket.json(k))]
+
+
+def test_the_drift_reference_travels_with_its_evaluation(
+    checkout: Callable[..., Any], bucket: Any
+) -> None:
+    """A serve image built on another machine counts live inputs against the reference
+    the laptop's evaluation wrote (evaluate.drift): it is shared with the evaluation."""
+    from mlops_sessions.records import evaluations as evaluation_records
+
+    laptop = checkout("laptop", drift=True)
+    assert laptop.mlops("train")[0] == 0
+    code, evaluated, err = laptop.mlops("evaluate")
+    assert code == 0, err
+    run_id = evaluated["models"]["toy"]["run_id"]
+    eval_id = evaluated["models"]["toy"]["eval_id"]
+    assert f"runs/{run_id}/eval/{eval_id}/drift_reference.json" in bucket.objects()
+
+    ci = checkout("ci", drift=True)
+    assert ci.mlops("train")[0] == 0
+    code, evaluated, err = ci.mlops("evaluate")
+    toy = evaluated["models"]["toy"]
+    # The baseline moved from none to this run: the laptop's values are judged again,
+    # not measured (they come with their reference), and the new evaluation keeps it.
+    assert code == 0 and any("values measured by" in n for n in toy["notes"]), (toy, err)
+    reference = evaluation_records.drift_reference(ci.store, run_id)
+    assert (
+        reference is not None
+        and reference.read_bytes()
+        == (laptop.store / "runs" / run_id / "eval" / eval_id / "drift_reference.json").read_bytes()
+    )
