@@ -56,6 +56,24 @@ class TrainOutcome:
     environment: dict[str, Any]
     warnings: list[str] = field(default_factory=list)
 
+    def completed_fields(self, started: str, clock: float) -> dict[str, Any]:
+        """run.json's fields of a completed run (a local run's and a training pod's alike):
+        status, times since ``started`` (a timestamp) / ``clock`` (time.monotonic() then),
+        hashes, signature, history, warnings."""
+        from mlops_sessions.records.io import now
+
+        return {
+            "status": "complete",
+            "started_at": started,
+            "finished_at": now(),
+            "duration_s": round(time.monotonic() - clock, 3),
+            "model_hash": self.model_hash,
+            "weights_hash": self.weights_hash,
+            "signature": self.signature,
+            "history": self.history,
+            "warnings": self.warnings,
+        }
+
 
 def quiet_tensorflow() -> None:
     """Import TensorFlow now, without its C++ start-up chatter (see tf_quiet), so the user's

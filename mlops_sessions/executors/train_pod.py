@@ -156,15 +156,7 @@ def train(
         record = {
             "schema": SCHEMA,
             **skeleton,
-            "status": "complete",
-            "started_at": started,
-            "finished_at": now(),
-            "duration_s": round(time.monotonic() - clock, 3),
-            "model_hash": outcome.model_hash,
-            "weights_hash": outcome.weights_hash,
-            "signature": outcome.signature,
-            "history": outcome.history,
-            "warnings": outcome.warnings,
+            **outcome.completed_fields(started, clock),
             "lineage": {
                 **skeleton["lineage"],
                 "model_hash": outcome.model_hash,
