@@ -7,6 +7,9 @@ imported only when their command runs, so ``mlops validate`` never pays for Tens
 The commands, their order and their help come from the one pipeline table
 (:mod:`mlops_sessions.pipeline`). Every step module exposes ``add_arguments(parser)`` and
 ``run(args) -> int``. Errors derived from :class:`MlopsError` print as clean messages.
+A reader that closes stdout early ends the command quietly with exit status 141
+(128 + SIGPIPE, as a shell reports a tool killed by SIGPIPE; see
+:mod:`mlops_sessions.console.output`).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from mlops_sessions import pipeline
+from mlops_sessions.console import output
 from mlops_sessions.errors import MlopsError
 
 CONFIG_ENV = "MLOPS_CONFIG"
@@ -95,13 +99,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ[VERBOSE_ENV] = "1"
     try:
         code: int = _step_module(args._module).run(args)
+        # What is still buffered must reach the reader now, while a closed pipe can be
+        # handled here, not in the interpreter's flush at exit.
+        sys.stdout.flush()
         return code
+    except BrokenPipeError:
+        # The reader of our stdout stopped early (`mlops config | head -1`): a quiet exit.
+        output.quiet_stdout()
+        return output.BROKEN_PIPE_EXIT
     except MlopsError as exc:
         print(f"mlops {args.command}: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print(f"mlops {args.command}: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:
+        # An environment fault no step anticipated (a full disk under stdout, a file
+        # removed underneath us): one line naming the file, not a traceback.
+        if exc.filename is None:
+            output.quiet_stdout()  # the failed write may have been stdout itself
+        print(f"mlops {args.command}: {output.describe(exc)}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

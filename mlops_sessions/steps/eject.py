@@ -8,8 +8,8 @@ existing file is never overwritten unless ``--force``.
 from __future__ import annotations
 
 import argparse
-import shutil
 
+from mlops_sessions.console import output
 from mlops_sessions.errors import StepError
 from mlops_sessions.planning.dockerfile import BUILTIN_DIR, PROJECT_DIR
 from mlops_sessions.steps.common import emit, load_config
@@ -37,9 +37,7 @@ def run(args: argparse.Namespace) -> int:
         )
     copied = [str(target / s.name) for s in sources]
     if not args.dry_run:
-        target.mkdir(parents=True, exist_ok=True)
-        for source in sources:
-            shutil.copyfile(source, target / source.name)
+        output.write_files({target / s.name: s.read_bytes() for s in sources})
     verb = "would copy" if args.dry_run else "copied"
     emit(args, {"dry_run": args.dry_run, "copied": copied}, f"{verb}:\n  " + "\n  ".join(copied))
     return 0

@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from mlops_sessions.config import Config, ModelConfig
+from mlops_sessions.console import output
 from mlops_sessions.errors import StepError
 from mlops_sessions.planning import k8s_inputs, k8s_validate, manifests, train_job, train_tfjob
 from mlops_sessions.planning import rollout as rollout_plan
-from mlops_sessions.records.store import write_text_atomic
 from mlops_sessions.steps import argtypes
 from mlops_sessions.steps.common import add_models, emit, load_config
 
@@ -92,13 +92,21 @@ def training_objects(
     return train_job.render(config, model, target)
 
 
-def write(out: Path, objects: list[manifests.Manifest], top: str) -> list[str]:
-    """Write the files; returns their names (all.yaml last)."""
+def files_for(out: Path, objects: list[manifests.Manifest], top: str) -> dict[Path, str]:
+    """The file per object and all.yaml (last), by path."""
     names = manifests.file_names(objects)
-    out.mkdir(parents=True, exist_ok=True)
-    for name, obj in zip(names, objects, strict=True):
-        write_text_atomic(out / name, top + "---\n" + manifests.to_yaml(obj))
-    write_text_atomic(out / ALL_FILE, top + manifests.to_yaml_stream(objects))
+    files = {
+        out / name: top + "---\n" + manifests.to_yaml(obj)
+        for name, obj in zip(names, objects, strict=True)
+    }
+    files[out / ALL_FILE] = top + manifests.to_yaml_stream(objects)
+    return files
+
+
+def remove_stale(out: Path, objects: list[manifests.Manifest]) -> list[str]:
+    """Remove files of an earlier render this one no longer produces; returns the names
+    written (all.yaml last)."""
+    names = manifests.file_names(objects)
     keep = {*names, ALL_FILE}
     for stale in sorted(out.iterdir()):
         if stale.is_file() and _OURS.match(stale.name) and stale.name not in keep:
@@ -121,18 +129,24 @@ def render_steps(
     return out
 
 
-def write_steps(
+def step_files(
     out: Path, stages: list[tuple[str, list[manifests.Manifest]]], top: str
-) -> list[str]:
-    """Write steps/<model>-<stage>.yaml (a YAML stream each); stale ones are removed."""
-    folder = out / STEPS_DIR
-    names = [name for name, _ in stages]
+) -> dict[Path, str]:
+    """steps/<model>-<stage>.yaml (a YAML stream each), by path."""
+    files = {}
     for name, objects in stages:
         note = (
             f"# What the rollout applies at {name[:-5]} (objects it leaves out stay as they "
             "are); `mlops deploy` applies it, never this file.\n"
         )
-        write_text_atomic(folder / name, top + note + manifests.to_yaml_stream(objects))
+        files[out / STEPS_DIR / name] = top + note + manifests.to_yaml_stream(objects)
+    return files
+
+
+def remove_stale_steps(out: Path, stages: list[tuple[str, list[manifests.Manifest]]]) -> list[str]:
+    """Remove steps/ files this render no longer produces; returns the names written."""
+    folder = out / STEPS_DIR
+    names = [name for name, _ in stages]
     if folder.is_dir():
         for stale in sorted(folder.iterdir()):
             if stale.is_file() and _OURS_STEPS.match(stale.name) and stale.name not in names:
@@ -145,8 +159,13 @@ def run(args: argparse.Namespace) -> int:
     overrides = k8s_inputs.parse_overrides(args.image, config)
     objects = render_all(config, list(args.models), overrides)
     out = Path(args.out).resolve() if args.out else default_out(config)
-    files = write(out, objects, header(config))
-    files += write_steps(out, render_steps(config, list(args.models), overrides), header(config))
+    output.check_directory(out)
+    stages = render_steps(config, list(args.models), overrides)
+    # Every file or none: a full disk or a refused write leaves the last render in place.
+    output.write_files(
+        {**files_for(out, objects, header(config)), **step_files(out, stages, header(config))}
+    )
+    files = remove_stale(out, objects) + remove_stale_steps(out, stages)
     result: dict[str, Any] = {
         "out": str(out),
         "profile": config.profile,
