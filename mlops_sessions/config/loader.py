@@ -24,9 +24,10 @@ import json
 import os
 import re
 from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
@@ -99,6 +100,54 @@ def load(
     env = os.environ if env is None else env
     if profile is None:
         profile = env.get(PROFILE_ENV) or None
+    text, shown, root = _read(path)
+    return loads(text, file=shown, root=root, profile=profile, env=env)
+
+
+@dataclass(frozen=True)
+class UnsetVariable:
+    """A ``${VAR}`` without default whose variable is not set here, and where it is."""
+
+    variable: str
+    problem: Problem
+
+
+def check_profile(
+    path: str | os.PathLike[str],
+    profile: str,
+    env: Mapping[str, str] | None = None,
+    *,
+    strict_env: bool = True,
+) -> list[UnsetVariable]:
+    """Check the file under a profile; with ``strict_env=False`` unset variables are returned
+    instead of raised.
+
+    A profile that is not in use here (prod's namespace comes from the prod CI job) may
+    reference variables this machine does not set. Its structure is still checked: every
+    other problem raises :class:`ConfigError` as :func:`load` does. When variables are
+    unset the values holding them cannot be judged, so the schema is checked on the rest
+    and the cross-field rules (which read those values) wait for an environment that sets
+    them; with none unset the check is exactly :func:`load`'s.
+    """
+    env = os.environ if env is None else env
+    text, shown, root = _read(path)
+    if strict_env:
+        loads(text, file=shown, root=root, profile=profile, env=env)
+        return []
+    document, locator, unresolved = _effective(text, shown, profile, env)
+    unset = [u for u in unresolved if u.variable is not None]
+    if not unset:
+        loads(text, file=shown, root=root, profile=profile, env=env)
+        return []
+    problems = [u.problem for u in unresolved if u.variable is None]
+    problems += _validate(document, locator, skip={u.path for u in unresolved})
+    if problems:
+        raise ConfigError(problems)
+    return [UnsetVariable(u.variable, u.problem) for u in unset if u.variable is not None]
+
+
+def _read(path: str | os.PathLike[str]) -> tuple[str, str, Path]:
+    """(text, the name problems show, the project root) of the config file at path."""
     file = Path(path)
     shown = str(path)
     try:
@@ -138,7 +187,7 @@ def load(
         raise ConfigError(
             [Problem(shown, None, None, "", f"cannot read the file: {exc}")]
         ) from None
-    return loads(text, file=shown, root=file.resolve().parent, profile=profile, env=env)
+    return text, shown, file.resolve().parent
 
 
 def loads(
@@ -153,8 +202,8 @@ def loads(
     document, locator, unresolved = _effective(text, file, profile, env)
     # An unset ${VAR} is reported together with every schema problem elsewhere in the
     # file; the value still holding '${VAR}' is not judged by the schema a second time.
-    problems = [p for _, p in unresolved]
-    problems += _schema_problems(document, locator, skip={path for path, _ in unresolved})
+    problems = [u.problem for u in unresolved]
+    problems += _schema_problems(document, locator, skip={u.path for u in unresolved})
     if problems:
         raise ConfigError(problems)
     # The schema passed: the document builds. Cross-field checks on the document and the
@@ -176,13 +225,13 @@ def effective_document(
     """Parse and merge, without schema validation: the document `mlops config` prints."""
     document, locator, unresolved = _effective(text, file, profile, env)
     if unresolved:
-        raise ConfigError([problem for _, problem in unresolved])
+        raise ConfigError([u.problem for u in unresolved])
     return document, locator
 
 
 def _effective(
     text: str, file: str, profile: str | None, env: Mapping[str, str]
-) -> tuple[dict[str, Any], Locator, list[tuple[Path_, Problem]]]:
+) -> tuple[dict[str, Any], Locator, list[_Unresolved]]:
     """effective_document(), returning ${...} problems (with their paths) instead of raising."""
     try:
         parsed = yamlpos.parse(text)
@@ -373,10 +422,19 @@ def _apply_defaults(doc: dict[str, Any], locator: Locator) -> dict[str, Any]:
     return {**doc, "models": merged_models}
 
 
+class _Unresolved(NamedTuple):
+    """A value whose ${...} could not be substituted: an unset variable (named) or a
+    malformed reference (variable None)."""
+
+    path: Path_
+    problem: Problem
+    variable: str | None
+
+
 def _interpolate(
     doc: dict[str, Any], locator: Locator, env: Mapping[str, str]
-) -> tuple[dict[str, Any], Locator, list[tuple[Path_, Problem]]]:
-    problems: list[tuple[Path_, Problem]] = []
+) -> tuple[dict[str, Any], Locator, list[_Unresolved]]:
+    problems: list[_Unresolved] = []
 
     def visit(path: tuple[str | int, ...], value: str) -> Any:
         if path and path[0] == "profiles":
@@ -385,25 +443,27 @@ def _interpolate(
             substituted = interpolate.substitute(value, env)
         except interpolate.UnsetVariable as unset:
             problems.append(
-                (
+                _Unresolved(
                     path,
                     locator.problem(
                         path,
                         f"environment variable '{unset.name}' is not set",
                         f"export {unset.name}=..., or give a default: ${{{unset.name}:-value}}",
                     ),
+                    unset.name,
                 )
             )
             return value
         except interpolate.BadReference as bad:
             problems.append(
-                (
+                _Unresolved(
                     path,
                     locator.problem(
                         path,
                         f"malformed reference '{bad.text}'",
                         "write ${NAME} or ${NAME:-default}; $${ is a literal ${",
                     ),
+                    None,
                 )
             )
             return value

@@ -417,6 +417,7 @@ def test_cli_validate_json(capsys: pytest.CaptureFixture[str]) -> None:
         "file": str(EXAMPLE),
         "profiles": ["(no profile)", "ci", "prod"],
         "models": ["digits"],
+        "notices": [],
     }
     assert cli.main(["validate", "-c", str(EXAMPLE), "--json", "--profile", "ci"]) == 0
     assert json.loads(capsys.readouterr().out)["profiles"] == ["ci"]
