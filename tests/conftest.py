@@ -17,6 +17,10 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+# The fast tier's watch (tests/fast_tier.py): at the end of a `-m "not slow"` run, the
+# unmarked tests that took over 2 s. Imported by name: pytest finds conftest hooks by name.
+from tests.fast_tier import pytest_configure  # noqa: F401
+
 if TYPE_CHECKING:
     from tests.prometheus_server import Prometheus
 
