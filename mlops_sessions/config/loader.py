@@ -6,7 +6,8 @@ Steps, each collecting problems rather than stopping at the first:
 2. overlay the chosen profile (``--profile`` / ``MLOPS_PROFILE``) and merge ``defaults``
    under every model, remembering where each merged value was written;
 3. substitute ``${VAR}`` / ``${VAR:-default}``;
-4. validate against ``schemas/mlops.schema.json`` (JSON Schema 2020-12), unless this exact
+4. validate against ``schemas/mlops.schema.json`` (JSON Schema 2020-12, plus the rule of
+   each value's ``x-mlops-kind``: :mod:`mlops_sessions.config.kinds`), unless this exact
    effective document already passed under this exact schema (see ``_verdict_file``);
 5. build the frozen :class:`~mlops_sessions.config.Config` and run the cross-field checks
    (:mod:`mlops_sessions.config.checks`): on the document, and the typed rules that
@@ -23,7 +24,7 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -31,7 +32,17 @@ from typing import Any, NamedTuple
 
 import yaml
 
-from mlops_sessions.config import API_VERSION, Config, build, checks, interpolate, s3uri, yamlpos
+from mlops_sessions.cachefile import marker_present
+from mlops_sessions.config import (
+    API_VERSION,
+    Config,
+    build,
+    checks,
+    interpolate,
+    kinds,
+    s3uri,
+    yamlpos,
+)
 from mlops_sessions.config.locate import Locator, dotted, suggest
 from mlops_sessions.errors import ConfigError, Problem
 
@@ -60,7 +71,23 @@ def schema() -> dict[str, Any]:
 def _validator() -> Any:
     import jsonschema
 
-    return jsonschema.Draft202012Validator(_inline_refs(schema(), schema()["$defs"], ()))
+    # JSON Schema 2020-12 plus the annotation that names a value's kind: its rule
+    # (config/kinds.py) runs wherever the walk meets an annotated value.
+    checker = jsonschema.validators.extend(
+        jsonschema.Draft202012Validator, {kinds.KEYWORD: _check_kind}
+    )
+    return checker(_inline_refs(schema(), schema()["$defs"], ()))
+
+
+def _check_kind(validator: Any, kind: str, instance: Any, subschema: Any) -> Iterator[Any]:
+    """The ``x-mlops-kind`` keyword: the kind's rule, each finding a ValidationError located
+    under the instance and carrying its hint."""
+    from jsonschema import ValidationError
+
+    for finding in kinds.findings(kind, instance):
+        error = ValidationError(finding.message, path=finding.where)
+        error.mlops_hint = finding.hint  # type: ignore[attr-defined]
+        yield error
 
 
 _OWN_DESCRIPTION = "x-mlops-property-description"  # an annotation validators ignore
@@ -519,7 +546,7 @@ def _schema_problems(
     document: dict[str, Any], locator: Locator, skip: Collection[Path_] = ()
 ) -> list[Problem]:
     marker = _verdict_file(document)
-    if marker is not None and marker.exists():
+    if marker is not None and marker_present(marker, what="schema verdict cache entry"):
         return []
     problems = _validate(document, locator, skip)
     if not problems and marker is not None:
@@ -593,6 +620,8 @@ def _explain(error: Any, locator: Locator) -> list[Problem]:
             desc = prop.get(_OWN_DESCRIPTION) or prop.get("description", "")
             hint = f"add '{missing}': {desc}" if desc else f"add '{missing}'"
         return [locator.problem(path, f"missing required key '{missing}'", hint)]
+    if validator == kinds.KEYWORD:
+        return [locator.problem(path, error.message, getattr(error, "mlops_hint", ""))]
     if validator == "const":
         return [
             locator.problem(

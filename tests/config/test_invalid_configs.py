@@ -559,10 +559,10 @@ CASES = [
               thresholds:
                 accuracy: {min: 0.9, max: 0.5}  #<
         """,
-        "models.a.evaluate.thresholds.accuracy",
+        "models.a.evaluate.thresholds.accuracy.min",
         "min 0.9 is greater than max 0.5",
         hint="swap them",
-        at="{min",
+        at="0.9",
     ),
     case(
         "vs-baseline-without-baseline",

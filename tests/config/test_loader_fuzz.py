@@ -62,7 +62,7 @@ SMALL = textwrap.dedent("""\
           autoscaling: {min_replicas: 1, max_replicas: 3}
           model_source:
             type: s3
-            uri: "s3://b/m.tar.gz"
+            uri: "s3://bkt/m.tar.gz"
             sha256: "abababababababababababababababababababababababababababababababab"
           secrets: [{env: A, secret: s, key: k}]
         rollout:

@@ -119,7 +119,7 @@ CASES = {
         models:
           a:
             deploy:
-              model_source: {type: s3, uri: "s3://b/m.tgz"}  #<
+              model_source: {type: s3, uri: "s3://bkt/m.tgz"}  #<
         """,
         "models.a.deploy.model_source",
         "without a checksum",

@@ -621,10 +621,10 @@ def test_s3_model_source_adds_a_checked_download_init_container() -> None:
 
 
 def test_s3_model_source_needs_a_checksum() -> None:
-    valid = {"deploy": {"model_source": {"type": "s3", "uri": "s3://m/r.tgz", "sha256": SHA}}}
+    valid = {"deploy": {"model_source": {"type": "s3", "uri": "s3://models/r.tgz", "sha256": SHA}}}
     source = config_of(valid).models["ranker"].deploy.model_source
     config = refused_by_validate_then_built(
-        {"deploy": {"model_source": {"type": "s3", "uri": "s3://m/r.tgz"}}},
+        {"deploy": {"model_source": {"type": "s3", "uri": "s3://models/r.tgz"}}},
         valid,
         deploy={"model_source": dataclasses.replace(source, sha256=None)},
     )

@@ -406,7 +406,7 @@ def test_serve_image_of_an_s3_model_can_run_the_fetch_init_container(
     assert "boto3==" not in plain.texts["deps/requirements/runtime.txt"]
     doc = yaml.safe_load(project.config.read_text())
     doc["models"]["tiny"]["deploy"] = {
-        "model_source": {"type": "s3", "uri": "s3://b/m.tar.gz", "sha256": "a" * 64}
+        "model_source": {"type": "s3", "uri": "s3://bkt/m.tar.gz", "sha256": "a" * 64}
     }
     project.config.write_text(yaml.safe_dump(doc))
     config = load(project.config)
