@@ -113,13 +113,77 @@ def _label(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
-def _selector(model: str, track: str, extra: str = "") -> str:
-    return f"{{model={_label(model)},track={_label(track)}{extra}}}"
+def selector(model: str, track: str | None = None, extra: str = "") -> str:
+    """The label matchers of one model's series, of one track or (None) of every track."""
+    on_track = f",track={_label(track)}" if track is not None else ""
+    return f"{{model={_label(model)}{on_track}{extra}}}"
+
+
+def _by(labels: tuple[str, ...]) -> str:
+    return f" by ({', '.join(labels)}) " if labels else ""
 
 
 def range_text(seconds: float) -> str:
     """A PromQL range covering the window: whole seconds, at least one."""
     return f"{max(1, round(seconds))}s"
+
+
+# The builders below are the one place each measurement's PromQL is written. The live
+# analysis calls them with ``increase`` over one track and its exact window; the alerting
+# and recording rules (:mod:`planning.alerts`) and the dashboard call them with ``rate``
+# over every track, grouped by track. Same series, same label filters, same arithmetic.
+
+
+def requests_expr(
+    model: str,
+    track: str | None,
+    window: str,
+    *,
+    errors: bool = False,
+    func: str = "increase",
+    by: tuple[str, ...] = (),
+) -> str:
+    """Model requests (``errors``: those answered 5xx) over ``window``, summed ``by``."""
+    extra = f",endpoint=~{_label(MODEL_ENDPOINTS)}" + (',code=~"5.."' if errors else "")
+    return f"sum{_by(by) or ''}({func}({REQUESTS}{selector(model, track, extra)}[{window}]))"
+
+
+def latency_ms_expr(
+    model: str,
+    track: str | None,
+    quantile: float,
+    window: str,
+    *,
+    func: str = "increase",
+    by: tuple[str, ...] = (),
+) -> str:
+    """A latency percentile of model requests in milliseconds, from the histogram."""
+    served = selector(model, track, f",endpoint=~{_label(MODEL_ENDPOINTS)}")
+    return (
+        f"1000 * histogram_quantile({quantile}, sum{_by(('le', *by))}"
+        f"({func}({LATENCY_BUCKETS}{served}[{window}])))"
+    )
+
+
+def predictions_expr(
+    model: str, track: str | None, window: str, *, func: str = "increase", by: tuple[str, ...] = ()
+) -> str:
+    """Predicted-class counts (or rates) per class."""
+    return f"sum{_by((*by, 'class'))}({func}({PREDICTIONS}{selector(model, track)}[{window}]))"
+
+
+def input_bins_expr(
+    model: str, track: str | None, window: str, *, func: str = "increase", by: tuple[str, ...] = ()
+) -> str:
+    """Input values per feature and bin of the training reference."""
+    return (
+        f"sum{_by((*by, 'feature', 'bin'))}({func}({INPUT_BINS}{selector(model, track)}[{window}]))"
+    )
+
+
+def reference_shares_expr(model: str, track: str | None, *, by: tuple[str, ...] = ()) -> str:
+    """The training reference's share of each feature's bin (a gauge the server exports)."""
+    return f"max{_by((*by, 'feature', 'bin'))}({REFERENCE_SHARES}{selector(model, track)})"
 
 
 def queries(model: str, track: str, seconds: float) -> dict[str, str]:
@@ -131,24 +195,15 @@ def queries(model: str, track: str, seconds: float) -> dict[str, str]:
     answer with NaN.
     """
     window = range_text(seconds)
-    served = _selector(model, track, f",endpoint=~{_label(MODEL_ENDPOINTS)}")
-    errors = _selector(model, track, f',endpoint=~{_label(MODEL_ENDPOINTS)},code=~"5.."')
     out = {
-        "requests": f"sum(increase({REQUESTS}{served}[{window}]))",
-        "errors": f"sum(increase({REQUESTS}{errors}[{window}]))",
-        "predictions": (
-            f"sum by (class) (increase({PREDICTIONS}{_selector(model, track)}[{window}]))"
-        ),
-        "input_bins": (
-            f"sum by (feature, bin) (increase({INPUT_BINS}{_selector(model, track)}[{window}]))"
-        ),
-        "reference_shares": f"max by (feature, bin) ({REFERENCE_SHARES}{_selector(model, track)})",
+        "requests": requests_expr(model, track, window),
+        "errors": requests_expr(model, track, window, errors=True),
+        "predictions": predictions_expr(model, track, window),
+        "input_bins": input_bins_expr(model, track, window),
+        "reference_shares": reference_shares_expr(model, track),
     }
     for metric, quantile in PERCENTILES.items():
-        out[metric] = (
-            f"1000 * histogram_quantile({quantile}, sum by (le) "
-            f"(increase({LATENCY_BUCKETS}{served}[{window}])))"
-        )
+        out[metric] = latency_ms_expr(model, track, quantile, window)
     return out
 
 
