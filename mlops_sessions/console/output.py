@@ -58,12 +58,16 @@ def describe(exc: OSError, path: Path | str | None = None) -> str:
     return f"{what}: {reason}" + (f"; {fix}" if fix else "")
 
 
-def check_directory(directory: Path, what: str = "output directory") -> None:
+def check_directory(
+    directory: Path, what: str = "output directory", shown: Path | None = None
+) -> None:
     """Refuse, with the fix, a directory that cannot be created or written.
 
     Walks up to the first part of the path that exists: it must be a directory that this
-    user may write into (the rest is created below it).
+    user may write into (the rest is created below it). Messages name shown (the file
+    that was asked for) when given, else the directory.
     """
+    named = shown if shown is not None else directory
     probe = directory
     while True:
         if probe.exists() or probe.is_symlink():
@@ -72,18 +76,18 @@ def check_directory(directory: Path, what: str = "output directory") -> None:
             return
         probe = probe.parent
     if not probe.is_dir():
-        if probe == directory:
+        if probe == named:
             raise OutputError(
-                f"cannot write {directory}: it is a file, but the {what} must be a directory; "
+                f"cannot write {named}: it is a file, but the {what} must be a directory; "
                 "remove or rename it, or choose another path"
             )
         raise OutputError(
-            f"cannot write {directory}: {probe} is a file, not a directory; "
+            f"cannot write {named}: {probe} is a file, not a directory; "
             "remove or rename it, or choose another path"
         )
     if not os.access(probe, os.W_OK | os.X_OK):
         raise OutputError(
-            f"cannot write {directory}: {probe} is not writable; "
+            f"cannot write {named}: {probe} is not writable; "
             "choose a location you can write, or fix its permissions"
         )
 
@@ -92,7 +96,7 @@ def check_file(path: Path) -> None:
     """Refuse a file target that is a directory, or whose directory cannot be written."""
     if path.is_dir():
         raise OutputError(f"cannot write {path}: it is a directory; name a file to write")
-    check_directory(path.parent, "directory of the output file")
+    check_directory(path.parent, "directory of the output file", shown=path)
     if path.exists() and not os.access(path.parent, os.W_OK | os.X_OK):
         raise OutputError(
             f"cannot replace {path}: its directory is not writable; "
@@ -109,6 +113,12 @@ def write_files(files: Mapping[Path, str | bytes]) -> None:
     """
     for path in files:
         check_file(path)
+    # The folders this call creates, deepest first: removed again if it fails.
+    created = sorted(
+        {folder for path in files for folder in path.parents if not folder.exists()},
+        key=lambda folder: len(folder.parts),
+        reverse=True,
+    )
     staged: list[tuple[str, Path]] = []
     current: Path | None = None
     try:
@@ -134,6 +144,9 @@ def write_files(files: Mapping[Path, str | bytes]) -> None:
         for tmp, _ in staged:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
+        for folder in created:
+            with contextlib.suppress(OSError):
+                folder.rmdir()
         raise OutputError(describe(exc, current)) from None
 
 
