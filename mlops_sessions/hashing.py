@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from mlops_sessions import gitinfo
+from mlops_sessions.cachefile import read_json_entry
 
 _CHUNK = 1 << 20
 _SKIP_DIRS = {
@@ -53,13 +54,9 @@ class FileHashCache:
         self.table = table
         self.entries: dict[str, list[object]] = {}
         self.hashed = 0  # files actually read (tests use this to prove the cache works)
-        if table is not None and table.is_file():
-            # A memo, not a record: a damaged table only costs re-hashing, so it is dropped.
-            try:
-                loaded = json.loads(table.read_text(encoding="utf-8"))
-            except (OSError, ValueError, RecursionError):
-                loaded = {}
-            self.entries = loaded if isinstance(loaded, dict) else {}
+        if table is not None:
+            # A memo, not a record: a damaged table only costs re-hashing (warned, dropped).
+            self.entries = read_json_entry(table, what="file hash memo", valid=_memo_rows) or {}
         self._dirty = False
 
     def file(self, path: Path) -> str:
@@ -100,6 +97,11 @@ class FileHashCache:
             with contextlib.suppress(OSError):
                 _save_memo(self.table, self.entries)
             self._dirty = False
+
+
+def _memo_rows(table: dict[str, object]) -> bool:
+    """Every row of the memo is [size, mtime_ns, sha256], as :meth:`FileHashCache.file` writes."""
+    return all(isinstance(row, list) and len(row) == 3 for row in table.values())
 
 
 def _save_memo(table: Path, entries: dict[str, list[object]]) -> None:

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from mlops_sessions.cachefile import read_json_entry
 from mlops_sessions.errors import StepError
 from mlops_sessions.executors.docker_engine import now_iso
 from mlops_sessions.planning import serving_deps
@@ -56,7 +57,11 @@ def download_wheels(plan: ImagePlan, store: Store, out: TextIO) -> Path:
     spec = plan.wheels
     assert spec is not None
     final = builds.wheels_dir(store.root) / spec.digest[:24]
-    if (final / COMPLETE).is_file():
+    # complete.json is a cache entry: a damaged one is a warning and a fresh download.
+    marker = read_json_entry(
+        final / COMPLETE, what="wheel cache marker", valid=lambda d: d.get("digest") == spec.digest
+    )
+    if marker is not None:
         return final
     with store.staging(final) as stage:
         reqs = stage / ".requirements"

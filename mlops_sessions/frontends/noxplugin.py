@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from mlops_sessions import pipeline
+from mlops_sessions.cachefile import read_text_entry
 from mlops_sessions.config import Config
 from mlops_sessions.errors import ConfigError, MlopsError
 from mlops_sessions.pipeline import Step
@@ -128,6 +129,16 @@ def _install_stamp(config: Config, spec: Step, args: list[str]) -> str:
     return digest.hexdigest()
 
 
+def read_stamp(stamp: Path) -> str | None:
+    """The install stamp a session left in its venv (None: install). A cache entry: a
+    damaged one (not a sha256 hex digest, a directory) is warned about and reinstalled."""
+    return read_text_entry(stamp, what="nox install stamp", valid=_is_sha256_hex)
+
+
+def _is_sha256_hex(text: str) -> bool:
+    return len(text) == 64 and all(c in "0123456789abcdef" for c in text)
+
+
 def _split_posargs(posargs: Sequence[str]) -> tuple[list[str], list[str]]:
     """Leading bare words are model names; the rest are step options."""
     models: list[str] = []
@@ -173,7 +184,7 @@ def _make_session(
             no_deps = [p for e in session_extras(spec, config) for p in NO_DEPS.get(e, ())]
             stamp_value = _install_stamp(config, spec, [*args, *no_deps])
             stamp = Path(session.virtualenv.location) / STAMP
-            if stamp.is_file() and stamp.read_text() == stamp_value:
+            if read_stamp(stamp) == stamp_value:
                 session.log("dependencies unchanged since the last install; skipping it")
             else:
                 session.install(*args)

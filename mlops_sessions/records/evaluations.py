@@ -112,8 +112,8 @@ def cache_key(inputs: Mapping[str, Any]) -> str:
 
 def cached_evaluation(root: Path, key: str) -> Evaluation | None:
     """The evaluation recorded for key if it is still complete in the store, else None."""
-    entry = runs.read_cache(root, STEP, key)
-    if entry is None or not entry.get("run_id") or not entry.get("eval_id"):
+    entry = runs.read_cache(root, STEP, key, fields=("run_id", "eval_id"))
+    if entry is None:
         return None
     return load_evaluation(root, str(entry["run_id"]), str(entry["eval_id"]))
 

@@ -16,6 +16,7 @@ import os
 from datetime import datetime, timezone
 from pathlib import Path
 
+from mlops_sessions.cachefile import read_json_entry
 from mlops_sessions.records.io import (
     Record,
     RecordError,
@@ -112,14 +113,16 @@ def file_hash_table(root: Path) -> Path:
     return root / "cache" / "filehash.json"
 
 
-def cache_fix(entry: Path) -> str:
-    return f"delete {entry} (the step then runs again and re-creates it)"
-
-
-def read_cache(root: Path, step: str, key: str) -> Record | None:
-    """The cache entry of key (None: a miss); a damaged entry is a RecordError."""
-    entry = cache_entry(root, step, key)
-    return read_record(entry, fix=cache_fix(entry))
+def read_cache(
+    root: Path, step: str, key: str, *, fields: tuple[str, ...] = ("run_id",)
+) -> Record | None:
+    """The cache entry of key (None: a miss). A cache entry, not a record: a damaged one
+    (or one without the named string fields) is a warning and a miss (:mod:`.cachefile`)."""
+    return read_json_entry(
+        cache_entry(root, step, key),
+        what=f"{step} cache entry",
+        valid=lambda data: all(isinstance(data.get(f), str) and data[f] for f in fields),
+    )
 
 
 def cached_run_id(root: Path, step: str, key: str) -> str | None:

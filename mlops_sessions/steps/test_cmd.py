@@ -28,11 +28,12 @@ from pathlib import Path
 from typing import Any, TextIO
 from xml.etree import ElementTree
 
+from mlops_sessions.cachefile import read_json_entry
 from mlops_sessions.config import Config
 from mlops_sessions.errors import StepError
 from mlops_sessions.planning.testing import test_cache_key
 from mlops_sessions.planning.training import environment_digest, hash_cache_for
-from mlops_sessions.records.io import RecordError, now, read_record, stamped, write_json_atomic
+from mlops_sessions.records.io import now, stamped, write_json_atomic
 from mlops_sessions.records.store import Store
 from mlops_sessions.steps.common import add_models, emit, load_config, store_for
 
@@ -117,12 +118,11 @@ def pytest_command(config: Config, args: argparse.Namespace) -> list[str]:
 
 
 def _recorded_pass(entry: Path) -> dict[str, Any] | None:
-    """The pass recorded under a cache entry, or None (absent or unreadable: run again)."""
-    try:
-        recorded = read_record(entry)
-    except RecordError:
-        return None  # a damaged cache entry is a miss: the suite runs again and rewrites it
-    return recorded if recorded is not None and recorded.get("passed") is True else None
+    """The pass recorded under a cache entry, or None (absent or damaged: run again; only
+    passes are written, so an entry without ``passed: true`` is damaged)."""
+    return read_json_entry(
+        entry, what="test-pass cache entry", valid=lambda data: data.get("passed") is True
+    )
 
 
 def test_environment(config: Config) -> dict[str, str]:
