@@ -73,7 +73,7 @@ def _validator() -> Any:
 
     # JSON Schema 2020-12 plus the annotation that names a value's kind: its rule
     # (config/kinds.py) runs wherever the walk meets an annotated value.
-    checker = jsonschema.validators.extend(
+    checker = jsonschema.validators.extend(  # type: ignore[no-untyped-call]
         jsonschema.Draft202012Validator, {kinds.KEYWORD: _check_kind}
     )
     return checker(_inline_refs(schema(), schema()["$defs"], ()))
