@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import importlib
+import importlib.util
 import signal
 import time
 from collections.abc import Callable
@@ -106,6 +107,32 @@ async def _serve(
             await state.batcher.close()
 
 
+# The top-level packages the gRPC listener imports (grpc_api): grpcio, its health service,
+# and tensorflow-serving-api's protos, which `.[serve]` cannot install (see docs/serving.md).
+GRPC_PACKAGES = {
+    "grpc": "grpcio",
+    "grpc_health": "grpcio-health-checking",
+    "tensorflow_serving": "tensorflow-serving-api",
+}
+GRPC_INSTALL = (
+    "pip install grpcio grpcio-health-checking && pip install --no-deps tensorflow-serving-api"
+)
+
+
+def missing_grpc_packages() -> list[str]:
+    """The distributions gRPC serving needs that are not importable here (without importing
+    them: tensorflow_serving's protos import TensorFlow, seconds)."""
+    missing = []
+    for module, distribution in GRPC_PACKAGES.items():
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            missing.append(distribution)
+    return missing
+
+
 async def _start_grpc(state: ServerState, settings: ServerSettings) -> Any:
     """The gRPC listener on the same loop; its module is imported off the loop (seconds:
     tensorflow_serving's protos import TensorFlow's) while REST already answers probes."""
@@ -114,8 +141,7 @@ async def _start_grpc(state: ServerState, settings: ServerSettings) -> Any:
     except ImportError as exc:
         raise ServerFailed(
             f"gRPC (serve.grpc_port: {settings.grpc_port}) needs {exc.name or 'its packages'}: "
-            "pip install grpcio grpcio-health-checking && pip install --no-deps "
-            "tensorflow-serving-api; or set serve.grpc_port: 0 (--grpc-port 0)"
+            f"{GRPC_INSTALL}; or set serve.grpc_port: 0 (--grpc-port 0)"
         ) from None
     server = module.GrpcServer(state)
     try:

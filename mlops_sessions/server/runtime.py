@@ -161,7 +161,14 @@ def load_saved_model(path: Path) -> SavedModelRuntime:
 
     if not (path / "saved_model.pb").is_file():
         raise UnsupportedModelError(f"{path} is not a SavedModel directory (no saved_model.pb)")
-    loaded = tf.saved_model.load(str(path))
+    try:
+        loaded = tf.saved_model.load(str(path))
+    except Exception as exc:  # TensorFlow's errors are long, multi-line C++ statuses
+        first = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
+        raise UnsupportedModelError(
+            f"{path} does not load in TensorFlow ({type(exc).__name__}: {first[:300]}); "
+            "re-export the model (model.export(DIR), or `mlops train --force`)"
+        ) from None
     signatures = dict(loaded.signatures)
     if SERVING_SIGNATURE not in signatures:
         raise UnsupportedModelError(

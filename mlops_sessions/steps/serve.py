@@ -14,7 +14,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlops_sessions.config import Config, ModelConfig
 from mlops_sessions.errors import StepError
@@ -22,6 +22,9 @@ from mlops_sessions.records import evaluations as evaluation_records
 from mlops_sessions.records.io import read_record
 from mlops_sessions.steps import argtypes
 from mlops_sessions.steps.common import load_config, store_for
+
+if TYPE_CHECKING:
+    from mlops_sessions.server.settings import ServerSettings
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -88,6 +91,48 @@ def _drift_reference(config: Config, args: argparse.Namespace, run_id: str | Non
     return evaluation_records.drift_reference(config.store_path, run_id)
 
 
+def _grpc_or_rest_only(
+    config: Config, model: ModelConfig, args: argparse.Namespace, settings: ServerSettings
+) -> ServerSettings:
+    """The settings to serve with, given whether gRPC can run here.
+
+    gRPC needs tensorflow-serving-api's protos, which ``.[serve]`` cannot install (it
+    would pull a second TensorFlow; docs/serving.md). A newcomer's first ``mlops serve``
+    must still work, so when gRPC is only the default it is dropped with one warning and
+    REST serves; when the user asked for it (``--grpc-port`` or ``serve.grpc_port`` in
+    mlops.yaml) a server without it is refused, naming the install.
+    """
+    if not settings.grpc_port:
+        return settings
+    from mlops_sessions.server.lifecycle import GRPC_INSTALL, missing_grpc_packages
+
+    missing = missing_grpc_packages()
+    if not missing:
+        return settings
+    needs = f"needs {', '.join(missing)}, which is not installed"
+    if args.grpc_port is not None or _declares_grpc_port(config, model):
+        asked = "--grpc-port" if args.grpc_port is not None else "serve.grpc_port:"
+        raise StepError(
+            f"gRPC ({asked} {settings.grpc_port}) {needs}: {GRPC_INSTALL}; "
+            "or serve REST only with --grpc-port 0"
+        )
+    print(
+        f"warning: serving REST only: gRPC on the default port {settings.grpc_port} {needs} "
+        f"({GRPC_INSTALL}); set serve.grpc_port to require gRPC, or 0 to silence this",
+        file=sys.stderr,
+        flush=True,
+    )
+    return dataclasses.replace(settings, grpc_port=0)
+
+
+def _declares_grpc_port(config: Config, model: ModelConfig) -> bool:
+    """Whether the effective mlops.yaml writes serve.grpc_port for model (in the model, its
+    profile or ``defaults``, all merged into the document) rather than leaving the default."""
+    written = (config.document or {}).get("models", {}).get(model.name) or {}
+    serve = written.get("serve") if isinstance(written, dict) else None
+    return isinstance(serve, dict) and "grpc_port" in serve
+
+
 def _pick_model(config: Config, name: str | None) -> ModelConfig:
     if name is not None:
         (model,) = config.select_models([name])
@@ -141,13 +186,18 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args)
     model = _pick_model(config, args.model)
     path, record, run_id = _identity_source(config, model, args)
-    if not (path / "saved_model.pb").is_file():
-        raise StepError(f"{path} is not a SavedModel directory (no saved_model.pb)")
     if model.serve.runtime != "mlops":
         raise StepError(
             f"model {model.name!r} declares serve.runtime: {model.serve.runtime}; "
             "`mlops serve` runs the built-in server (set runtime: mlops to use it locally)"
         )
+    # A broken export is named in one line here, before TensorFlow is imported (its
+    # start-up noise and a long C++ status would bury the reason).
+    from mlops_sessions.server import savedmodel
+
+    damaged = savedmodel.problem(path)
+    if damaged is not None:
+        raise StepError(damaged)
     # Lazily imported: aiohttp, prometheus_client and orjson are the 'serve' extra.
     from mlops_sessions.server.lifecycle import ServerFailed, serve
     from mlops_sessions.server.settings import ModelIdentity, ServerSettings
@@ -168,6 +218,7 @@ def run(args: argparse.Namespace) -> int:
         ),
         drift_reference=_drift_reference(config, args, run_id),
     )
+    settings = _grpc_or_rest_only(config, model, args, settings)
     if settings.drift_reference is not None:
         from mlops_sessions.server.live import DriftReference, ReferenceError
 

@@ -9,6 +9,9 @@ import pytest
 
 from mlops_sessions.frontends.cli import main
 
+# The smallest bytes the pre-flight check takes for a SavedModel (a version and one empty
+# MetaGraph): enough to reach what the server checks next; TensorFlow would refuse it.
+MINIMAL_GRAPH = b"\x08\x01\x12\x00"
 CONFIG = """\
 apiVersion: mlops/v1alpha1
 project: {name: serve-cli}
@@ -72,14 +75,20 @@ def test_tfserving_runtime_is_not_the_builtin_server(
     assert code == 1 and "runtime: mlops" in err
 
 
+@pytest.mark.slow  # imports TensorFlow (seconds): only TensorFlow can refuse this one
 def test_unloadable_model_fails_cleanly(
     config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A corrupt SavedModel ends the server with a clear error, not a hanging unready pod."""
+    """A SavedModel only TensorFlow can tell is broken ends the server with a clear one-line
+    error, not a hanging unready pod (the pre-flight check: test_saved_model_check.py)."""
     (tmp_path / "m").mkdir()
-    (tmp_path / "m" / "saved_model.pb").write_bytes(b"not a protobuf")
-    code, err = _run(config, capsys, "tiny", "--model-dir", str(tmp_path / "m"), "--port", "0")
-    assert code == 1 and "cannot load model" in err
+    (tmp_path / "m" / "saved_model.pb").write_bytes(MINIMAL_GRAPH)
+    code, err = _run(
+        config, capsys, "tiny", "--model-dir", str(tmp_path / "m"), "--port", "0",
+        "--grpc-port", "0",
+    )  # fmt: skip
+    assert code == 1 and "cannot load model" in err and "serving_default" in err
+    assert len(err.strip().splitlines()) == 1, err
 
 
 def test_port_in_use_is_refused_with_the_fix(
@@ -88,13 +97,13 @@ def test_port_in_use_is_refused_with_the_fix(
     import socket
 
     (tmp_path / "m").mkdir()
-    (tmp_path / "m" / "saved_model.pb").write_bytes(b"")
+    (tmp_path / "m" / "saved_model.pb").write_bytes(MINIMAL_GRAPH)
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
         code, err = _run(
             config, capsys, "tiny", "--model-dir", str(tmp_path / "m"), "--host", "127.0.0.1",
-            "--port", str(port),
+            "--port", str(port), "--grpc-port", "0",
         )  # fmt: skip
     assert code == 1 and f"cannot listen on 127.0.0.1:{port}" in err and "--port" in err
