@@ -165,6 +165,12 @@ STEPS: tuple[Step, ...] = (
         extras=("deploy",),
     ),
     Step(
+        "dashboard",
+        "dashboard",
+        "Print the project's Grafana dashboard JSON (render ships it in a ConfigMap).",
+        extras=("deploy",),
+    ),
+    Step(
         "fetch-model",
         "fetch_model",
         "Download a model from S3, check its sha256, unpack it.",

@@ -17,7 +17,7 @@ from typing import Any, Literal, Union
 from mlops_sessions.config import model as cfg
 
 # YAML/JSON spelling -> dataclass field name where they differ.
-_RENAMES = {"apiVersion": "api_version"}
+_RENAMES = {"apiVersion": "api_version", "for": "for_"}
 
 
 @functools.cache

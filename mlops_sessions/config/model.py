@@ -458,6 +458,23 @@ class TrackingConfig:
 
 
 @dataclass(frozen=True)
+class AlertSeverity:
+    page: str = "critical"  # someone must act now
+    ticket: str = "warning"  # look at it today
+
+
+@dataclass(frozen=True)
+class AlertsConfig:
+    """``alerts:``: how the PrometheusRule render writes per model alerts (docs/alerts.md)."""
+
+    for_: str = "5m"  # the key ``for`` (a Python keyword)
+    window: str = "5m"
+    labels: Mapping[str, str] = field(default_factory=dict)
+    rule_labels: Mapping[str, str] = field(default_factory=dict)
+    severity: AlertSeverity = field(default_factory=AlertSeverity)
+
+
+@dataclass(frozen=True)
 class Config:
     """The effective configuration: file + chosen profile + defaults, validated."""
 
@@ -469,6 +486,7 @@ class Config:
     # ``store.remote`` (``store:`` as an object); None: the store is local only.
     store_remote: StoreRemote | None = None
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
     tests: SuiteConfig = field(default_factory=SuiteConfig)
     data: Mapping[str, DataInput] = field(default_factory=dict)
     images: Mapping[str, ImageConfig] = field(default_factory=dict)

@@ -20,7 +20,14 @@ from typing import Any
 from mlops_sessions.config import Config, ModelConfig
 from mlops_sessions.console import output
 from mlops_sessions.errors import StepError
-from mlops_sessions.planning import k8s_inputs, k8s_validate, manifests, train_job, train_tfjob
+from mlops_sessions.planning import (
+    dashboard,
+    k8s_inputs,
+    k8s_validate,
+    manifests,
+    train_job,
+    train_tfjob,
+)
 from mlops_sessions.planning import rollout as rollout_plan
 from mlops_sessions.steps import argtypes
 from mlops_sessions.steps.common import add_models, emit, load_config
@@ -31,6 +38,8 @@ STEPS_DIR = "steps"
 _OURS = re.compile(r"^[0-9]{2}-[a-z]+-[a-z0-9.-]+\.yaml$")
 # In steps/: '<model>-step-N-canary-W.yaml', '<model>-promote.yaml', '<model>-abort.yaml'.
 _OURS_STEPS = re.compile(r"^[a-z0-9.-]+-(step-[0-9]+-canary-[0-9]+|promote|abort)\.yaml$")
+# In monitoring/: '<model>-prometheusrule.yaml' and '<project>-dashboard.yaml'.
+_OURS_MONITORING = re.compile(r"^[a-z0-9.-]+-(prometheusrule|dashboard)\.yaml$")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -154,6 +163,31 @@ def remove_stale_steps(out: Path, stages: list[tuple[str, list[manifests.Manifes
     return [f"{STEPS_DIR}/{name}" for name in names]
 
 
+def monitoring_files(
+    out: Path, config: Config, model_names: list[str], top: str
+) -> dict[Path, str]:
+    """monitoring/: each model's PrometheusRule and the project's Grafana dashboard
+    (docs/alerts.md, docs/dashboard.md); the dashboard ConfigMap is validated like the rest."""
+    files = {}
+    for name, obj in dashboard.monitoring_objects(config, config.select_models(model_names)):
+        if obj["kind"] == "ConfigMap":
+            first = next(iter(config.models.values()))
+            k8s_validate.validate_objects([obj], first.deploy.kubernetes_version)
+        files[out / dashboard.MONITORING_DIR / name] = top + "---\n" + manifests.to_yaml(obj)
+    return files
+
+
+def remove_stale_monitoring(out: Path, files: dict[Path, str]) -> list[str]:
+    """Remove monitoring/ files this render no longer produces; returns the names written."""
+    folder = out / dashboard.MONITORING_DIR
+    names = [path.name for path in files]
+    if folder.is_dir():
+        for stale in sorted(folder.iterdir()):
+            if stale.is_file() and _OURS_MONITORING.match(stale.name) and stale.name not in names:
+                stale.unlink()
+    return [f"{dashboard.MONITORING_DIR}/{name}" for name in names]
+
+
 def run(args: argparse.Namespace) -> int:
     config = load_config(args)
     overrides = k8s_inputs.parse_overrides(args.image, config)
@@ -162,10 +196,19 @@ def run(args: argparse.Namespace) -> int:
     output.check_directory(out)
     stages = render_steps(config, list(args.models), overrides)
     # Every file or none: a full disk or a refused write leaves the last render in place.
+    monitoring = monitoring_files(out, config, list(args.models), header(config))
     output.write_files(
-        {**files_for(out, objects, header(config)), **step_files(out, stages, header(config))}
+        {
+            **files_for(out, objects, header(config)),
+            **step_files(out, stages, header(config)),
+            **monitoring,
+        }
     )
-    files = remove_stale(out, objects) + remove_stale_steps(out, stages)
+    files = (
+        remove_stale(out, objects)
+        + remove_stale_steps(out, stages)
+        + remove_stale_monitoring(out, monitoring)
+    )
     result: dict[str, Any] = {
         "out": str(out),
         "profile": config.profile,
