@@ -52,11 +52,17 @@ def project(tmp_path: Path, repo_root: Path, monkeypatch: pytest.MonkeyPatch) ->
 
 
 def _files(directory: Path) -> dict[str, bytes]:
-    """The rendered files, with the rollout's steps/ folder (as 'steps/<name>')."""
+    """The rendered files, with the rollout's steps/ folder (as 'steps/<name>') and the
+    alerts and dashboard of monitoring/ (as 'monitoring/<name>')."""
     found = {p.name: p.read_bytes() for p in sorted(directory.iterdir()) if p.is_file()}
-    steps = directory / "steps"
-    if steps.is_dir():
-        found.update({f"steps/{p.name}": p.read_bytes() for p in sorted(steps.iterdir())})
+    for folder in ("steps", "monitoring"):
+        if (directory / folder).is_dir():
+            found.update(
+                {
+                    f"{folder}/{p.name}": p.read_bytes()
+                    for p in sorted((directory / folder).iterdir())
+                }
+            )
     return found
 
 
