@@ -1,0 +1,250 @@
+"""Which versions of the control plane's parts the tests use, and how each is obtained.
+
+Every version is pinned here or in ``k8s/go.mod`` (whose ``go.sum`` pins the hashes). Go
+builds land in ``<cache>/k8s/<version>/bin`` and ``<cache>/kwok/<version>/bin``; a build that
+finds its binaries already there does nothing. Builds take a file lock, so two test runs
+never build the same thing at once, and write into a temporary directory that is renamed
+into place, so an interrupted build leaves nothing half-built behind.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+K8S_BUILD_MODULE = HERE / "k8s"
+KWOK_VERSION = "v0.8.0"
+ISTIO_API_VERSION = "v1.32.0"
+TRAINING_OPERATOR_VERSION = "v1.8.1"
+KUBE_COMMANDS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
+
+
+class ComponentError(RuntimeError):
+    """A part of the control plane cannot be had here; the message says which and why."""
+
+
+def cache_root() -> Path:
+    return Path(
+        os.environ.get("MLOPS_TEST_CACHE") or Path.home() / ".cache" / "mlops-sessions"
+    )
+
+
+def kubernetes_version() -> str:
+    """The release that ``k8s/go.mod`` requires, e.g. ``v1.36.3``."""
+    text = (K8S_BUILD_MODULE / "go.mod").read_text()
+    found = re.search(r"^require k8s\.io/kubernetes (v\S+)$", text, re.MULTILINE)
+    if found is None:
+        raise ComponentError(f"{K8S_BUILD_MODULE / 'go.mod'} does not require k8s.io/kubernetes")
+    return found.group(1)
+
+
+def go_binary() -> str:
+    found = shutil.which("go")
+    if found is None:
+        raise ComponentError("the Go toolchain is not installed (needed to build the control plane)")
+    return found
+
+
+def _go_env() -> dict[str, str]:
+    # The toolchain on the machine builds; GOFLAGS from outside must not switch modes.
+    return {**os.environ, "GOTOOLCHAIN": "local", "GOFLAGS": "-mod=mod", "CGO_ENABLED": "0"}
+
+
+def module_dir(module: str, version: str) -> Path:
+    """The extracted source of a published Go module (Go's own module cache keeps it)."""
+    done = subprocess.run(
+        [go_binary(), "mod", "download", "-json", f"{module}@{version}"],
+        capture_output=True, text=True, env=_go_env(), cwd=K8S_BUILD_MODULE, check=False,
+    )
+    try:
+        info = json.loads(done.stdout)
+    except json.JSONDecodeError:
+        info = {}
+    if done.returncode != 0 or "Dir" not in info:
+        detail = info.get("Error") or done.stderr.strip() or done.stdout.strip()
+        raise ComponentError(f"go mod download {module}@{version} failed: {detail}")
+    return Path(info["Dir"])
+
+
+@contextmanager
+def _build_lock(name: str) -> Iterator[None]:
+    lock_dir = cache_root() / "locks"
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    with open(lock_dir / f"{name}.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _go_minor(version: str) -> str:
+    return ".".join(version.removeprefix("go").split(".")[:2])
+
+
+def _check_go_matches_release(release_dir: Path) -> None:
+    """A release built with another Go minor serves a broken /openapi/v2; refuse that."""
+    wanted = (release_dir / ".go-version").read_text().strip()
+    have = subprocess.run(
+        [go_binary(), "env", "GOVERSION"], capture_output=True, text=True, env=_go_env(),
+        check=True,
+    ).stdout.strip()
+    if _go_minor(wanted) != _go_minor(have):
+        raise ComponentError(
+            f"Kubernetes {kubernetes_version()} names Go {wanted} in its .go-version but this "
+            f"machine has {have}; build with a Go {_go_minor(wanted)}.x toolchain"
+        )
+
+
+def _build_into(target: Path, build: list[str], cwd: Path | None, env: dict[str, str]) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".building-", dir=target.parent))
+    try:
+        done = subprocess.run(
+            [*build, "-o", f"{staging}/"] if "install" not in build else build,
+            cwd=cwd, env={**env, "GOBIN": str(staging)}, capture_output=True, text=True,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise ComponentError(f"{' '.join(build)} failed:\n{done.stderr[-4000:]}")
+        if target.exists():
+            shutil.rmtree(target)
+        staging.rename(target)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class Binaries:
+    """Paths of every executable the control plane runs."""
+
+    kube_apiserver: Path
+    kube_controller_manager: Path
+    kube_scheduler: Path
+    etcd: Path
+    kwok: Path
+
+
+def kubernetes_bin_dir() -> Path:
+    return cache_root() / "k8s" / kubernetes_version() / "bin"
+
+
+def kwok_bin_dir() -> Path:
+    return cache_root() / "kwok" / KWOK_VERSION / "bin"
+
+
+def build_kubernetes() -> Path:
+    """kube-apiserver, kube-controller-manager, kube-scheduler at the pinned release."""
+    bin_dir = kubernetes_bin_dir()
+    if all((bin_dir / name).is_file() for name in KUBE_COMMANDS):
+        return bin_dir
+    with _build_lock("k8s"):
+        if all((bin_dir / name).is_file() for name in KUBE_COMMANDS):
+            return bin_dir
+        version = kubernetes_version()
+        _check_go_matches_release(module_dir("k8s.io/kubernetes", version))
+        major, minor = version.removeprefix("v").split(".")[:2]
+        stamp = "k8s.io/component-base/version"
+        ldflags = " ".join([
+            "-s", "-w",
+            f"-X {stamp}.gitVersion={version}", f"-X {stamp}.gitMajor={major}",
+            f"-X {stamp}.gitMinor={minor}", f"-X {stamp}.gitTreeState=clean",
+            f"-X k8s.io/client-go/pkg/version.gitVersion={version}",
+        ])
+        _build_into(
+            bin_dir,
+            [go_binary(), "build", "-trimpath", "-ldflags", ldflags,
+             *(f"k8s.io/kubernetes/cmd/{name}" for name in KUBE_COMMANDS)],
+            cwd=K8S_BUILD_MODULE, env=_go_env(),
+        )
+    return bin_dir
+
+
+def build_kwok() -> Path:
+    """The KWOK controller at the pinned version (its module has no replace lines)."""
+    bin_dir = kwok_bin_dir()
+    if (bin_dir / "kwok").is_file():
+        return bin_dir
+    with _build_lock("kwok"):
+        if not (bin_dir / "kwok").is_file():
+            _build_into(
+                bin_dir,
+                [go_binary(), "install", "-trimpath", "-ldflags", "-s -w",
+                 f"sigs.k8s.io/kwok/cmd/kwok@{KWOK_VERSION}"],
+                cwd=None, env=_go_env(),
+            )
+    return bin_dir
+
+
+def etcd_binary() -> Path:
+    found = shutil.which("etcd") or ("/usr/bin/etcd" if Path("/usr/bin/etcd").exists() else None)
+    if found is None:
+        raise ComponentError("etcd is not installed (Debian: apt-get install etcd-server)")
+    return Path(found)
+
+
+def ensure_built() -> Binaries:
+    """Every binary, building what the cache lacks (minutes when cold, instant when warm)."""
+    k8s = build_kubernetes()
+    kwok = build_kwok()
+    return Binaries(
+        kube_apiserver=k8s / "kube-apiserver",
+        kube_controller_manager=k8s / "kube-controller-manager",
+        kube_scheduler=k8s / "kube-scheduler",
+        etcd=etcd_binary(),
+        kwok=kwok / "kwok",
+    )
+
+
+def built() -> Binaries | None:
+    """The binaries when every one is already in the cache, else None (no build)."""
+    try:
+        k8s, kwok = kubernetes_bin_dir(), kwok_bin_dir()
+        paths = Binaries(
+            kube_apiserver=k8s / "kube-apiserver",
+            kube_controller_manager=k8s / "kube-controller-manager",
+            kube_scheduler=k8s / "kube-scheduler",
+            etcd=etcd_binary(),
+            kwok=kwok / "kwok",
+        )
+    except ComponentError:
+        return None
+    return paths if all(Path(p).is_file() for p in vars(paths).values()) else None
+
+
+def kwok_stage_files() -> list[Path]:
+    """KWOK's published 'fast' stages: nodes Ready with Lease heartbeats, pods Ready,
+    Job pods completed, deleted pods finished."""
+    root = module_dir("sigs.k8s.io/kwok", KWOK_VERSION) / "kustomize" / "stage"
+    files = [
+        root / "node" / "fast" / "node-initialize.yaml",
+        root / "node" / "heartbeat-with-lease" / "node-heartbeat-with-lease.yaml",
+        root / "pod" / "fast" / "pod-ready.yaml",
+        root / "pod" / "fast" / "pod-complete.yaml",
+        root / "pod" / "fast" / "pod-delete.yaml",
+    ]
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        raise ComponentError(f"KWOK {KWOK_VERSION} has no stage file {missing[0]}")
+    return files
+
+
+def crd_files() -> dict[str, Path]:
+    """The published CRDs the product's objects need: Istio networking and Kubeflow TFJob."""
+    istio = module_dir("istio.io/api", ISTIO_API_VERSION)
+    operator = module_dir("github.com/kubeflow/training-operator", TRAINING_OPERATOR_VERSION)
+    return {
+        "istio": istio / "kubernetes" / "customresourcedefinitions.gen.yaml",
+        "tfjob": operator / "manifests" / "base" / "crds" / "kubeflow.org_tfjobs.yaml",
+    }
