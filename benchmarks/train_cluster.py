@@ -13,7 +13,7 @@ second worker buys on this machine.
     emulator answers in milliseconds, so this is the driver's own cost, not a real
     cluster's scheduling or image pulls.
 
-(b) 2 workers vs 1. The same spec run by `python -m mlops_sessions.executors.tf_train`
+(b) 2 workers vs 1. The same spec run by `python -m mlops_sessions.executors.tf.train`
     once without TF_CONFIG and once as two processes on loopback with their own TF_CONFIG
     (MultiWorkerMirroredStrategy) — what the Indexed Job's pods run. Wall time, held-out
     accuracy of each model, and whether the two workers ended with identical weights.
@@ -207,7 +207,7 @@ def accuracy(config_file: Path, model_dir: Path, params: dict[str, Any]) -> floa
     import tensorflow as tf
 
     from mlops_sessions.contract import DataContext
-    from mlops_sessions.executors.usercode import load_callable
+    from mlops_sessions.executors.tf.usercode import load_callable
     from mlops_sessions.planning.datainputs import resolve_inputs
 
     config = load(str(config_file))
@@ -227,7 +227,7 @@ def workers(work: Path, epochs: int) -> None:
     spec.write_text(json.dumps(plan.to_spec()))
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     env.pop("TF_CONFIG", None)
-    command = [sys.executable, "-m", "mlops_sessions.executors.tf_train", str(spec)]
+    command = [sys.executable, "-m", "mlops_sessions.executors.tf.train", str(spec)]
     rows = []
     for count in (1, 2):
         hosts = [f"127.0.0.1:{_free_port()}" for _ in range(count)]

@@ -1,7 +1,7 @@
 """The shared store's object storage: ``records.remote.Remote`` over the S3 API (boto3).
 
 The records package decides WHAT is written where and in which order (records/remote.py);
-this executor only moves bytes, the way ``fetch-model`` (executors/s3_fetch.py) does:
+this executor only moves bytes, the way ``fetch-model`` (executors/s3/fetch.py) does:
 
 * endpoint: ``MLOPS_STORE_ENDPOINT``, else ``store.endpoint`` from mlops.yaml, else AWS S3
   (boto3 also honours ``AWS_ENDPOINT_URL_S3``); credentials only from boto3's default chain
@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from mlops_sessions.executors.s3_fetch import _client_error, _describe, _transient
+from mlops_sessions.executors.s3.fetch import _client_error, _describe, _transient
 from mlops_sessions.records.remote import (
     Listed,
     PreconditionFailed,

@@ -6,11 +6,11 @@ reads the spec from ``$MLOPS_TRAIN_SPEC``, resolves each input in the image (a p
 path relative to the working directory, or a package resource) and refuses one whose
 sha256 differs from the one the run's key was computed over — an ``s3://`` input is
 fetched from object storage into the pod's scratch directory and checked the same way
-(:mod:`executors.s3_data`; endpoint and credentials as for ``store.remote``) — then trains with
-:func:`executors.tf_train.run_training` (under ``MultiWorkerMirroredStrategy`` when
+(:mod:`executors.s3.data`; endpoint and credentials as for ``store.remote``) — then trains with
+:func:`executors.tf.train.run_training` (under ``MultiWorkerMirroredStrategy`` when
 ``TF_CONFIG`` names several workers).
 
-The chief (task 0, :func:`executors.tf_train.is_chief`; in the pods of a TFJob, whose
+The chief (task 0, :func:`executors.tf.train.is_chief`; in the pods of a TFJob, whose
 ``TF_CONFIG`` the Kubeflow operator writes, worker 0) stages the run like a local ``mlops
 train`` does — run.json written in a staging directory that is renamed into place — in a
 store under ``$TMPDIR`` and pushes it to ``store.remote`` (archive, manifest, then
@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from mlops_sessions.errors import StepError
-from mlops_sessions.executors.s3_fetch import FetchUnavailable
+from mlops_sessions.executors.s3.fetch import FetchUnavailable
 from mlops_sessions.hashing import FileHashCache
 from mlops_sessions.planning.datainputs import package_resource
 from mlops_sessions.planning.train_job import INPUT_ERROR_EXIT, SPEC_ENV, SPEC_FORMAT
@@ -95,7 +95,7 @@ def resolve_inputs(spec: dict[str, Any], cwd: Path, scratch: Path | None = None)
 
 def _fetch(name: str, entry: dict[str, Any], spec: dict[str, Any], scratch: Path) -> Path:
     """An ``s3://`` input fetched into scratch, with the sha256 of the spec (the key's)."""
-    from mlops_sessions.executors import s3_data
+    from mlops_sessions.executors.s3 import data as s3_data
 
     store = spec.get("store") or {}
     s3_data.require_boto3()
@@ -128,7 +128,7 @@ def train(
     spec: dict[str, Any], cwd: Path, scratch: Path, inputs: dict[str, Path]
 ) -> dict[str, Any] | None:
     """Train; the chief returns the run record it published, a worker None."""
-    from mlops_sessions.executors.tf_train import cluster_workers, is_chief, run_training
+    from mlops_sessions.executors.tf.train import cluster_workers, is_chief, run_training
 
     plan = TrainPlan.from_spec(
         {

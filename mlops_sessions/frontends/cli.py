@@ -26,7 +26,7 @@ from mlops_sessions.console import output
 from mlops_sessions.errors import MlopsError
 
 CONFIG_ENV = "MLOPS_CONFIG"
-VERBOSE_ENV = "MLOPS_VERBOSE"  # the name executors.tf_quiet reads
+VERBOSE_ENV = "MLOPS_VERBOSE"  # the name executors.tf.quiet reads
 
 
 def add_common(parser: argparse.ArgumentParser) -> None:
@@ -95,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser(_invoked_step(argv)).parse_args(argv)
     if args.verbose:
-        # Read by executors.tf_quiet here and in every process a step starts.
+        # Read by executors.tf.quiet here and in every process a step starts.
         os.environ[VERBOSE_ENV] = "1"
     try:
         code: int = _step_module(args._module).run(args)

@@ -176,7 +176,7 @@ def train_run(
     command = (
         "python",
         "-m",
-        "mlops_sessions.executors.tf_train",
+        "mlops_sessions.executors.tf.train",
         str(OUTPUT / "train-spec.json"),
         str(OUTPUT),
     )

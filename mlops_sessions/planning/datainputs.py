@@ -9,7 +9,7 @@ with :func:`importlib.util.find_spec`, which finds a top-level package without r
 An object input resolves to its place in the store's content-addressed cache
 (:mod:`mlops_sessions.records.data`), whether or not it is there yet: planning never
 downloads. :func:`object_inputs` says which objects a step must fetch first (executor
-:mod:`mlops_sessions.executors.s3_data`); the declared sha256 is the input's hash, so the
+:mod:`mlops_sessions.executors.s3.data`); the declared sha256 is the input's hash, so the
 run's key is known without the object.
 """
 

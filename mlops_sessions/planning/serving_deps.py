@@ -7,7 +7,7 @@ dependency closure of the roots over the distributions' own metadata (``Requires
 with markers evaluated for the image's Python on Linux), keeping the lock's pin of every
 distribution reached. The metadata comes from the wheels a hermetic build downloaded for
 the image (or the installed distributions for a non-hermetic one): see
-:func:`mlops_sessions.executors.docker_build.serving_split`.
+:func:`mlops_sessions.executors.docker.build.serving_split`.
 
 TensorFlow is never installed twice: :func:`split` also returns the subset *minus*
 TensorFlow's own closure, which the image installs (into a venv that sees the base's

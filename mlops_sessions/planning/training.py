@@ -73,7 +73,7 @@ class TrainPlan:
     key_parts: Mapping[str, Any] = field(default_factory=dict)
     # data.<name>.description of each input: shown with the plan, never part of the key.
     data_descriptions: Mapping[str, str] = field(default_factory=dict)
-    # The s3:// inputs: a step fetches the ones not cached (executors.s3_data) before a
+    # The s3:// inputs: a step fetches the ones not cached (executors.s3.data) before a
     # local or container run; a Kubernetes pod fetches them itself.
     objects: Mapping[str, ObjectInput] = field(default_factory=dict)
 
@@ -108,7 +108,7 @@ class TrainPlan:
         }
 
     def to_spec(self) -> dict[str, Any]:
-        """The JSON spec a train process reads (``python -m mlops_sessions.executors.tf_train``
+        """The JSON spec a train process reads (``python -m mlops_sessions.executors.tf.train``
         in the train image): what running needs, not the lineage, which stays on the host."""
         return {
             "model": self.model,

@@ -1,7 +1,7 @@
 """Cached copies of object-storage data inputs: ``data/<sha256>/<file name>``.
 
 An ``s3://`` entry under ``data:`` in mlops.yaml is downloaded once into this
-content-addressed cache (by :mod:`mlops_sessions.executors.s3_data`) and read from here by
+content-addressed cache (by :mod:`mlops_sessions.executors.s3.data`) and read from here by
 every later run: the directory is the object's sha256, the file keeps the key's last
 segment (``digits.csv.gz``), so code that looks at the suffix (pandas' compression
 inference) sees what it would see with a local file. A copy is placed by rename after its

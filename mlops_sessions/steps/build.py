@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
             "\n\n".join(describe_text(p) for p in plans),
         )
         return 0
-    from mlops_sessions.executors.docker_engine import connect
+    from mlops_sessions.executors.docker.engine import connect
 
     results: list[dict[str, Any]] = []
     lines: list[str] = []

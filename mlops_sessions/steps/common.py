@@ -38,11 +38,12 @@ def store_for(config: Config, *, offline: bool = False) -> Store:
 
 
 def tracker_for(config: Config) -> Any:
-    """The MLflow mirror of ``tracking.mlflow`` (an ``executors.mlflow_track.MlflowTracker``),
-    or None. Its failures are warnings on stderr: the store is the source of truth."""
+    """The MLflow mirror of ``tracking.mlflow`` (an
+    ``executors.tracking.mlflow_runs.MlflowTracker``), or None. Its failures are warnings on
+    stderr: the store is the source of truth."""
     if config.tracking.mlflow is None:
         return None
-    from mlops_sessions.executors.mlflow_track import MlflowTracker
+    from mlops_sessions.executors.tracking.mlflow_runs import MlflowTracker
 
     def warn(line: str) -> None:
         print(f"warning: {line}", file=sys.stderr, flush=True)

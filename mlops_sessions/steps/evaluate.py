@@ -368,7 +368,7 @@ def _recorded_measurements(
         return None, None
     if found is None or found.run_id != str(run_record["run_id"]):
         return None, None
-    from mlops_sessions.executors.tf_evaluate import Measurements
+    from mlops_sessions.executors.tf.evaluate import Measurements
 
     reference: dict[str, Any] | None = None
     reference_path = found.path / evaluation_records.DRIFT_REFERENCE
@@ -557,7 +557,7 @@ def _fetch_objects(
     if pending and offline:
         raise offline_refusal(pending[0], "evaluate")
     if pending:
-        from mlops_sessions.executors.s3_data import ensure
+        from mlops_sessions.executors.s3.data import ensure
 
         ensure(pending, log=lambda line: print(f"[{model}] {line}", file=sys.stderr, flush=True))
 
@@ -572,7 +572,7 @@ def _measure(
     offline: bool = False,
 ) -> Any:
     # Imported only when measuring: TensorFlow is what makes an evaluation take seconds.
-    from mlops_sessions.executors import tf_evaluate
+    from mlops_sessions.executors.tf import evaluate as tf_evaluate
     from mlops_sessions.planning.datainputs import resolve_inputs
 
     train = model.train

@@ -4,7 +4,7 @@ The command the ``fetch-model`` init container runs (render emits its arguments 
 ``deploy.model_source``; see docs/deploy.md). It needs no mlops.yaml: everything comes from
 the arguments, and credentials from ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY`` (or
 any other source of boto3's default credential chain). The work is done by
-:mod:`mlops_sessions.executors.s3_fetch`.
+:mod:`mlops_sessions.executors.s3.fetch`.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     if args.retries < 0:
         raise StepError(f"--retries {args.retries} must be 0 or more")
     # Lazily imported: boto3 is the 'fetch' extra.
-    from mlops_sessions.executors.s3_fetch import FetchRequest, fetch, parse_uri, require_boto3
+    from mlops_sessions.executors.s3.fetch import FetchRequest, fetch, parse_uri, require_boto3
 
     parse_uri(args.uri)  # a malformed URI is refused before boto3 is even imported
     require_boto3()

@@ -108,8 +108,8 @@ def build_one(
     client: Any, image_plan: ImagePlan, store: Store, *, out: TextIO, no_cache: bool = False
 ) -> dict[str, Any]:
     """Build (or reuse) one planned image and record it in the store; returns the record."""
-    from mlops_sessions.executors import docker_build
-    from mlops_sessions.executors.docker_engine import now_iso, record
+    from mlops_sessions.executors.docker import build as docker_build
+    from mlops_sessions.executors.docker.engine import now_iso, record
 
     built = docker_build.build(client, image_plan, store, out=out, no_cache=no_cache)
     entry = {
@@ -136,7 +136,7 @@ def build_one(
 
 
 def built_record(store: Store, image: str) -> dict[str, Any]:
-    from mlops_sessions.executors.docker_engine import load_record
+    from mlops_sessions.executors.docker.engine import load_record
 
     record = load_record(store, image, "build")
     if record is None:
@@ -146,8 +146,8 @@ def built_record(store: Store, image: str) -> dict[str, Any]:
 
 def scan_image(client: Any, config: Config, store: Store, image: str) -> dict[str, Any]:
     """Scan the last build of image, record scan.json, return the report as a dict."""
-    from mlops_sessions.executors import docker_scan
-    from mlops_sessions.executors.docker_engine import now_iso, record
+    from mlops_sessions.executors.docker import scan as docker_scan
+    from mlops_sessions.executors.docker.engine import now_iso, record
 
     built = built_record(store, image)
     try:

@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
         text = "\n".join(f"{n}: would push {', '.join(b['refs'])}" for n, b in builds.items())
         emit(args, {"dry_run": True, "images": {n: b["refs"] for n, b in builds.items()}}, text)
         return 0
-    from mlops_sessions.executors.docker_engine import connect
+    from mlops_sessions.executors.docker.engine import connect
 
     with contextlib.closing(connect()) as client:
         results = [_push_one(client, config, store, name, built) for name, built in builds.items()]
@@ -45,8 +45,8 @@ def run(args: argparse.Namespace) -> int:
 def _push_one(
     client: Any, config: Config, store: Store, name: str, built: dict[str, Any]
 ) -> dict[str, Any]:
-    from mlops_sessions.executors.docker_engine import load_record, now_iso, record
-    from mlops_sessions.executors.docker_push import push
+    from mlops_sessions.executors.docker.engine import load_record, now_iso, record
+    from mlops_sessions.executors.docker.push import push
 
     scanned = load_record(store, name, "scan")
     if scanned is None or scanned.get("image_id") != built["image_id"]:

@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
         text = "\n".join(f"{p['image']}: would check {', '.join(p['checks'])}" for p in planned)
         emit(args, {"dry_run": True, "images": planned}, text)
         return 0
-    from mlops_sessions.executors.docker_engine import connect
+    from mlops_sessions.executors.docker.engine import connect
 
     with contextlib.closing(connect()) as client:
         results = [scan_image(client, config, store, name) for name in names]

@@ -210,10 +210,10 @@ def refuse_offline_fetch(plan: TrainPlan) -> None:
 
 def fetch_objects(plan: TrainPlan, out: TextIO) -> None:
     """Download the plan's s3:// inputs that the store's cache does not hold yet (checked,
-    atomic: executors.s3_data); cached ones need no network at all."""
+    atomic: executors.s3.data); cached ones need no network at all."""
     if not plan.pending_objects:
         return
-    from mlops_sessions.executors.s3_data import ensure
+    from mlops_sessions.executors.s3.data import ensure
 
     def log(line: str) -> None:
         print(f"[{plan.model}] {line}", file=out, flush=True)
@@ -264,8 +264,8 @@ def _train_into_store(
 
             outcome = train_in_container(config, store, plan, stage, run_id, out)
         else:
-            from mlops_sessions.executors.progress import reporter_for
-            from mlops_sessions.executors.tf_train import quiet_tensorflow, run_training
+            from mlops_sessions.executors.tf.progress import reporter_for
+            from mlops_sessions.executors.tf.train import quiet_tensorflow, run_training
 
             quiet_tensorflow()
             outcome = run_training(plan, stage, reporter_for(plan.model, out))

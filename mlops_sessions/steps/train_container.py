@@ -2,7 +2,7 @@
 
 Build the model's train image if no image with its input digest exists (the same build as
 ``mlops build``, so layers and records are shared), write the training spec with paths as
-the container sees them, run ``python -m mlops_sessions.executors.tf_train`` in the image
+the container sees them, run ``python -m mlops_sessions.executors.tf.train`` in the image
 with the project mounted read-only and the run's staging directory mounted writable, and
 read back ``result.json``. The run that comes out has the same files and the same
 run.json as a venv run, plus the image it ran in.
@@ -25,8 +25,8 @@ from mlops_sessions.planning.training import TrainPlan
 from mlops_sessions.records.store import Store
 
 if TYPE_CHECKING:
-    from mlops_sessions.executors.docker_run import ContainerExit
-    from mlops_sessions.executors.tf_train import TrainOutcome
+    from mlops_sessions.executors.docker.run import ContainerExit
+    from mlops_sessions.executors.tf.train import TrainOutcome
 
 SPEC_FILE = "train-spec.json"
 RESULT_FILE = "result.json"
@@ -90,9 +90,9 @@ def train_in_container(
     config: Config, store: Store, plan: TrainPlan, stage: Path, run_id: str, out: TextIO
 ) -> TrainOutcome:
     """Train plan in its image into stage; returns what the executor in the image reported."""
-    from mlops_sessions.executors import docker_run
-    from mlops_sessions.executors.docker_engine import connect
-    from mlops_sessions.executors.tf_train import TrainOutcome
+    from mlops_sessions.executors.docker import run as docker_run
+    from mlops_sessions.executors.docker.engine import connect
+    from mlops_sessions.executors.tf.train import TrainOutcome
     from mlops_sessions.steps.imaging import build_one
 
     planned = image_plan(config, store, plan, dry_run=False)

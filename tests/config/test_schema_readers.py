@@ -180,7 +180,7 @@ DOC = {
 
 
 def test_train_resources_become_container_limits(tmp_path: Path) -> None:
-    from mlops_sessions.executors.docker_run import resource_options
+    from mlops_sessions.executors.docker.run import resource_options
     from mlops_sessions.planning.container_run import resource_limits
 
     config = loads(yaml.safe_dump(DOC), root=tmp_path, env={})

@@ -37,7 +37,7 @@ import pytest
 import yaml
 
 from mlops_sessions.errors import StepError
-from mlops_sessions.executors.s3_fetch import (
+from mlops_sessions.executors.s3.fetch import (
     MARKER,
     FetchRequest,
     FetchResult,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from mlops_sessions.executors import tf_evaluate
+from mlops_sessions.executors.tf import evaluate as tf_evaluate
 
 pytestmark = pytest.mark.filterwarnings("error")
 

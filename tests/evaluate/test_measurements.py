@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mlops_sessions.errors import StepError
-from mlops_sessions.executors.tf_evaluate import (
+from mlops_sessions.executors.tf.evaluate import (
     class_probabilities,
     psi_per_feature,
     quality_metrics,

@@ -123,7 +123,7 @@ def test_dry_run_shows_the_container_and_touches_nothing(project: Path, docker_c
     done = mlops(project, "train", "boxed", "--dry-run")
     assert done.returncode == 0, done.stderr
     assert "container: image trainer (digits-train:" in done.stdout
-    assert "command: python -m mlops_sessions.executors.tf_train" in done.stdout
+    assert "command: python -m mlops_sessions.executors.tf.train" in done.stdout
     assert f"{project} -> /workspace (read-only)" in done.stdout
     assert "-> /mlops/mounts/0-digits.csv.gz (read-only)" in done.stdout
     assert not (project / ".mlops" / "runs").exists()

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from mlops_sessions.executors import docker_engine
+from mlops_sessions.executors.docker import engine as docker_engine
 from mlops_sessions.executors.kube_history import StoreHistory
 from mlops_sessions.executors.s3_store import RETRIES_ENV, S3Remote
 from mlops_sessions.records import builds, deployments

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from mlops_sessions.config.loader import load
-from mlops_sessions.executors.docker_run import device_requests
+from mlops_sessions.executors.docker.run import device_requests
 from mlops_sessions.planning.container_run import PathMap, suite_run, train_run
 from mlops_sessions.planning.training import plan_training
 

@@ -17,7 +17,7 @@ import pytest
 
 from mlops_sessions.config.loader import load
 from mlops_sessions.contract import DataContext
-from mlops_sessions.executors.usercode import load_callable
+from mlops_sessions.executors.tf.usercode import load_callable
 from mlops_sessions.planning.datainputs import resolve_inputs
 
 

@@ -23,7 +23,7 @@ import pytest
 
 from mlops_sessions.config.loader import load
 from mlops_sessions.contract import DataContext
-from mlops_sessions.executors.usercode import load_callable
+from mlops_sessions.executors.tf.usercode import load_callable
 from mlops_sessions.planning.train_job import tf_config
 from mlops_sessions.planning.training import plan_training
 from tests.conftest import clean_env
@@ -76,7 +76,7 @@ def test_two_workers_train_the_example_and_the_chiefs_model_passes_the_gate(
     hosts = [f"127.0.0.1:{port}" for port in free_ports(2)]
     workers = [
         subprocess.Popen(
-            [sys.executable, "-m", "mlops_sessions.executors.tf_train", str(spec),
+            [sys.executable, "-m", "mlops_sessions.executors.tf.train", str(spec),
              str(tmp_path / f"out{index}")],
             env=clean_env(TF_CONFIG=json.dumps(tf_config(hosts, index)), TF_CPP_MIN_LOG_LEVEL="2"),
             stdout=subprocess.PIPE,

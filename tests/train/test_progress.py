@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from mlops_sessions.executors.progress import (
+from mlops_sessions.executors.tf.progress import (
     PlainReporter,
     RichReporter,
     format_metrics,

@@ -11,12 +11,12 @@ import sys
 
 import pytest
 
-from mlops_sessions.executors.tf_quiet import is_noise
+from mlops_sessions.executors.tf.quiet import is_noise
 from tests.conftest import clean_env
 
 IMPORT_AND_SAY = (
     "import sys\n"
-    "from mlops_sessions.executors.tf_quiet import import_tensorflow\n"
+    "from mlops_sessions.executors.tf.quiet import import_tensorflow\n"
     "tf = import_tensorflow()\n"
     "print(int(tf.constant(1) + 1))\n"
     "print('after import', file=sys.stderr)\n"

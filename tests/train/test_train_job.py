@@ -209,7 +209,7 @@ def test_container_true_is_the_container_backend_with_the_same_key(tmp_path: Pat
 def test_the_train_process_reads_its_place_in_the_cluster_from_tf_config(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from mlops_sessions.executors.tf_train import cluster_workers, task_index
+    from mlops_sessions.executors.tf.train import cluster_workers, task_index
 
     monkeypatch.delenv("TF_CONFIG", raising=False)
     assert cluster_workers() == [] and task_index() == 0  # one process: the chief

@@ -280,7 +280,7 @@ def test_container_entry_point_runs_a_spec(
     spec.write_text(json.dumps(plan_training(config, config.models["toy"]).to_spec()))
     out = tmp_path / "out"
     done = subprocess.run(
-        [sys.executable, "-m", "mlops_sessions.executors.tf_train", str(spec), str(out)],
+        [sys.executable, "-m", "mlops_sessions.executors.tf.train", str(spec), str(out)],
         capture_output=True,
         text=True,
         timeout=300,
@@ -304,7 +304,7 @@ def test_container_entry_point_runs_a_spec(
         [
             sys.executable,
             "-m",
-            "mlops_sessions.executors.tf_train",
+            "mlops_sessions.executors.tf.train",
             str(spec),
             str(tmp_path / "o2"),
         ],

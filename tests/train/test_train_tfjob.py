@@ -195,7 +195,7 @@ def test_operator_tfjob_needs_backend_kubernetes_and_validate_names_the_fix(
 def test_worker_zero_of_the_operators_tf_config_is_the_chief(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from mlops_sessions.executors.tf_train import cluster_workers, is_chief, task_index
+    from mlops_sessions.executors.tf.train import cluster_workers, is_chief, task_index
 
     hosts = ["j-worker-0.ml.svc:2222", "j-worker-1.ml.svc:2222"]
     for index, chief in ((0, True), (1, False)):

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from mlops_sessions.errors import StepError
-from mlops_sessions.executors.usercode import call_user, load_callable
+from mlops_sessions.executors.tf.usercode import call_user, load_callable
 
 
 def _module(directory: Path, name: str, text: str) -> Path:

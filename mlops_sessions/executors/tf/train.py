@@ -7,7 +7,7 @@ SavedModel it wrote to ``ctx.model_dir``), load the export back and check its
 
 Only paths and plain values come in (a :class:`TrainPlan` and an output directory), so the
 same function runs in the session's venv and inside the train container:
-``python -m mlops_sessions.executors.tf_train SPEC.json OUTPUT_DIR`` runs it from a JSON
+``python -m mlops_sessions.executors.tf.train SPEC.json OUTPUT_DIR`` runs it from a JSON
 spec and writes ``OUTPUT_DIR/result.json``.
 """
 
@@ -31,9 +31,9 @@ from typing import Any
 
 from mlops_sessions.contract import TrainContext, TrainResult
 from mlops_sessions.errors import StepError
-from mlops_sessions.executors import usercode
-from mlops_sessions.executors.progress import Reporter, keras_callback, reporter_for
-from mlops_sessions.executors.tf_quiet import import_tensorflow
+from mlops_sessions.executors.tf import usercode
+from mlops_sessions.executors.tf.progress import Reporter, keras_callback, reporter_for
+from mlops_sessions.executors.tf.quiet import import_tensorflow
 from mlops_sessions.hashing import sha256_dir
 from mlops_sessions.planning.training import TrainPlan
 

@@ -30,7 +30,7 @@ from typing import Any, TextIO
 
 from mlops_sessions.cachefile import read_json_entry
 from mlops_sessions.errors import StepError
-from mlops_sessions.executors.docker_engine import now_iso
+from mlops_sessions.executors.docker.engine import now_iso
 from mlops_sessions.planning import serving_deps
 from mlops_sessions.planning.images import INPUT_DIGEST_LABEL, ImagePlan, WheelSpec
 from mlops_sessions.records import builds

@@ -30,8 +30,8 @@ import numpy.typing as npt
 from mlops_sessions.config import LATENCY_PERCENTILES, CustomMetric, EvaluateConfig
 from mlops_sessions.contract import DataContext
 from mlops_sessions.errors import StepError
-from mlops_sessions.executors.tf_quiet import import_tensorflow
-from mlops_sessions.executors.usercode import load_callable, user_frame
+from mlops_sessions.executors.tf.quiet import import_tensorflow
+from mlops_sessions.executors.tf.usercode import load_callable, user_frame
 from mlops_sessions.planning import drift
 
 FloatArray = npt.NDArray[np.float64]

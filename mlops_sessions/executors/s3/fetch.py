@@ -24,7 +24,7 @@ jitter; ``stop_before_delay`` keeps the last sleep inside ``--timeout``. Everyth
 (missing credentials, no such bucket or key, access denied) fails at once.
 
 :func:`fetch_file` is the same download for one file without unpacking (the ``s3://``
-data inputs of training, :mod:`mlops_sessions.executors.s3_data`): temp file beside
+data inputs of training, :mod:`mlops_sessions.executors.s3.data`): temp file beside
 ``dest``, sha256 compared, then renamed onto ``dest``. :class:`Settings` names the keys an
 error message asks the user to change, so each caller's errors point at its own config.
 

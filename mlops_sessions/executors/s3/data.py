@@ -9,7 +9,7 @@ and, into its scratch directory, a Kubernetes training pod:
 * a copy whose sha256 is the declared one is reused without contacting S3 (the planner
   checked it; under the object's lock it is checked again, since another ``mlops train``
   may have fetched it meanwhile);
-* otherwise :func:`mlops_sessions.executors.s3_fetch.fetch_file` downloads it — the
+* otherwise :func:`mlops_sessions.executors.s3.fetch.fetch_file` downloads it — the
   retries, resume and one-line errors of ``fetch-model`` — into a temp file beside the
   copy, compares the sha256 and only then renames it into place. A mismatch or an error
   keeps nothing: no copy, no temp file, no empty directory;
@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from mlops_sessions.errors import StepError
-from mlops_sessions.executors.s3_fetch import FetchRequest, FetchResult, Settings, fetch_file
+from mlops_sessions.executors.s3.fetch import FetchRequest, FetchResult, Settings, fetch_file
 from mlops_sessions.executors.s3_store import DEFAULT_RETRIES, ENDPOINT_ENV, RETRIES_ENV
 from mlops_sessions.hashing import sha256_file
 from mlops_sessions.planning.datainputs import ObjectInput

@@ -1,0 +1,1 @@
+"""Docker engine: build, scan, push and run images through the Docker SDK."""
