@@ -101,7 +101,7 @@ def _psi(current: str, reference: str, join: str, by: tuple[str, ...]) -> str:
 
 def _share(counts: str, drop: str) -> str:
     """Each series's share of its group's total; a group with no count has no share."""
-    return f"{counts} / ignoring ({drop}) group_left (sum without ({drop}) ({counts}) > 0)"
+    return f"{counts} / ignoring ({drop}) group_left () (sum without ({drop}) ({counts}) > 0)"
 
 
 def recording_rules(model: str, window: str) -> list[dict[str, str]]:
@@ -199,9 +199,12 @@ class _Context:
         summary: str,
         runbook: str,
         hold: str | None = None,
+        track: str | None = None,
     ) -> dict[str, Any]:
         severity = self.alerts.severity.page if page else self.alerts.severity.ticket
         labels = {**self.alerts.labels, "severity": severity, "model": self.name}
+        if track is not None:  # an alert about one track whose expression drops the label
+            labels["track"] = track
         return {
             "alert": name,
             "expr": expr,
@@ -252,6 +255,7 @@ def _threshold_alerts(ctx: _Context, metric: str, threshold: Threshold) -> list[
                 summary=f"{metric} of the {where}{ctx.name} is {{{{ $value }}}}, above the "
                 f"maximum {fmt(threshold.max)} of mlops.yaml",
                 runbook=runbook,
+                track=None if per_track else "canary",
             )
         )
     if threshold.min is not None:
@@ -263,6 +267,7 @@ def _threshold_alerts(ctx: _Context, metric: str, threshold: Threshold) -> list[
                 summary=f"{metric} of the {where}{ctx.name} is {{{{ $value }}}}, below the "
                 f"minimum {fmt(threshold.min)} of mlops.yaml",
                 runbook=runbook,
+                track=None if per_track else "canary",
             )
         )
     relative = threshold.vs_baseline
@@ -296,6 +301,7 @@ def _threshold_alerts(ctx: _Context, metric: str, threshold: Threshold) -> list[
                     f"MlopsCanary{_camel(metric)}Regressed{suffix}",
                     f"({condition}) and {canary_guard}",
                     page=page,
+                    track="canary",
                     summary=f"{metric} of the canary of {ctx.name} regressed by "
                     f"{{{{ $value }}}} against stable (allowed: {bound})",
                     runbook=(

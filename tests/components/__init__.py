@@ -1,0 +1,1 @@
+"""Helpers that fetch the real components tests run against (published modules, CRDs)."""
