@@ -15,10 +15,10 @@ import sys
 from typing import Any
 
 from mlops_sessions.config import Config
+from mlops_sessions.drivers.imaging import add_images, built_record, scan_image, select_images
 from mlops_sessions.errors import StepError
 from mlops_sessions.records.store import Store
 from mlops_sessions.steps.common import emit, load_config, store_for
-from mlops_sessions.steps.imaging import add_images, built_record, scan_image, select_images
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

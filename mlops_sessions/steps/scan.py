@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 
+from mlops_sessions.drivers.imaging import add_images, scan_image, select_images
 from mlops_sessions.steps.common import emit, load_config, store_for
-from mlops_sessions.steps.imaging import add_images, scan_image, select_images
 
 CHECKS = ("non-root", "secrets", "size")
 

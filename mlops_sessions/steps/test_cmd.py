@@ -253,12 +253,12 @@ def _run_in_image(
     config: Config, store: Store, image: str, command: list[str], scratch: Path, out: TextIO
 ) -> tuple[int, str]:
     """pytest in the train image (built first if needed); (exit code, where it ran)."""
+    from mlops_sessions.drivers.imaging import build_one
+    from mlops_sessions.drivers.imaging import plan as plan_build
+    from mlops_sessions.drivers.training.container import host_user
     from mlops_sessions.executors.docker import run as docker_run
     from mlops_sessions.executors.docker.engine import connect
     from mlops_sessions.planning.container_run import suite_run
-    from mlops_sessions.steps.imaging import build_one
-    from mlops_sessions.steps.imaging import plan as plan_build
-    from mlops_sessions.steps.train_container import host_user
 
     planned = plan_build(config, store, image, force=False, local=True)
     sources = [

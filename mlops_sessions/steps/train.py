@@ -136,11 +136,11 @@ def dry_run(config: Config, store: Store, plan: TrainPlan) -> dict[str, Any]:
         "run_id": cached["run_id"] if cached else None,
     }
     if plan.container:
-        from mlops_sessions.steps.train_container import describe_container
+        from mlops_sessions.drivers.training.container import describe_container
 
         described["container_run"] = describe_container(config, store, plan)
     if plan.backend == "kubernetes":
-        from mlops_sessions.steps.train_kube import describe_job
+        from mlops_sessions.drivers.training.kube import describe_job
 
         described["kubernetes_job"] = describe_job(config, config.models[plan.model])
     return described
@@ -184,7 +184,7 @@ def train_model(
         flush=True,
     )
     if plan.backend == "kubernetes":
-        from mlops_sessions.steps.train_kube import train_on_cluster
+        from mlops_sessions.drivers.training.kube import train_on_cluster
 
         # The pods fetch s3:// inputs themselves (executors.train_pod).
         record = train_on_cluster(config, store, model, plan, run_id, out)
@@ -260,7 +260,7 @@ def _train_into_store(
             },
         )
         if plan.container:
-            from mlops_sessions.steps.train_container import train_in_container
+            from mlops_sessions.drivers.training.container import train_in_container
 
             outcome = train_in_container(config, store, plan, stage, run_id, out)
         else:

@@ -15,11 +15,11 @@ import yaml
 from mlops_sessions import gitinfo
 from mlops_sessions.config import TagPolicy
 from mlops_sessions.config.loader import load
+from mlops_sessions.drivers.imaging import model_artifact
 from mlops_sessions.errors import StepError
 from mlops_sessions.planning import images, serving_deps, tags
 from mlops_sessions.planning.dockerfile import check_no_secrets
 from mlops_sessions.records.store import Store
-from mlops_sessions.steps.imaging import model_artifact
 from tests.images.conftest import Project, ProjectFactory, git
 
 NOW = datetime(2026, 3, 4, 5, 6, 7, tzinfo=timezone.utc)

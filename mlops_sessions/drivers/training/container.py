@@ -44,7 +44,7 @@ def host_user() -> str:
 
 
 def image_plan(config: Config, store: Store, plan: TrainPlan, *, dry_run: bool) -> ImagePlan:
-    from mlops_sessions.steps import imaging as build_step
+    from mlops_sessions.drivers import imaging as build_step
 
     assert plan.image is not None
     planned = build_step.plan(config, store, plan.image, force=False, dry_run=dry_run, local=True)
@@ -90,10 +90,10 @@ def train_in_container(
     config: Config, store: Store, plan: TrainPlan, stage: Path, run_id: str, out: TextIO
 ) -> TrainOutcome:
     """Train plan in its image into stage; returns what the executor in the image reported."""
+    from mlops_sessions.drivers.imaging import build_one
     from mlops_sessions.executors.docker import run as docker_run
     from mlops_sessions.executors.docker.engine import connect
     from mlops_sessions.executors.tf.train import TrainOutcome
-    from mlops_sessions.steps.imaging import build_one
 
     planned = image_plan(config, store, plan, dry_run=False)
     run, inside = container_spec(config, plan, stage, run_id)

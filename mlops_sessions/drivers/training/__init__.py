@@ -1,0 +1,1 @@
+"""Training drivers: one Trainer per backend (local, container, Kubernetes Job, Kubeflow TFJob)."""
