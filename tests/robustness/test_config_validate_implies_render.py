@@ -359,8 +359,13 @@ def test_values_the_schema_accepts_render_and_validate(data: st.DataObject) -> N
     try:
         loads(text, file="mlops.yaml", root=REPO, env={})
     except ConfigError as exc:
-        # The only rule behind these patterns: a duration past what int32 seconds hold.
-        assert all("more seconds than Kubernetes can count" in p.message for p in exc.problems)
+        # The only rules behind these patterns: a duration past what int32 seconds hold,
+        # and a timeout or period of zero (config/kinds.py).
+        assert all(
+            "more seconds than Kubernetes can count" in p.message
+            or "is a zero duration" in p.message
+            for p in exc.problems
+        )
         assert all(p.line is not None for p in exc.problems)
         event("refused by a cross-field rule")
         return
