@@ -20,7 +20,7 @@ with foreground propagation, its pods first). What differs:
   DeadlineExceeded (``train.timeout``).
 * The replicas restart ``OnFailure`` (see :mod:`planning.train_tfjob`), so the
   ``podFailurePolicy`` of the Job path has no equivalent in the TFJob: a container that
-  exits with code 2 (the spec or an input is wrong, ``executors.train_pod``) fails the run
+  exits with code 2 (the spec or an input is wrong, ``drivers.train_pod``) fails the run
   here at once, and the TFJob is deleted, rather than being restarted until the backoff
   limit.
 """

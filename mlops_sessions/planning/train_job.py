@@ -63,7 +63,7 @@ KEY_ANNOTATION = f"{ANNOTATION_PREFIX}/train-key"
 INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
 # A finished Job is kept a day for `kubectl logs`, then the TTL controller removes it.
 KEEP_FINISHED_S = 24 * 3600
-INPUT_ERROR_EXIT = 2  # executors.train_pod: the spec or an input is wrong
+INPUT_ERROR_EXIT = 2  # drivers.train_pod: the spec or an input is wrong
 POD_FAILURE_POLICY_SINCE = (1, 26)  # beta, on by default, from Kubernetes 1.26
 
 
@@ -160,7 +160,7 @@ def pod_spec(config: Config, model: ModelConfig, plan: TrainPlan, run_id: str) -
         if entry.package is not None and entry.resource is not None:
             source = {"package": entry.package, "resource": entry.resource}
         elif entry.uri is not None:
-            source = {"uri": entry.uri}  # each pod fetches it (executors.train_pod)
+            source = {"uri": entry.uri}  # each pod fetches it (drivers.train_pod)
         else:
             source = {"path": _in_project(config, path, f"data input '{name}'")}
         inputs[name] = {**source, "sha256": plan.data_hashes[name]}
@@ -250,7 +250,7 @@ def job(config: Config, model: ModelConfig, target: JobTarget) -> Manifest:
         "template": pod_template(config, model, target),
     }
     if kubernetes_version(model) >= POD_FAILURE_POLICY_SINCE:
-        # A wrong spec or input (exit 2, executors.train_pod) fails the Job at once: a
+        # A wrong spec or input (exit 2, drivers.train_pod) fails the Job at once: a
         # retry would meet the same image and data.
         rule: dict[str, Any] = {
             "action": "FailJob",

@@ -8,7 +8,7 @@ replica type, ``Worker``, with ``train.workers`` replicas; the operator creates 
 none with a single worker, as the operator does for a job that is not distributed). With
 no ``Chief`` replica, worker 0 is the chief (the operator's and TensorFlow's rule), and
 the TFJob succeeds when worker 0 does (the default success policy), which is also what
-``executors.train_pod`` does: worker 0 publishes the run. So this planner neither builds a
+``drivers.train_pod`` does: worker 0 publishes the run. So this planner neither builds a
 ``TF_CONFIG`` nor a headless Service.
 
 The pod template is the Job's (:func:`planning.train_job.pod_template`, the same security
@@ -69,7 +69,7 @@ CLEAN_POD_POLICY = "Running"
 JOB_NAME_LABEL = "training.kubeflow.org/job-name"
 REPLICA_TYPE_LABEL = "training.kubeflow.org/replica-type"
 REPLICA_INDEX_LABEL = "training.kubeflow.org/replica-index"
-KIND_ENV = "MLOPS_TRAIN_KIND"  # read by executors.train_pod for the run's lineage
+KIND_ENV = "MLOPS_TRAIN_KIND"  # read by drivers.train_pod for the run's lineage
 
 TFJOB_POD = PodShape(
     container=CONTAINER, port_name=PORT_NAME, indexed_job=False, restart_policy=None

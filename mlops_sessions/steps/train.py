@@ -186,7 +186,7 @@ def train_model(
     if plan.backend == "kubernetes":
         from mlops_sessions.drivers.training.kube import train_on_cluster
 
-        # The pods fetch s3:// inputs themselves (executors.train_pod).
+        # The pods fetch s3:// inputs themselves (drivers.train_pod).
         record = train_on_cluster(config, store, model, plan, run_id, out)
     else:
         fetch_objects(plan, out)

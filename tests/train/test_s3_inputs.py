@@ -5,7 +5,7 @@ object into ``.mlops/data/<sha256>/<file>`` and trains on it; a cached copy is r
 the endpoint unreachable; a digest mismatch, a missing object, no credentials and an
 unreachable endpoint are one line each and leave nothing cached. Planning needs no
 download (the key follows the declared sha256). On Kubernetes the pod fetches the object
-itself into its scratch directory (``executors.train_pod.resolve_inputs``), and the
+itself into its scratch directory (``drivers.train_pod.resolve_inputs``), and the
 rendered Job still validates against the official schemas.
 """
 
@@ -347,7 +347,7 @@ def pod_spec_for(bucket: Bucket, uri: str, sha: str) -> dict[str, Any]:
 def test_the_pod_fetches_an_s3_input_into_its_scratch_dir(
     bucket: Bucket, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from mlops_sessions.executors.train_pod import resolve_inputs
+    from mlops_sessions.drivers.train_pod import resolve_inputs
 
     # In the pod the endpoint comes from the spec (and MLOPS_STORE_ENDPOINT, set by the Job).
     monkeypatch.delenv("MLOPS_STORE_ENDPOINT")
@@ -367,7 +367,7 @@ def test_the_pod_refuses_a_mismatch_with_the_input_error_exit(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from mlops_sessions.executors import train_pod
+    from mlops_sessions.drivers import train_pod
 
     monkeypatch.delenv("MLOPS_STORE_ENDPOINT")
     bucket.put("shop/points.csv", b"replaced\n")
