@@ -11,19 +11,20 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from mlops_sessions.records import keys
 from mlops_sessions.records.io import Record, append_and_point, read_log, read_record, stamped
 
 
 def model_dir(root: Path, model: str) -> Path:
-    return root / "models" / model
+    return keys.local(root, keys.model(model))
 
 
 def blessed_file(root: Path, model: str) -> Path:
-    return model_dir(root, model) / "blessed.json"
+    return keys.local(root, keys.blessed(model))
 
 
 def log_file(root: Path, model: str) -> Path:
-    return model_dir(root, model) / "blessings.jsonl"
+    return keys.local(root, keys.blessings_log(model))
 
 
 def _fix(root: Path, model: str) -> str:

@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from mlops_sessions.records import runs
+from mlops_sessions.records import keys, runs
 from mlops_sessions.records.io import Record, read_record
 
 STEP = "evaluate"
@@ -50,7 +50,7 @@ class Evaluation:
 
 
 def eval_dir(root: Path, run_id: str) -> Path:
-    return runs.run_dir(root, run_id) / "eval"
+    return keys.local(root, keys.evaluations(run_id))
 
 
 def new_eval_id(now: datetime | None = None) -> str:
@@ -62,8 +62,8 @@ def load_evaluation(root: Path, run_id: str, eval_id: str) -> Evaluation | None:
     """One evaluation; None when it is not there (or was never completed)."""
     path = eval_dir(root, run_id) / eval_id
     fix = f"delete {path} and re-evaluate with `mlops evaluate --force`"
-    verdict = read_record(path / "verdict.json", fix=fix)
-    metrics = read_record(path / "metrics.json", fix=fix)
+    verdict = read_record(path / keys.VERDICT, fix=fix)
+    metrics = read_record(path / keys.METRICS, fix=fix)
     if verdict is None or metrics is None:
         return None
     return Evaluation(run_id=run_id, eval_id=eval_id, path=path, verdict=verdict, metrics=metrics)
@@ -88,10 +88,7 @@ def evaluations(root: Path, run_id: str) -> list[Evaluation]:
     return found
 
 
-# The training reference's bins per feature (planning.drift.reference_table), written next to
-# the verdict where evaluate.drift is declared: the model server counts live inputs in
-# these bins, so a rollout can judge input drift with the gate's own PSI.
-DRIFT_REFERENCE = "drift_reference.json"
+DRIFT_REFERENCE = keys.DRIFT_REFERENCE
 
 
 def drift_reference(root: Path, run_id: str) -> Path | None:
