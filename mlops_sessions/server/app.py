@@ -41,6 +41,7 @@ from mlops_sessions.server.codec import (
     encode_predict,
     parse_predict,
 )
+from mlops_sessions.server.faultlog import client_fault_line
 from mlops_sessions.server.live import DriftReference
 from mlops_sessions.server.metrics import ServerMetrics
 from mlops_sessions.server.oip import datatype, encode_infer, parse_infer
@@ -117,6 +118,10 @@ def _check_target(state: ServerState, request: web.Request) -> None:
         )
 
 
+class ClientGone(RequestError):
+    """The client went away mid-body: nobody reads the answer, the metrics count a 4xx."""
+
+
 def _too_big(limit: int) -> RequestError:
     return RequestError(
         413, f"request body over the limit of {limit} bytes (serve.max_body_bytes); send fewer rows"
@@ -130,6 +135,16 @@ async def _read_body(state: ServerState, request: web.Request) -> bytes:
     not matching its Content-Encoding — so it maps to a 4xx, never to a 500 that would page
     someone and count against the rollout's error rate.
     """
+    try:
+        return await _receive_body(state, request)
+    except RequestError as exc:
+        # One line per client fault (no traceback): operators see bad clients, not stacks.
+        answered = None if isinstance(exc, ClientGone) else exc.status
+        log.warning(client_fault_line(request.remote, exc.message, answered))
+        raise
+
+
+async def _receive_body(state: ServerState, request: web.Request) -> bytes:
     settings = state.settings
     limit = settings.max_body_bytes
     length = request.content_length  # parses the header: read it once
@@ -154,6 +169,10 @@ async def _read_body(state: ServerState, request: web.Request) -> bytes:
         # A malformed chunked body and the like: the HTTP parser's word, on one line.
         why = " ".join(str(exc).split())[:200]
         raise RequestError(400, f"malformed request body ({why})", _CLOSE) from None
+    except ConnectionResetError:
+        raise ClientGone(
+            400, "closed the connection before the whole request body arrived", _CLOSE
+        ) from None
     encoding = request.headers.get(hdrs.CONTENT_ENCODING)
     if encoding is not None:
         body = decode_content(body, encoding, limit)

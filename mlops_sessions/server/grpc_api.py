@@ -52,6 +52,7 @@ from tensorflow_serving.apis import (
 from mlops_sessions.server.app import ServerState
 from mlops_sessions.server.batching import Overloaded
 from mlops_sessions.server.codec import RequestError, to_array
+from mlops_sessions.server.faultlog import client_fault_line
 from mlops_sessions.server.runtime import SERVING_SIGNATURE, TensorInfo
 
 log = logging.getLogger("mlops_sessions.server")
@@ -401,6 +402,8 @@ async def _answer(
         try:
             request = parse(raw)
         except DecodeError as exc:
+            what = f"gRPC {endpoint} request is not a valid message"
+            log.warning(client_fault_line(context.peer(), what, "INVALID_ARGUMENT"))
             _fail(grpc.StatusCode.INVALID_ARGUMENT, f"request is not a valid message: {exc}")
         response = await handle(request)
     except RpcError as exc:

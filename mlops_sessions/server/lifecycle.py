@@ -30,6 +30,7 @@ from typing import Any
 
 from aiohttp import web
 
+from mlops_sessions.server import faultlog
 from mlops_sessions.server.app import ServerState, build_app
 from mlops_sessions.server.batching import Batcher
 from mlops_sessions.server.runtime import Model, load_saved_model
@@ -60,6 +61,7 @@ async def _serve(
     loader: Callable[[Path, int], Model],
 ) -> None:
     loop = asyncio.get_running_loop()
+    faultlog.install()  # a client's malformed request is one log line, not a traceback
     state = ServerState(identity, settings)
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

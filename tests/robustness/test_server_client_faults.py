@@ -29,8 +29,9 @@ import sys
 import textwrap
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -43,6 +44,7 @@ READ_TIMEOUT = 0.6
 LIMIT = 65536
 STUB = textwrap.dedent(
     """
+    import logging
     import sys
     from pathlib import Path
     import numpy as np
@@ -61,10 +63,12 @@ STUB = textwrap.dedent(
         def predict(self, inputs):
             return {"output_0": inputs["pixels"][:, :2] * 2}
 
+    logging.basicConfig(level=logging.WARNING)  # as `mlops serve` configures it
     serve(
         ModelIdentity("stub", "1", Path(".")),
         ServerSettings(
             port=int(sys.argv[1]),
+            grpc_port=int(sys.argv[4]) if len(sys.argv) > 4 else 0,
             drain_s=2.0,
             read_timeout_s=float(sys.argv[2]),
             max_body_bytes=int(sys.argv[3]),
@@ -141,6 +145,20 @@ def request(
 class StubServer:
     port: int
     process: subprocess.Popen[bytes]
+    log: Path
+    grpc_port: int = 0
+
+    def new_log_lines(self, action: Callable[[], object], wait: float = 5.0) -> list[str]:
+        """The server's log lines written while action ran (waiting up to wait seconds for
+        the first to land)."""
+        before = self.log.stat().st_size
+        action()
+        deadline = time.monotonic() + wait
+        while self.log.stat().st_size == before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)  # anything else it writes about the same fault (it must not)
+        text = self.log.read_bytes()[before:].decode(errors="replace")
+        return [line for line in text.splitlines() if line.strip()]
 
     def metrics(self) -> str:
         reply = exchange(
@@ -160,16 +178,23 @@ class StubServer:
 
 @pytest.fixture(scope="module")
 def stub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StubServer]:
-    port = free_port()
+    with _stub_server(tmp_path_factory, grpc=False) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def _stub_server(tmp_path_factory: pytest.TempPathFactory, *, grpc: bool) -> Iterator[StubServer]:
+    port, grpc_port = free_port(), free_port() if grpc else 0
     log = tmp_path_factory.mktemp("fault-server") / "server.log"
+    args = [str(port), str(READ_TIMEOUT), str(LIMIT), *([str(grpc_port)] if grpc else [])]
     with open(log, "wb") as sink:
         process = subprocess.Popen(
-            [sys.executable, "-c", STUB, str(port), str(READ_TIMEOUT), str(LIMIT)],
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            [sys.executable, "-c", STUB, *args],
+            env={**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "3"},
             stdout=sink,
             stderr=sink,
         )
-    server = StubServer(port, process)
+    server = StubServer(port, process, log, grpc_port)
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -336,14 +361,18 @@ def hostile(draw: st.DrawFn) -> tuple[bytes, bool]:
     return request(body, headers), False
 
 
-EXAMPLES = 300
+# The fast tier sends a few dozen generated requests (a minute of read timeouts is not an
+# edit-test loop); the slow tier the full fuzz.
+EXAMPLES = {"fast": 40, "full": 300}
 
 
-def test_generated_hostile_requests_never_get_a_5xx(stub: StubServer) -> None:
+@pytest.mark.parametrize("tier", ["fast", pytest.param("full", marks=pytest.mark.slow)])
+def test_generated_hostile_requests_never_get_a_5xx(stub: StubServer, tier: str) -> None:
+    examples = EXAMPLES[tier]
     seen: dict[int | None, int] = {}
 
     @settings(
-        max_examples=EXAMPLES,
+        max_examples=examples,
         deadline=None,
         database=None,
         derandomize=True,
@@ -360,7 +389,7 @@ def test_generated_hostile_requests_never_get_a_5xx(stub: StubServer) -> None:
             assert reply.closed
 
     fuzz()
-    assert sum(seen.values()) >= EXAMPLES
+    assert sum(seen.values()) >= examples
     assert any(s is not None and 400 <= s < 500 for s in seen) and 200 in seen, seen
     assert stub.server_errors() == 0
     # Still alive and still right.
@@ -397,3 +426,164 @@ def test_decoder_round_trips_and_refuses_only_with_a_4xx(
             decode_content(hostile_body, coding, LIMIT)
         except RequestError as exc:
             assert 400 <= exc.status < 500 and "\n" not in exc.message
+
+
+# --- a client's fault while the body is read: one log line, never a stack trace -----------
+
+HEAD = f"POST {PREDICT} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n".encode()
+# name: (raw request, seconds to wait before hanging up (None: read the answer), the status
+# the client gets (None: it hung up), words of the one log line)
+BODY_FAULTS: dict[str, tuple[bytes, float | None, int | None, str]] = {
+    "disconnect mid-body": (
+        HEAD + b"Content-Length: 100\r\n\r\n" + VALID[:10],
+        0.2,
+        None,
+        "closed the connection",
+    ),
+    "disconnect mid-chunk": (
+        HEAD + b"Transfer-Encoding: chunked\r\n\r\n40\r\n" + VALID[:10],
+        0.2,
+        None,
+        "closed the connection",
+    ),
+    "Content-Length not a number": (
+        HEAD + b"Content-Length: abc\r\n\r\n{}",
+        None,
+        400,
+        "malformed HTTP request",
+    ),
+    "negative Content-Length": (
+        HEAD + b"Content-Length: -5\r\n\r\n{}",
+        None,
+        400,
+        "malformed HTTP request",
+    ),
+    "two Content-Lengths": (
+        HEAD + b"Content-Length: 2\r\nContent-Length: 3\r\n\r\n{}",
+        None,
+        400,
+        "malformed HTTP request",
+    ),
+    "broken chunk size": (
+        HEAD + b"Transfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n",
+        None,
+        400,
+        "malformed HTTP request",
+    ),
+    "slow body": (HEAD + b"Content-Length: 100\r\n\r\n{", None, 408, "serve.read_timeout"),
+    "oversize by its Content-Length": (
+        HEAD + f"Content-Length: {LIMIT * 10}\r\n\r\n".encode() + b"x" * 100,
+        None,
+        413,
+        "serve.max_body_bytes",
+    ),
+    "oversize chunked": (
+        HEAD + b"Transfer-Encoding: chunked\r\n\r\n" + (b"8000\r\n" + b" " * 0x8000 + b"\r\n") * 3,
+        None,
+        413,
+        "serve.max_body_bytes",
+    ),
+    "body not its encoding": (
+        HEAD + b"Content-Encoding: gzip\r\nContent-Length: 4\r\n\r\n{}{}",
+        None,
+        400,
+        "gzip",
+    ),
+}
+
+
+def _send(port: int, raw: bytes, hang_up_after: float | None) -> int | None:
+    """Send raw; hang up after a pause, or read the status line of the answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=READ_TIMEOUT + 10) as sock:
+        sock.sendall(raw)
+        if hang_up_after is not None:
+            time.sleep(hang_up_after)
+            return None
+        answer = b""
+        while b"\r\n" not in answer:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            answer += chunk
+    return int(answer.split()[1]) if answer.startswith(b"HTTP/") else None
+
+
+@pytest.mark.parametrize("name", list(BODY_FAULTS))
+def test_a_body_fault_is_one_log_line_and_a_4xx(stub: StubServer, name: str) -> None:
+    raw, hang_up_after, expected, words = BODY_FAULTS[name]
+    statuses: list[int | None] = []
+    lines = stub.new_log_lines(lambda: statuses.append(_send(stub.port, raw, hang_up_after)))
+    assert statuses == [expected]
+    assert len(lines) == 1, "\n".join(lines)  # one line: no traceback, no second message
+    assert "client 127.0.0.1" in lines[0] and words in lines[0], lines
+    assert lines[0].startswith("WARNING:"), lines
+    answered = "no answer" if expected is None else f"answered {expected}"
+    assert answered in lines[0], lines
+    assert stub.server_errors() == 0
+
+
+@pytest.mark.slow  # the gRPC listener imports TF Serving's protos, which import TensorFlow
+def test_grpc_faults_log_one_line_or_nothing(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """gRPC alike: bytes that are not a valid message are one log line (INVALID_ARGUMENT);
+    faults of gRPC's own framing are answered or dropped by its core, and log nothing."""
+    grpc = pytest.importorskip("grpc")
+    pytest.importorskip("tensorflow_serving")
+
+    def frame(kind: int, flags: int, stream: int, payload: bytes) -> bytes:
+        return (
+            len(payload).to_bytes(3, "big")
+            + bytes([kind, flags])
+            + stream.to_bytes(4, "big")
+            + payload
+        )
+
+    def literal(name: str, value: str) -> bytes:  # HPACK: literal, new name, no Huffman
+        return b"\x00" + bytes([len(name)]) + name.encode() + bytes([len(value)]) + value.encode()
+
+    headers = b"".join(
+        literal(k, v)
+        for k, v in [
+            (":method", "POST"),
+            (":scheme", "http"),
+            (":path", "/tensorflow.serving.PredictionService/Predict"),
+            (":authority", "x"),
+            ("content-type", "application/grpc"),
+            ("te", "trailers"),
+        ]
+    )
+    start = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame(4, 0, 0, b"") + frame(1, 4, 1, headers)
+    framing_faults = {
+        "message cut short, then hang up": frame(
+            0, 0, 1, b"\x00" + (1000).to_bytes(4, "big") + b"x" * 10
+        ),
+        "message over the limit": frame(
+            0, 0, 1, b"\x00" + (50_000_000).to_bytes(4, "big") + b"x" * 100
+        ),
+        "garbage frames": b"\xff" * 64,
+    }
+    with _stub_server(tmp_path_factory, grpc=True) as server:
+
+        def raw(data: bytes) -> None:
+            with socket.create_connection(("127.0.0.1", server.grpc_port), timeout=5) as sock:
+                sock.sendall(start + data)
+                time.sleep(0.3)
+
+        for name, data in framing_faults.items():
+            lines = server.new_log_lines(lambda data=data: raw(data), wait=1.0)
+            assert lines == [], (name, lines)
+
+        channel = grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}")
+        call = channel.unary_unary("/tensorflow.serving.PredictionService/Predict")
+        codes: list[object] = []
+
+        def invalid() -> None:
+            try:
+                call(b"\xff\xff\xff\xff\xff", timeout=10)
+            except grpc.RpcError as exc:
+                codes.append(exc.code())
+
+        lines = server.new_log_lines(invalid)
+        channel.close()
+        assert codes == [grpc.StatusCode.INVALID_ARGUMENT]
+        assert len(lines) == 1 and "not a valid message" in lines[0], lines
+        assert lines[0].startswith("WARNING:") and "answered INVALID_ARGUMENT" in lines[0]

@@ -17,10 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
 PREDICT = "/v1/models/tiny:predict"
 
 
+@pytest.mark.slow  # a real `mlops serve` on a SavedModel (TensorFlow: seconds); the stub
+# server of tests/robustness/test_server_client_faults.py covers the class in the fast tier
 def test_read_timeout_from_mlops_yaml_and_encodings(
     launch: Any, dense_model: Path, tmp_path: Path, reference: Any, make_rows: Any
 ) -> None:
