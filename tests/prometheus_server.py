@@ -32,7 +32,7 @@ def free_port() -> int:
 class Prometheus:
     """A running Prometheus and the list of targets it scrapes."""
 
-    def __init__(self, binary: str, workdir: Path) -> None:
+    def __init__(self, binary: str, workdir: Path, rule_files: tuple[Path, ...] = ()) -> None:
         self.workdir = workdir
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -55,6 +55,8 @@ class Prometheus:
                 }
             ],
         }
+        if rule_files:  # evaluated every scrape interval, like the scrapes
+            config["rule_files"] = [str(path) for path in rule_files]
         (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
         self.log = (workdir / "prometheus.log").open("w")
         self.process = subprocess.Popen(

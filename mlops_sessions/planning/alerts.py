@@ -121,10 +121,13 @@ def recording_rules(model: str, window: str) -> list[dict[str, str]]:
             ),
         },
         {
-            # NaN at zero traffic: no alert compares true against it, and the dashboard
-            # draws a gap, not a zero error rate nobody measured.
+            # The server exports a code's series only once it answered that code: a track
+            # with traffic and no 5xx has no error series, and its error rate is 0 (as in
+            # the analysis). NaN at zero traffic: no alert compares true against it, and
+            # the dashboard draws a gap, not a zero error rate nobody measured.
             "record": recorded("error_rate", window),
-            "expr": f"model_track:mlops_serve_errors:rate{window}{sel} / {requests}{sel}",
+            "expr": f"(model_track:mlops_serve_errors:rate{window}{sel} or 0 * {requests}{sel})"
+            f" / {requests}{sel}",
         },
     ]
     for metric, quantile in live_analysis.PERCENTILES.items():

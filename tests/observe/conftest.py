@@ -26,16 +26,16 @@ images:
     repository: registry.example.com/shop/serve
     base: {{variant: cpu, tensorflow: "2.21.0"}}
 alerts:
-  for: 1m
+  for: {hold}
   window: {window}
   labels: {{team: ml}}
   rule_labels: {{release: kube-prometheus-stack}}
 models:
-  digits:
+  {model}:
     image: serve
     deploy: {{namespace: ml, replicas: 2, rollout_timeout: 1m}}
     rollout:
-      hosts: [digits.ml.example.com]
+      hosts: [{model}.ml.example.com]
       canary: {{replicas: 1}}
       steps: [50, 100]
       analysis:
@@ -51,11 +51,15 @@ models:
 
 
 def write_project(
-    directory: Path, window: str = "1m", prometheus: str = "http://127.0.0.1:9"
+    directory: Path,
+    window: str = "1m",
+    prometheus: str = "http://127.0.0.1:9",
+    hold: str = "1m",
+    model: str = "digits",
 ) -> Config:
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "mlops.yaml"
-    path.write_text(PROJECT.format(window=window, prometheus=prometheus))
+    path.write_text(PROJECT.format(window=window, prometheus=prometheus, hold=hold, model=model))
     return load(path)
 
 
