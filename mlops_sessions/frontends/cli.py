@@ -93,7 +93,11 @@ def _invoked_step(argv: Sequence[str]) -> str | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser(_invoked_step(argv)).parse_args(argv)
+    try:
+        args = build_parser(_invoked_step(argv)).parse_args(argv)
+    except BrokenPipeError:  # `mlops --help | head -1`
+        output.quiet_stdout()
+        return output.BROKEN_PIPE_EXIT
     if args.verbose:
         # Read by executors.tf.quiet here and in every process a step starts.
         os.environ[VERBOSE_ENV] = "1"
