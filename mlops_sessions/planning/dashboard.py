@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from mlops_sessions.config import Config, ModelConfig
 from mlops_sessions.errors import StepError
@@ -170,12 +170,10 @@ def _panel(spec: PanelSpec) -> Panel:
         .description(spec.description)
         .unit(spec.unit)
         .datasource(model.DataSourceRef(type_val="prometheus", uid=DATASOURCE_UID))
-        .thresholds(db.ThresholdsConfig().mode(model.ThresholdsMode.ABSOLUTE).steps(steps))
+        .thresholds(db.ThresholdsConfig().mode(model.ThresholdsMode("absolute")).steps(steps))
         .thresholds_style(
             common_builders.GraphThresholdsStyleConfig().mode(
-                common.GraphTresholdsStyleMode.LINE
-                if spec.thresholds
-                else common.GraphTresholdsStyleMode.OFF
+                common.GraphTresholdsStyleMode("line" if spec.thresholds else "off")
             )
         )
         .height(8)
@@ -188,7 +186,7 @@ def _panel(spec: PanelSpec) -> Panel:
             .legend_format(query.legend)
             .ref_id(chr(ord("A") + index))
         )
-    return panel
+    return cast("Panel", panel)
 
 
 def dashboard(config: Config) -> dict[str, Any]:

@@ -145,7 +145,7 @@ def requests_expr(
 ) -> str:
     """Model requests (``errors``: those answered 5xx) over ``window``, summed ``by``."""
     extra = f",endpoint=~{_label(MODEL_ENDPOINTS)}" + (',code=~"5.."' if errors else "")
-    return f"sum{_by(by) or ''}({func}({REQUESTS}{selector(model, track, extra)}[{window}]))"
+    return f"sum{_by(by)}({func}({REQUESTS}{selector(model, track, extra)}[{window}]))"
 
 
 def latency_ms_expr(
