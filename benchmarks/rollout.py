@@ -1,7 +1,7 @@
 """Progressive rollout timing: how fast a bad canary is pulled back, how much a healthy
 one's promotion costs beyond its analysis windows.
 
-Runs the real driver (`mlops deploy` with rollout.steps, executors.kube_progressive)
+Runs the real driver (`mlops deploy` with rollout.steps, drivers.rollout)
 against kmock's Kubernetes emulator over real HTTP with the real `kubernetes` client, the
 Deployment controller played by the tests' controller thread (pods "start" 50 ms after a
 spec change). The live analysis is the tests' FakeAnalysis: the gate's own decide() on

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mlops_sessions.errors import StepError
-from mlops_sessions.executors.kube import Cluster, KubeError
+from mlops_sessions.executors.kube.client import Cluster, KubeError
 from mlops_sessions.planning.deploy_plan import Manifest, ref
 from mlops_sessions.planning.train_job import CONTAINER, INDEX_ANNOTATION, INPUT_ERROR_EXIT
 

@@ -1,7 +1,7 @@
 """The progressive rollout: its plan (the objects each step applies) and its state machine.
 
 Pure and offline, on an injected clock: nothing here sleeps, reads a clock or talks to a
-cluster. The driver (:mod:`mlops_sessions.executors.kube_progressive`) applies what this
+cluster. The driver (:mod:`mlops_sessions.drivers.rollout`) applies what this
 module says, asks for a window to be analysed (:mod:`planning.live_analysis`) and feeds the
 answer back through :func:`judge`. Every transition is a function from one
 :class:`RolloutState` to the next, so each one is unit-tested on a fake clock.

@@ -4,7 +4,7 @@ Each target directory holds ``revisions/rNNNNNN.json`` (one numbered revision: s
 images and digests, commit, model hash, weights, manifests) and an append-only
 ``events.jsonl`` (what happened to which revision, when). The revision is written *before*
 the first write to the cluster, so an interrupted deploy is never unrecorded. The cluster's
-own copy (a ConfigMap) is kept by ``executors.kube_history`` in the format
+own copy (a ConfigMap) is kept by ``executors.kube.history`` in the format
 :func:`encode_revision` / :func:`decode_revision` define here.
 """
 

@@ -2,7 +2,7 @@
 
 Front end only. The process driving the rollout does it when one is alive (asked through
 the rollout's ConfigMap); otherwise this command does it under the deploy Lease
-(:func:`executors.kube_progressive.operator_request`). The revision is recorded as failed
+(:func:`drivers.rollout.operator_request`). The revision is recorded as failed
 with the measurements so far, and what was restored.
 """
 
@@ -12,8 +12,8 @@ import argparse
 import sys
 from typing import Any
 
+from mlops_sessions.drivers.cluster import add_cluster_arguments, connect_for, rollout_timing
 from mlops_sessions.errors import StepError
-from mlops_sessions.steps.cluster import add_cluster_arguments, connect_for, rollout_timing
 from mlops_sessions.steps.common import emit, load_config, store_for
 
 
@@ -23,8 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mlops_sessions.executors import kube_progressive as driver
-    from mlops_sessions.executors.kube_lock import holder_identity
+    from mlops_sessions.drivers import rollout as driver
+    from mlops_sessions.executors.kube.lease import holder_identity
 
     config = load_config(args)
     if args.model is not None:

@@ -2,10 +2,10 @@
 
 Front end only. Per model it finds the image digests (:mod:`planning.k8s_inputs`), refuses
 what must not ship (policy below), renders and validates the manifests offline, logs in to
-the cluster (:mod:`executors.kube`) and hands over to :mod:`executors.kube_deploy`.
+the cluster (:mod:`executors.kube.client`) and hands over to :mod:`drivers.deploy`.
 
 With ``rollout.steps`` (docs/rollout.md) a new build of a model that already runs goes
-out progressively through :mod:`executors.kube_progressive`: stable keeps what the
+out progressively through :mod:`drivers.rollout`: stable keeps what the
 cluster's revision record says runs, the canary gets the new build and the steps' split,
 each step is judged live, then promoted or aborted. A first deploy, and a deploy of the
 build that already runs, apply as usual. ``--resume`` continues an interrupted rollout.
@@ -27,11 +27,7 @@ import sys
 from typing import Any
 
 from mlops_sessions.config import Config, ModelConfig
-from mlops_sessions.errors import StepError
-from mlops_sessions.planning import istio_routing, release_policy
-from mlops_sessions.planning import rollout as rollout_plan
-from mlops_sessions.planning.manifests import RenderInputs
-from mlops_sessions.steps.cluster import (
+from mlops_sessions.drivers.cluster import (
     ModelAnalyser,
     add_cluster_arguments,
     add_interrupt_argument,
@@ -42,6 +38,10 @@ from mlops_sessions.steps.cluster import (
     rollout_seconds,
     rollout_timing,
 )
+from mlops_sessions.errors import StepError
+from mlops_sessions.planning import istio_routing, release_policy
+from mlops_sessions.planning import rollout as rollout_plan
+from mlops_sessions.planning.manifests import RenderInputs
 from mlops_sessions.steps.common import add_models, emit, load_config, store_for
 
 __all__ = ["add_arguments", "release_facts", "run"]
@@ -144,7 +144,7 @@ def deploy_model(
     forced: tuple[str, ...],
     args: argparse.Namespace,
 ) -> Any:
-    from mlops_sessions.executors.kube_deploy import ApplyRequest, apply_revision
+    from mlops_sessions.drivers.deploy import ApplyRequest, apply_revision
 
     if forced:
         print(f"mlops deploy: --force overrides: {'; '.join(forced)}", file=sys.stderr)
@@ -177,7 +177,7 @@ def progressive_deploy(
 ) -> Any:
     """A release through rollout.steps; None when the usual apply is the right one (a first
     deploy, or the build that already runs)."""
-    from mlops_sessions.executors import kube_progressive as driver
+    from mlops_sessions.drivers import rollout as driver
 
     cluster = connect_for(model, args)
     store = store_for(config)

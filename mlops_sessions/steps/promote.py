@@ -4,7 +4,7 @@ Front end only. The remaining steps are skipped; the promotion itself is the one
 rollout ends with (stable rolls out the canary's build, then 100 % stable, then the canary
 to 0), done by the process driving the rollout when one is alive (asked through the
 rollout's ConfigMap), else by this command under the deploy Lease
-(:func:`executors.kube_progressive.operator_request`). The release policy judges the
+(:func:`drivers.rollout.operator_request`). The release policy judges the
 canary's build as it would judge a deploy of it: ``--force`` overrides, and says so.
 """
 
@@ -14,15 +14,15 @@ import argparse
 import sys
 from typing import Any
 
-from mlops_sessions.errors import StepError
-from mlops_sessions.planning import release_policy
-from mlops_sessions.planning.manifests import RenderInputs
-from mlops_sessions.steps.cluster import (
+from mlops_sessions.drivers.cluster import (
     add_cluster_arguments,
     connect_for,
     release_facts,
     rollout_timing,
 )
+from mlops_sessions.errors import StepError
+from mlops_sessions.planning import release_policy
+from mlops_sessions.planning.manifests import RenderInputs
 from mlops_sessions.steps.common import emit, load_config, store_for
 
 
@@ -38,9 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mlops_sessions.executors import kube_progressive as driver
-    from mlops_sessions.executors.kube_deploy import find_record, history
-    from mlops_sessions.executors.kube_lock import holder_identity
+    from mlops_sessions.drivers import rollout as driver
+    from mlops_sessions.drivers.deploy import find_record, history
+    from mlops_sessions.executors.kube.lease import holder_identity
 
     config = load_config(args)
     model = _pick(config, args.model)

@@ -15,14 +15,14 @@ import sys
 from typing import Any
 
 from mlops_sessions.config import Config, ModelConfig
-from mlops_sessions.errors import StepError
-from mlops_sessions.steps import argtypes
-from mlops_sessions.steps.cluster import (
+from mlops_sessions.drivers.cluster import (
     add_cluster_arguments,
     connect_for,
     rollout_seconds,
     rollout_timing,
 )
+from mlops_sessions.errors import StepError
+from mlops_sessions.steps import argtypes
 from mlops_sessions.steps.common import emit, load_config, store_for
 
 
@@ -53,7 +53,7 @@ def pick_model(config: Config, name: str | None, command: str) -> ModelConfig:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mlops_sessions.executors.kube_deploy import ApplyRequest, apply_revision, history
+    from mlops_sessions.drivers.deploy import ApplyRequest, apply_revision, history
     from mlops_sessions.planning.deploy_plan import pick_target
 
     config = load_config(args)
@@ -116,8 +116,8 @@ def run(args: argparse.Namespace) -> int:
 def _abort_rollout_first(cluster: Any, store: Any, model: ModelConfig) -> None:
     """A rollback during a progressive rollout aborts the rollout first (100 % stable,
     recorded), so the rollback never races the rollout's driver."""
-    from mlops_sessions.executors import kube_progressive as driver
-    from mlops_sessions.executors.kube_lock import holder_identity
+    from mlops_sessions.drivers import rollout as driver
+    from mlops_sessions.executors.kube.lease import holder_identity
 
     if driver.unfinished(cluster, store, model.name) is None:
         return

@@ -3,7 +3,7 @@ and a progressive rollout's phase, step, weights and last measurement per metric
 
 Front end only: reads the live Deployments and VirtualService of each model and the deploy
 history (ConfigMap ``<app>-mlops-history`` plus the store) through
-:func:`mlops_sessions.executors.kube_deploy.live_status`.
+:func:`mlops_sessions.drivers.deploy.live_status`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from mlops_sessions.steps.cluster import add_cluster_arguments, connect_for
+from mlops_sessions.drivers.cluster import add_cluster_arguments, connect_for
 from mlops_sessions.steps.common import add_models, emit, load_config, store_for
 
 
@@ -35,8 +35,8 @@ def _fallback(model: str) -> list[dict[str, Any]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mlops_sessions.executors.kube_deploy import live_status
-    from mlops_sessions.executors.kube_progressive import rollout_status
+    from mlops_sessions.drivers.deploy import live_status
+    from mlops_sessions.drivers.rollout import rollout_status
 
     config = load_config(args)
     reports = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from mlops_sessions.executors.kube_lock import lease_body, lease_name
+from mlops_sessions.executors.kube.lease import lease_body, lease_name
 
 LEASE = "coordination.k8s.io/v1/leases"
 OTHER = "ci-runner@build-7 pid 4242"

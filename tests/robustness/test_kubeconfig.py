@@ -25,7 +25,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mlops_sessions.executors.kube import KubeconfigError, connect
+from mlops_sessions.executors.kube.client import KubeconfigError, connect
 
 pytest.importorskip("kubernetes")
 

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from mlops_sessions.errors import MlopsError
-from mlops_sessions.executors.kube_lock import DeployLocked
+from mlops_sessions.executors.kube.lease import DeployLocked
 from mlops_sessions.planning.live_analysis import Outcome
 from mlops_sessions.records import rollouts
 from mlops_sessions.steps import abort as abort_step

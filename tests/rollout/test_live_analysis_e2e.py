@@ -1,6 +1,6 @@
 """The live analysis end to end: real `mlops serve` processes for the stable and canary
 tracks, a real Prometheus scraping them, bounded load on loopback, and the window judged
-by :func:`executors.prometheus.analyse_window` — the code the rollout runs.
+by :func:`executors.observe.prometheus.analyse_window` — the code the rollout runs.
 
 The canaries: the same good model (passes), a model whose predictions all moved to one
 class (only prediction drift must fail), a model that fails on a share of its inputs
@@ -27,7 +27,7 @@ from mlops_sessions.config import (
     Threshold,
     ThresholdBaseline,
 )
-from mlops_sessions.executors.prometheus import analyse_window
+from mlops_sessions.executors.observe.prometheus import analyse_window
 from mlops_sessions.planning.live_analysis import Outcome, Window
 from tests.prometheus_server import Prometheus
 from tests.serve.conftest import MODEL, Server, _export_dense, _export_slow, start_server

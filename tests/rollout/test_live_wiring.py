@@ -1,4 +1,4 @@
-"""`mlops deploy` with the real live analysis (executors.prometheus), no fake: what the
+"""`mlops deploy` with the real live analysis (executors.observe.prometheus), no fake: what the
 driver does when Prometheus cannot be asked, and when a real Prometheus has no traffic
 of the canary to show. (Judging real traffic of real `mlops serve` processes routed by
 tests/rollout/router.py is the analysis's end-to-end test.)"""

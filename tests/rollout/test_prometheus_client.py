@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from mlops_sessions.executors.prometheus import (
+from mlops_sessions.executors.observe.prometheus import (
     PrometheusError,
     QueryPolicy,
     instant,

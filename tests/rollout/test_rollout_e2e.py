@@ -2,7 +2,7 @@
 Kubernetes emulator, tests/rollout/router.py routes a bounded load by the VirtualService
 the rollout itself writes to two real `mlops serve` processes (stable, canary), a real
 Prometheus scrapes them, and each step is judged by the real analysis
-(executors.prometheus through steps.cluster.analyser_for). No fake anywhere in the
+(executors.observe.prometheus through drivers.cluster.analyser_for). No fake anywhere in the
 judgement: a good canary is promoted, a canary answering 5xx is aborted at its first step.
 """
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from mlops_sessions.executors.docker import engine as docker_engine
-from mlops_sessions.executors.kube_history import StoreHistory
+from mlops_sessions.drivers import imaging
+from mlops_sessions.executors.kube.history import StoreHistory
 from mlops_sessions.executors.s3_store import RETRIES_ENV, S3Remote
 from mlops_sessions.records import builds, deployments
 from mlops_sessions.records.store import Store
@@ -33,8 +33,8 @@ def _store(root: Path, bucket: Bucket) -> Store:
 
 def test_a_pushed_image_record_is_shared_at_once(tmp_path: Path, bucket: Bucket) -> None:
     laptop = _store(tmp_path / "laptop", bucket)
-    docker_engine.record(laptop, "serve", "latest", {"image": IMAGE, "run_id": "r1"})
-    docker_engine.record(laptop, "serve", "latest", {"image": IMAGE, "run_id": "r2"})
+    imaging.record(laptop, "serve", "latest", {"image": IMAGE, "run_id": "r1"})
+    imaging.record(laptop, "serve", "latest", {"image": IMAGE, "run_id": "r2"})
     assert bucket.json("builds/serve/latest.json")["run_id"] == "r2"
     assert len(bucket.objects("builds/serve/history.jsonl.d/")) == 2
 
@@ -71,7 +71,7 @@ def test_a_remote_that_does_not_answer_keeps_the_record_and_says_how_to_share_it
     down = Store(
         tmp_path / "laptop", S3Remote(bucket.url, endpoint=f"http://127.0.0.1:{free_port()}")
     )
-    docker_engine.record(down, "serve", "latest", {"image": IMAGE})
+    imaging.record(down, "serve", "latest", {"image": IMAGE})
     StoreHistory(down, "toy", "prod", "ml").save({"revision": 1, "image": IMAGE}, "deploy")
     err = capsys.readouterr().err
     assert err.count("`mlops store push`") == 2 and "Traceback" not in err, err
@@ -92,18 +92,18 @@ def test_a_newer_pointer_record_replaces_the_pulled_copy(tmp_path: Path, bucket:
     newer one at its next pull, and never deploys the image it replaced."""
     laptop = _store(tmp_path / "laptop", bucket)
     ci = _store(tmp_path / "ci", bucket)
-    docker_engine.record(laptop, "serve", "latest", {"image": IMAGE, "run_id": "r1"})
+    imaging.record(laptop, "serve", "latest", {"image": IMAGE, "run_id": "r1"})
     ci.pull()
     old_copy = builds.record_path(ci.root, "serve", "latest")
     os.utime(old_copy, (time.time() - 60, time.time() - 60))  # pulled a minute ago
     newer = IMAGE.replace("ab" * 32, "cd" * 32)
-    docker_engine.record(laptop, "serve", "latest", {"image": newer, "run_id": "r2"})
+    imaging.record(laptop, "serve", "latest", {"image": newer, "run_id": "r2"})
     ci.pull()
     latest = builds.load_record(ci.root, "serve", "latest")
     assert latest is not None and latest["image"] == newer
 
     # A record written here after the remote's copy (kept while the remote was down) stays.
-    docker_engine.record(Store(ci.root), "serve", "latest", {"image": IMAGE, "run_id": "r3"})
+    imaging.record(Store(ci.root), "serve", "latest", {"image": IMAGE, "run_id": "r3"})
     ci.pull()
     kept = builds.load_record(ci.root, "serve", "latest")
     assert kept is not None and kept["run_id"] == "r3"

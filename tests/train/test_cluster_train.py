@@ -331,7 +331,7 @@ def test_a_pod_no_node_can_take_fails_as_unschedulable_and_the_job_is_deleted(
     project: ClusterProject,
 ) -> None:
     from mlops_sessions.config.loader import load
-    from mlops_sessions.executors.kube import connect
+    from mlops_sessions.executors.kube.client import connect
     from mlops_sessions.executors.kube_job import JobFailed, JobRunner
     from mlops_sessions.planning import train_job
 

@@ -53,7 +53,7 @@ def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
 
 def connect_for(model: ModelConfig, args: argparse.Namespace) -> Any:
     """A reachable Cluster for the model's deploy.context / deploy.namespace."""
-    from mlops_sessions.executors.kube import RetryPolicy, connect
+    from mlops_sessions.executors.kube.client import RetryPolicy, connect
 
     policy = RetryPolicy(
         attempts=max(1, args.api_retries),
@@ -101,13 +101,13 @@ def release_facts(config: Config, model: ModelConfig) -> release_policy.ReleaseF
 def analyser_for(
     config: Config, model: ModelConfig, injected: ModelAnalyser | None = None
 ) -> Callable[[Window], AnalysisResult]:
-    """The live analysis of model's windows: Prometheus (executors.prometheus), or the
+    """The live analysis of model's windows: Prometheus (executors.observe.prometheus), or the
     analyser a caller injected (the tests' fakes)."""
     if injected is not None:
         return lambda window: injected(model, window)
     import math
 
-    from mlops_sessions.executors.prometheus import analyse_window
+    from mlops_sessions.executors.observe.prometheus import analyse_window
     from mlops_sessions.planning.live_analysis import TrackData
 
     assert model.rollout is not None and model.rollout.analysis is not None
@@ -131,7 +131,7 @@ def analyser_for(
 
 
 def rollout_timing(model: ModelConfig, lease_margin: float | None = None) -> Any:
-    from mlops_sessions.executors.kube_progressive import LEASE_MARGIN_S, Timing
+    from mlops_sessions.drivers.rollout import LEASE_MARGIN_S, Timing
 
     timeout, poll = rollout_seconds(model)
     margin = LEASE_MARGIN_S if lease_margin is None else max(1, int(lease_margin))
@@ -163,7 +163,7 @@ def interrupts(action: str) -> Iterator[Any]:
     import signal
     import threading
 
-    from mlops_sessions.executors.kube_progressive import Interrupt
+    from mlops_sessions.drivers.rollout import Interrupt
 
     interrupt = Interrupt(action=action)
     if threading.current_thread() is not threading.main_thread():

@@ -23,7 +23,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from mlops_sessions.errors import StepError
-from mlops_sessions.executors.kube import Cluster, KubeError
+from mlops_sessions.executors.kube.client import Cluster, KubeError
 from mlops_sessions.planning.deploy_plan import ObjectRef
 
 LEASE_SUFFIX = "-mlops-deploy"

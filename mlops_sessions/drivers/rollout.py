@@ -2,7 +2,7 @@
 the promotion or the abort at the end.
 
 The decisions are :mod:`mlops_sessions.planning.rollout`'s (a pure state machine); this
-module only acts on them, under the model's deploy Lease (:mod:`executors.kube_lock`):
+module only acts on them, under the model's deploy Lease (:mod:`executors.kube.lease`):
 
 1. the revision is recorded first (status ``progressing``, its manifests the promoted set,
    plus the canary set it steps through), then the rollout state, in the ConfigMap
@@ -33,16 +33,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from mlops_sessions.errors import StepError
-from mlops_sessions.executors.kube import Cluster, KubeError
-from mlops_sessions.executors.kube_deploy import (
+from mlops_sessions.drivers.deploy import (
     ApplyRequest,
     apply_objects,
     find_record,
     new_record,
 )
-from mlops_sessions.executors.kube_history import ClusterHistory, Record, StoreHistory, now
-from mlops_sessions.executors.kube_lock import DeployLocked, deploy_lock, holder_of, renew
+from mlops_sessions.errors import StepError
+from mlops_sessions.executors.kube.client import Cluster, KubeError
+from mlops_sessions.executors.kube.history import ClusterHistory, Record, StoreHistory, now
+from mlops_sessions.executors.kube.lease import DeployLocked, deploy_lock, holder_of, renew
 from mlops_sessions.planning import rollout as plan
 from mlops_sessions.planning.deploy_plan import ObjectRef, next_revision, ref
 from mlops_sessions.planning.live_analysis import AnalysisResult, Outcome, Window

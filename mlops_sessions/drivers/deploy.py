@@ -3,7 +3,7 @@
 The flow (``deploy`` and ``rollback`` both come through :func:`apply_revision`):
 
 0. when something is to change, take the app's deploy lock
-   (:mod:`~mlops_sessions.executors.kube_lock`) and plan again under it, so two deploys of
+   (:mod:`~mlops_sessions.executors.kube.lease`) and plan again under it, so two deploys of
    one model never interleave; a dry run or a no-op takes no lock;
 1. check every Secret the pods reference exists (with its key) — before any write;
 2. read the history (ConfigMap ``<app>-mlops-history``) and the live objects, and plan the
@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mlops_sessions.errors import StepError
-from mlops_sessions.executors.kube import Cluster, KubeError
-from mlops_sessions.executors.kube_history import ClusterHistory, Record, StoreHistory, now
-from mlops_sessions.executors.kube_rollout import wait
+from mlops_sessions.executors.kube.client import Cluster, KubeError
+from mlops_sessions.executors.kube.history import ClusterHistory, Record, StoreHistory, now
+from mlops_sessions.executors.kube.readiness import wait
 from mlops_sessions.planning.deploy_plan import (
     Change,
     Manifest,
@@ -233,7 +233,7 @@ def apply_revision(
         return preview
     if all(c.get("action") == "unchanged" for c in preview.changes):
         return Outcome("unchanged", preview.revision, preview.changes)
-    from mlops_sessions.executors.kube_lock import deploy_lock
+    from mlops_sessions.executors.kube.lease import deploy_lock
 
     # Held through the rollout wait and, on failure, the wait for the restored revision.
     with deploy_lock(cluster, req.app, hold_s=2 * req.rollout_timeout):
@@ -338,7 +338,7 @@ def apply_objects(
     """Create/patch objects stamped with revision, delete the refs in ``delete`` that are
     not among them, and wait for the changed Deployments: the failure, or None.
 
-    The building block of a progressive rollout (:mod:`executors.kube_progressive`),
+    The building block of a progressive rollout (:mod:`drivers.rollout`),
     which applies one revision in stages: objects left out are not touched.
     """
     applied = [_with_namespace(o, cluster.namespace) for o in objects]

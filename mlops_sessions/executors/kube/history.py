@@ -17,7 +17,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-from mlops_sessions.executors.kube import Cluster
+from mlops_sessions.executors.kube.client import Cluster
 from mlops_sessions.planning.deploy_plan import (
     HISTORY_LIMIT,
     ObjectRef,

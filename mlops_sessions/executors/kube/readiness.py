@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from mlops_sessions.executors.kube import Cluster
+from mlops_sessions.executors.kube.client import Cluster
 from mlops_sessions.planning.deploy_plan import ObjectRef, rollout_state
 
 

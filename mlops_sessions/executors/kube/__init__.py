@@ -1,0 +1,7 @@
+"""The Kubernetes engine: thin adapters that act on the API server and return facts.
+
+``client`` logs in and wraps the API (retries, typed errors); ``lease`` holds a model's
+deploy Lease; ``history`` reads and writes the revision-history ConfigMap; ``readiness``
+waits for Deployments to become ready. Orchestration and records live in
+:mod:`mlops_sessions.drivers`.
+"""
