@@ -1,11 +1,17 @@
-"""Image helpers shared by the build, scan, push, train and test steps: which images a
-command names, the model artifact a serve image carries, the image plan, and one build that
-records its result. Not a command itself (see the pipeline table)."""
+"""Image driver shared by the build, scan, push, train and test steps: which images a
+command names, the model artifact a serve image carries, the image plan (with the git
+facts it is made of), and one build, scan or push that records its result.
+
+The Docker executors act and return facts; this module keeps the hermetic wheel cache and
+writes the image records (``records.builds``), publishing them to ``store.remote`` as they
+are written so another machine's render and deploy see the pushed image."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, TextIO
 
 from mlops_sessions import gitinfo
@@ -13,7 +19,9 @@ from mlops_sessions.config import Config
 from mlops_sessions.errors import StepError
 from mlops_sessions.planning.images import ImagePlan, ModelArtifact, plan_image, served_model
 from mlops_sessions.planning.tags import tag_facts
+from mlops_sessions.records import builds
 from mlops_sessions.records import evaluations as evaluation_records
+from mlops_sessions.records.io import now
 from mlops_sessions.records.store import Store
 
 
@@ -104,14 +112,54 @@ def plan(
     return result
 
 
+def record(store: Store, image: str, kind: str, data: dict[str, Any]) -> None:
+    """Append data to the kind's history and make it builds/<image>/<kind>.json.
+
+    kind is "build" (local build), "scan" (checks) or "latest" (the pushed image that
+    render/deploy use; its history is history.jsonl).
+    """
+    builds.record(store.root, image, kind, data)
+    # Another machine's render/deploy reads the pushed image from the shared store.
+    warning = store.publish(
+        [builds.record_path(store.root, image, kind), builds.history_path(store.root, image, kind)]
+    )
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
+
+
+def load_record(store: Store, image: str, kind: str) -> dict[str, Any] | None:
+    return builds.load_record(store.root, image, kind)
+
+
+def wheels(image_plan: ImagePlan, store: Store, out: TextIO) -> Path:
+    """The wheels of the plan's requirement files, downloaded once per requirement set."""
+    from mlops_sessions.executors.docker import build as docker_build
+
+    spec = image_plan.wheels
+    assert spec is not None
+    final = builds.wheel_set_dir(store.root, spec.digest)
+    if builds.wheels_complete(final, spec.digest):
+        return final
+    with store.staging(final) as stage:
+        docker_build.download_wheels(image_plan, stage, out)
+        builds.mark_wheels_complete(stage, spec.digest, spec.python_version)
+    return final
+
+
 def build_one(
     client: Any, image_plan: ImagePlan, store: Store, *, out: TextIO, no_cache: bool = False
 ) -> dict[str, Any]:
     """Build (or reuse) one planned image and record it in the store; returns the record."""
     from mlops_sessions.executors.docker import build as docker_build
-    from mlops_sessions.executors.docker.engine import now_iso, record
 
-    built = docker_build.build(client, image_plan, store, out=out, no_cache=no_cache)
+    built = docker_build.build(
+        client,
+        image_plan,
+        wheels=lambda: wheels(image_plan, store, out),
+        scratch=store.tmp,
+        out=out,
+        no_cache=no_cache,
+    )
     entry = {
         "image": image_plan.image,
         "kind": image_plan.kind,
@@ -129,25 +177,22 @@ def build_one(
         "reason": built.reason,
         "seconds": round(built.seconds, 3),
         "size_bytes": built.size_bytes,
-        "built_at": now_iso(),
+        "built_at": now(),
     }
     record(store, image_plan.image, "build", entry)
     return entry
 
 
 def built_record(store: Store, image: str) -> dict[str, Any]:
-    from mlops_sessions.executors.docker.engine import load_record
-
-    record = load_record(store, image, "build")
-    if record is None:
+    built = load_record(store, image, "build")
+    if built is None:
         raise StepError(f"image '{image}' has not been built; run `mlops build {image}` first")
-    return record
+    return built
 
 
 def scan_image(client: Any, config: Config, store: Store, image: str) -> dict[str, Any]:
     """Scan the last build of image, record scan.json, return the report as a dict."""
     from mlops_sessions.executors.docker import scan as docker_scan
-    from mlops_sessions.executors.docker.engine import now_iso, record
 
     built = built_record(store, image)
     try:
@@ -159,6 +204,41 @@ def scan_image(client: Any, config: Config, store: Store, image: str) -> dict[st
             f"the last build of '{image}' ({built['image_id'][:19]}) is no longer on this Docker "
             f"engine; run `mlops build {image}` again"
         ) from None
-    result = {**report.as_dict(), "image": image, "scanned_at": now_iso(), "text": report.render()}
+    result = {**report.as_dict(), "image": image, "scanned_at": now(), "text": report.render()}
     record(store, image, "scan", result)
     return result
+
+
+def push_image(
+    client: Any, config: Config, store: Store, name: str, built: dict[str, Any]
+) -> dict[str, Any]:
+    """Push the last build of image name (scanning it first if its scan is not of this
+    build) and record the pushed digest as ``latest``; returns that record and the name."""
+    from mlops_sessions.executors.docker.push import push
+
+    scanned = load_record(store, name, "scan")
+    if scanned is None or scanned.get("image_id") != built["image_id"]:
+        scanned = scan_image(client, config, store, name)
+    if not scanned.get("passed"):
+        raise StepError(
+            f"push of '{name}' blocked: its scan failed\n{scanned.get('text', '')}\n"
+            f"fix the findings, then `mlops build {name}` and push again"
+        )
+    digest = ""
+    for ref in built["refs"]:
+        digest = push(client, ref, image=name, out=sys.stderr)
+    repository = built["refs"][0].rsplit(":", 1)[0]
+    latest = {
+        "image": f"{repository}@{digest}",
+        "digest": digest,
+        "tags": built["refs"],
+        "image_id": built["image_id"],
+        "input_digest": built["input_digest"],
+        "model": built.get("model"),
+        "model_hash": built.get("model_hash"),
+        "run_id": built.get("run_id"),
+        "git_commit": built.get("git_commit"),
+        "pushed_at": now(),
+    }
+    record(store, name, "latest", latest)
+    return {"name": name, **latest}

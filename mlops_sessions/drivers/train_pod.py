@@ -30,6 +30,7 @@ import os
 import sys
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,8 @@ from mlops_sessions.planning.datainputs import package_resource
 from mlops_sessions.planning.train_job import INPUT_ERROR_EXIT, SPEC_ENV, SPEC_FORMAT
 from mlops_sessions.planning.training import TrainPlan, hash_data
 from mlops_sessions.records import data as data_records
-from mlops_sessions.records.io import SCHEMA, now, write_json_atomic
+from mlops_sessions.records import runs
+from mlops_sessions.records.io import now
 from mlops_sessions.records.store import Store
 
 INPUT_ERROR = INPUT_ERROR_EXIT
@@ -95,11 +97,12 @@ def resolve_inputs(spec: dict[str, Any], cwd: Path, scratch: Path | None = None)
 
 def _fetch(name: str, entry: dict[str, Any], spec: dict[str, Any], scratch: Path) -> Path:
     """An ``s3://`` input fetched into scratch, with the sha256 of the spec (the key's)."""
+    from mlops_sessions.drivers import datainputs
     from mlops_sessions.executors.s3 import data as s3_data
 
     store = spec.get("store") or {}
     s3_data.require_boto3()
-    result = s3_data.fetch_object(
+    result = datainputs.fetch_object(
         name,
         str(entry["uri"]),
         str(entry["sha256"]),
@@ -151,26 +154,22 @@ def train(
     started, clock = now(), time.monotonic()
     with store.staging(store.run_dir(run_id)) as stage:
         outcome = run_training(plan, stage)
-        skeleton = spec["record"]
         gpus = outcome.environment.get("gpus") or []
-        record = {
-            "schema": SCHEMA,
-            **skeleton,
-            **outcome.completed_fields(started, clock),
-            "lineage": {
-                **skeleton["lineage"],
-                "model_hash": outcome.model_hash,
-                "environment": {
-                    **outcome.environment,
-                    "kubernetes": {
-                        **where_ran(),
-                        "workers": max(1, len(cluster_workers())),
-                        "gpu_type": gpus[0].split(": ", 1)[-1] if gpus else None,
-                    },
+        record = runs.write_completed_run(
+            stage,
+            spec["record"],
+            asdict(outcome),
+            started_at=started,
+            clock=clock,
+            environment={
+                **outcome.environment,
+                "kubernetes": {
+                    **where_ran(),
+                    "workers": max(1, len(cluster_workers())),
+                    "gpu_type": gpus[0].split(": ", 1)[-1] if gpus else None,
                 },
             },
-        }
-        write_json_atomic(stage / "run.json", record)
+        )
     assert store.sync is not None
     store.sync.push_run(run_id)
     print(f"published run {run_id} to {store.remote_url}", flush=True)

@@ -18,9 +18,19 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from mlops_sessions.records.io import Record, append_and_point, read_log, read_record, stamped
+from mlops_sessions.cachefile import read_json_entry
+from mlops_sessions.records.io import (
+    Record,
+    append_and_point,
+    now,
+    read_log,
+    read_record,
+    stamped,
+    write_json_atomic,
+)
 
 KINDS = ("build", "scan", "latest")
+WHEELS_COMPLETE = "complete.json"
 
 
 def builds_dir(root: Path) -> Path:
@@ -42,6 +52,32 @@ def history_path(root: Path, image: str, kind: str) -> Path:
 
 def wheels_dir(root: Path) -> Path:
     return root / "wheels"
+
+
+def wheel_set_dir(root: Path, digest: str) -> Path:
+    """Where the wheels of one requirement set (its digest) are kept."""
+    return wheels_dir(root) / digest[:24]
+
+
+def wheels_complete(directory: Path, digest: str) -> bool:
+    """Whether directory holds the complete download of the wheel set digest.
+
+    Its ``complete.json`` is a cache entry: a damaged one is a warning and a fresh download.
+    """
+    marker = read_json_entry(
+        directory / WHEELS_COMPLETE,
+        what="wheel cache marker",
+        valid=lambda d: d.get("digest") == digest,
+    )
+    return marker is not None
+
+
+def mark_wheels_complete(directory: Path, digest: str, python: str) -> None:
+    """Written last into a wheel set's staging directory: the download is complete."""
+    write_json_atomic(
+        directory / WHEELS_COMPLETE,
+        stamped({"digest": digest, "python": python, "downloaded_at": now()}),
+    )
 
 
 def images(root: Path) -> list[str]:

@@ -13,16 +13,21 @@ checkout), and ending with the cache key's prefix so lineage finds a run by its 
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from mlops_sessions.cachefile import read_json_entry
 from mlops_sessions.records.io import (
+    SCHEMA,
     Record,
     RecordError,
     ensure_dir,
     lock_path,
     locked,
+    now,
     read_record,
     stamped,
     write_json_atomic,
@@ -37,8 +42,50 @@ def run_dir(root: Path, run_id: str) -> Path:
     return runs_dir(root) / run_id
 
 
+RUN_FILE = "run.json"
+# What training produced, as run.json repeats it (the rest comes from the plan).
+OUTCOME_FIELDS = ("model_hash", "weights_hash", "signature", "history", "warnings")
+
+
 def run_file(root: Path, run_id: str) -> Path:
-    return run_dir(root, run_id) / "run.json"
+    return run_dir(root, run_id) / RUN_FILE
+
+
+def write_completed_run(
+    directory: Path,
+    fields: Mapping[str, Any],
+    outcome: Mapping[str, Any],
+    *,
+    started_at: str,
+    clock: float,
+    environment: Mapping[str, Any],
+) -> Record:
+    """Write the run.json of a completed run into directory and return it.
+
+    The one writer of run.json: a local or container run writes it into its staging
+    directory (renamed into ``runs/`` afterwards), a Kubernetes training pod into the
+    staging directory of the store it publishes from. fields is what the plan says (run id,
+    ``TrainPlan.run_fields()``, the plan's ``lineage``); outcome what training produced
+    (:data:`OUTCOME_FIELDS`); environment where and with what it ran. started_at is the
+    timestamp and clock the ``time.monotonic()`` reading taken when training started.
+    """
+    finished_at = now()
+    record: Record = {
+        "schema": SCHEMA,
+        **fields,
+        "status": "complete",
+        "started_at": started_at,
+        "finished_at": finished_at,
+        "duration_s": round(time.monotonic() - clock, 3),
+        **{name: outcome[name] for name in OUTCOME_FIELDS},
+        "lineage": {
+            **dict(fields.get("lineage") or {}),
+            "model_hash": outcome["model_hash"],
+            "environment": dict(environment),
+        },
+    }
+    write_json_atomic(directory / RUN_FILE, record)
+    return record
 
 
 def new_run_id(root: Path, key: str, now: datetime | None = None) -> str:

@@ -557,7 +557,7 @@ def _fetch_objects(
     if pending and offline:
         raise offline_refusal(pending[0], "evaluate")
     if pending:
-        from mlops_sessions.executors.s3.data import ensure
+        from mlops_sessions.drivers.datainputs import ensure
 
         ensure(pending, log=lambda line: print(f"[{model}] {line}", file=sys.stderr, flush=True))
 

@@ -11,13 +11,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import sys
-from typing import Any
 
-from mlops_sessions.config import Config
-from mlops_sessions.drivers.imaging import add_images, built_record, scan_image, select_images
-from mlops_sessions.errors import StepError
-from mlops_sessions.records.store import Store
+from mlops_sessions.drivers.imaging import add_images, built_record, push_image, select_images
 from mlops_sessions.steps.common import emit, load_config, store_for
 
 
@@ -37,40 +32,6 @@ def run(args: argparse.Namespace) -> int:
     from mlops_sessions.executors.docker.engine import connect
 
     with contextlib.closing(connect()) as client:
-        results = [_push_one(client, config, store, name, built) for name, built in builds.items()]
+        results = [push_image(client, config, store, name, built) for name, built in builds.items()]
     emit(args, {"images": results}, "\n".join(f"{r['name']}: {r['image']}" for r in results))
     return 0
-
-
-def _push_one(
-    client: Any, config: Config, store: Store, name: str, built: dict[str, Any]
-) -> dict[str, Any]:
-    from mlops_sessions.executors.docker.engine import load_record, now_iso, record
-    from mlops_sessions.executors.docker.push import push
-
-    scanned = load_record(store, name, "scan")
-    if scanned is None or scanned.get("image_id") != built["image_id"]:
-        scanned = scan_image(client, config, store, name)
-    if not scanned.get("passed"):
-        raise StepError(
-            f"push of '{name}' blocked: its scan failed\n{scanned.get('text', '')}\n"
-            f"fix the findings, then `mlops build {name}` and push again"
-        )
-    digest = ""
-    for ref in built["refs"]:
-        digest = push(client, ref, image=name, out=sys.stderr)
-    repository = built["refs"][0].rsplit(":", 1)[0]
-    latest = {
-        "image": f"{repository}@{digest}",
-        "digest": digest,
-        "tags": built["refs"],
-        "image_id": built["image_id"],
-        "input_digest": built["input_digest"],
-        "model": built.get("model"),
-        "model_hash": built.get("model_hash"),
-        "run_id": built.get("run_id"),
-        "git_commit": built.get("git_commit"),
-        "pushed_at": now_iso(),
-    }
-    record(store, name, "latest", latest)
-    return {"name": name, **latest}

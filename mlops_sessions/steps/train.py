@@ -1,9 +1,11 @@
 """``mlops train``: train models, or reuse the stored run whose cache key still matches.
 
 For each model: plan (key over code, params, data, lock, config) -> reuse the complete run
-recorded for that key unless ``--force`` -> otherwise clean leftovers of killed runs, train
-in-process into a staging directory under ``.mlops/tmp``, write run.json there, rename it
-into ``.mlops/runs/<run-id>`` and only then record the key. A run killed at any point leaves
+recorded for that key unless ``--force`` -> otherwise clean leftovers of killed runs and
+hand the plan to the model's :class:`~mlops_sessions.drivers.training.base.Trainer` (picked
+from the config by :func:`~mlops_sessions.drivers.training.factory.trainer_for`: in the
+venv, in the train image, as a Kubernetes Job or a Kubeflow TFJob), which leaves a complete
+run in ``.mlops/runs/<run-id>``, and only then record the key. A run killed at any point leaves
 no directory under runs/ and no cache entry, so it can never be reused. A damaged cache
 entry or run.json is a cache miss: train warns, sets the damaged run aside and retrains.
 Run ids are unique per training (``records.runs``), so two ``--force`` trainings of one key
@@ -18,15 +20,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
-import socket
 import sys
-import time
 from pathlib import Path
 from typing import Any, TextIO
 
 from mlops_sessions.config import Config, ModelConfig
+from mlops_sessions.drivers.training.factory import trainer_for
+from mlops_sessions.drivers.training.local import clean_stale_staging
 from mlops_sessions.errors import StepError
 from mlops_sessions.hashing import FileHashCache
 from mlops_sessions.planning.training import (
@@ -38,7 +38,7 @@ from mlops_sessions.planning.training import (
     reusable_run,
 )
 from mlops_sessions.records import runs
-from mlops_sessions.records.io import SCHEMA, RecordError, now, read_record, write_json_atomic
+from mlops_sessions.records.io import RecordError
 from mlops_sessions.records.remote import RemoteError
 from mlops_sessions.records.store import Store
 from mlops_sessions.steps.common import (
@@ -50,11 +50,6 @@ from mlops_sessions.steps.common import (
     store_for,
     tracker_for,
 )
-
-OWNER_FILE = ".mlops-owner.json"
-# Staging dirs without an owner file (another step's, or killed before writing it) are
-# removed only once they are clearly abandoned.
-ABANDONED_AFTER_S = 24 * 3600
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -130,20 +125,13 @@ def run(args: argparse.Namespace) -> int:
 
 def dry_run(config: Config, store: Store, plan: TrainPlan) -> dict[str, Any]:
     cached = reusable_run(store, plan.key)
-    described = {
+    trainer = trainer_for(config, store, config.models[plan.model])
+    return {
         **plan.describe(),
         "cached": cached is not None,
         "run_id": cached["run_id"] if cached else None,
+        **trainer.describe(plan),
     }
-    if plan.container:
-        from mlops_sessions.drivers.training.container import describe_container
-
-        described["container_run"] = describe_container(config, store, plan)
-    if plan.backend == "kubernetes":
-        from mlops_sessions.drivers.training.kube import describe_job
-
-        described["kubernetes_job"] = describe_job(config, config.models[plan.model])
-    return described
 
 
 def train_model(
@@ -168,7 +156,8 @@ def train_model(
         cached = _reusable(store, plan, out)
         if cached is not None:
             return _summary(store, cached, reused=True)
-    if offline and plan.backend != "kubernetes":
+    trainer = trainer_for(config, store, model)
+    if offline and trainer.fetches_inputs_here:
         refuse_offline_fetch(plan)
     removed = clean_stale_staging(store)
     if removed:
@@ -183,14 +172,7 @@ def train_model(
         file=out,
         flush=True,
     )
-    if plan.backend == "kubernetes":
-        from mlops_sessions.drivers.training.kube import train_on_cluster
-
-        # The pods fetch s3:// inputs themselves (drivers.train_pod).
-        record = train_on_cluster(config, store, model, plan, run_id, out)
-    else:
-        fetch_objects(plan, out)
-        record = _train_into_store(config, store, plan, run_id, out)
+    record = trainer.train(plan, run_id, out)
     # Under the model's lock: two trainings of one key finishing together each leave their
     # run; the pointer names the last one written, never a half-written entry.
     store.record_cache(STEP, plan.key, run_id, model=plan.model)
@@ -206,19 +188,6 @@ def refuse_offline_fetch(plan: TrainPlan) -> None:
 
     for obj in plan.pending_objects:
         raise offline_refusal(obj, "train")
-
-
-def fetch_objects(plan: TrainPlan, out: TextIO) -> None:
-    """Download the plan's s3:// inputs that the store's cache does not hold yet (checked,
-    atomic: executors.s3.data); cached ones need no network at all."""
-    if not plan.pending_objects:
-        return
-    from mlops_sessions.executors.s3.data import ensure
-
-    def log(line: str) -> None:
-        print(f"[{plan.model}] {line}", file=out, flush=True)
-
-    ensure(plan.pending_objects, log=log)
 
 
 def _reusable(store: Store, plan: TrainPlan, out: TextIO) -> dict[str, Any] | None:
@@ -241,85 +210,6 @@ def _reusable(store: Store, plan: TrainPlan, out: TextIO) -> dict[str, Any] | No
         flush=True,
     )
     return None
-
-
-def _train_into_store(
-    config: Config, store: Store, plan: TrainPlan, run_id: str, out: TextIO
-) -> dict[str, Any]:
-    started = now()
-    clock = time.monotonic()
-    with store.staging(store.run_dir(run_id)) as stage:
-        owner = stage / OWNER_FILE
-        write_json_atomic(
-            owner,
-            {
-                "pid": os.getpid(),
-                "host": socket.gethostname(),
-                "run_id": run_id,
-                "started_at": started,
-            },
-        )
-        if plan.container:
-            from mlops_sessions.drivers.training.container import train_in_container
-
-            outcome = train_in_container(config, store, plan, stage, run_id, out)
-        else:
-            from mlops_sessions.executors.tf.progress import reporter_for
-            from mlops_sessions.executors.tf.train import quiet_tensorflow, run_training
-
-            quiet_tensorflow()
-            outcome = run_training(plan, stage, reporter_for(plan.model, out))
-        record: dict[str, Any] = {
-            "schema": SCHEMA,
-            "run_id": run_id,
-            **plan.run_fields(),
-            **outcome.completed_fields(started, clock),
-            "lineage": {
-                **plan.lineage(),
-                "model_hash": outcome.model_hash,
-                "environment": outcome.environment,
-            },
-        }
-        owner.unlink()
-        write_json_atomic(stage / "run.json", record)
-    return record
-
-
-def clean_stale_staging(store: Store) -> int:
-    """Remove staging dirs of runs whose process is gone; returns how many were removed."""
-    if not store.tmp.is_dir():
-        return 0
-    removed = 0
-    host = socket.gethostname()
-    for child in store.tmp.iterdir():
-        if not child.is_dir():
-            continue
-        owner = child / OWNER_FILE
-        if owner.is_file():
-            try:
-                info = read_record(owner) or {}
-                stale = info.get("host") == host and not _alive(int(info["pid"]))
-            except (RecordError, ValueError, KeyError, TypeError):
-                stale = False
-        else:
-            try:
-                stale = time.time() - child.stat().st_mtime > ABANDONED_AFTER_S
-            except OSError:
-                stale = False
-        if stale:
-            shutil.rmtree(child, ignore_errors=True)
-            removed += 1
-    return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # exists, owned by someone else
-    return True
 
 
 def _summary(store: Store, record: dict[str, Any], *, reused: bool) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Training inside the train image (``train.container: true``), for ``mlops train``.
+"""Training inside the train image (``train.container: true``): the container Trainer.
 
 Build the model's train image if no image with its input digest exists (the same build as
 ``mlops build``, so layers and records are shared), write the training spec with paths as
@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from mlops_sessions.config import Config
+from mlops_sessions.drivers.training.local import StagedTrainer
 from mlops_sessions.errors import StepError
 from mlops_sessions.planning.container_run import WORKSPACE, ContainerRun, train_run
 from mlops_sessions.planning.images import LABEL_PREFIX, ImagePlan
@@ -31,6 +32,18 @@ if TYPE_CHECKING:
 SPEC_FILE = "train-spec.json"
 RESULT_FILE = "result.json"
 _EXECUTOR_PREFIX = "train: "  # how the entry point prints a StepError
+
+
+class ContainerTrainer(StagedTrainer):
+    """``train.backend: container``: the venv run's code and spec, run in the train image."""
+
+    backend = "container"
+
+    def describe(self, plan: TrainPlan) -> dict[str, Any]:
+        return {"container_run": describe_container(self.config, self.store, plan)}
+
+    def produce(self, plan: TrainPlan, stage: Path, run_id: str, out: TextIO) -> TrainOutcome:
+        return train_in_container(self.config, self.store, plan, stage, run_id, out)
 
 
 def host_user() -> str:

@@ -1,7 +1,8 @@
-"""Training as a Kubernetes Job (``train.backend: kubernetes``), for ``mlops train``.
+"""Training as a Kubernetes Job or Kubeflow TFJob (``train.backend: kubernetes``): the
+cluster Trainers.
 
-A shared helper of the train step (as ``train_container`` is for Docker): called only
-after the step found no stored run for the key, so an unchanged key never creates a Job.
+Called only after the train step found no stored run for the key, so an unchanged key
+never creates a Job.
 Here: the shared rules (:func:`config.checks.train_backend_findings`), the train image by
 digest (its pushed build, like render and deploy pin the serve image), the Job's objects
 (:mod:`planning.train_job`; a Kubeflow TFJob from :mod:`planning.train_tfjob` with
@@ -23,30 +24,73 @@ import contextlib
 import signal
 from collections.abc import Iterator
 from types import FrameType
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, ClassVar, TextIO
 
 from mlops_sessions.config import Config, ModelConfig, checks, units
+from mlops_sessions.drivers.training.base import Trainer
 from mlops_sessions.errors import StepError
 from mlops_sessions.planning import k8s_inputs, train_job, train_tfjob
 from mlops_sessions.planning.training import TrainPlan
 from mlops_sessions.records import runs
 from mlops_sessions.records.io import now
-from mlops_sessions.records.store import Store
+
+if TYPE_CHECKING:
+    from mlops_sessions.executors.kube_job import JobRunner
 
 
-def job_objects(
-    config: Config, model: ModelConfig, plan: TrainPlan, run_id: str, image: str
-) -> tuple[train_job.JobTarget, list[train_job.Manifest]]:
-    target = train_job.JobTarget(train_job.job_name(model.name, run_id), image, run_id, plan.key)
-    spec = train_job.pod_spec(config, model, plan, run_id)
-    if train_job.train_of(model).operator == "tfjob":
-        return target, train_tfjob.objects(config, model, target, spec)
-    return target, train_job.objects(config, model, target, spec)
+class ClusterTrainer(Trainer):
+    """Trains on the cluster of ``deploy.context``; the chief pod publishes the run."""
+
+    backend = "kubernetes"
+    fetches_inputs_here = False  # each pod fetches its s3:// inputs itself
+    kind: ClassVar[str]
+
+    def describe(self, plan: TrainPlan) -> dict[str, Any]:
+        return {"kubernetes_job": describe_job(self.config, self.model, self.kind)}
+
+    def train(self, plan: TrainPlan, run_id: str, out: TextIO) -> dict[str, Any]:
+        return train_on_cluster(self, plan, run_id, out)
+
+    def objects(
+        self, target: train_job.JobTarget, spec: dict[str, Any]
+    ) -> list[train_job.Manifest]:
+        """The objects to create, in order (what :meth:`runner` then follows)."""
+        return train_job.objects(self.config, self.model, target, spec)
+
+    def runner(self) -> type[JobRunner]:
+        """The executor that creates the objects and follows the run to its end."""
+        from mlops_sessions.executors.kube_job import JobRunner
+
+        return JobRunner
+
+    def chief_ref(self, name: str) -> str:
+        """What `kubectl logs` takes for the chief when its pod is not known by name."""
+        return f"job/{name}"
 
 
-def kind(model: ModelConfig) -> str:
-    """What trains on the cluster: ``Job`` or Kubeflow's ``TFJob`` (train.operator)."""
-    return train_tfjob.KIND if train_job.train_of(model).operator == "tfjob" else "Job"
+class JobTrainer(ClusterTrainer):
+    """``train.operator: job``: a Kubernetes Job (indexed, one pod per worker)."""
+
+    kind = "Job"
+
+
+class TFJobTrainer(ClusterTrainer):
+    """``train.operator: tfjob``: a Kubeflow TFJob, whose operator writes ``TF_CONFIG``."""
+
+    kind = train_tfjob.KIND
+
+    def objects(
+        self, target: train_job.JobTarget, spec: dict[str, Any]
+    ) -> list[train_job.Manifest]:
+        return train_tfjob.objects(self.config, self.model, target, spec)
+
+    def runner(self) -> type[JobRunner]:
+        from mlops_sessions.executors.kube_tfjob import TFJobRunner
+
+        return TFJobRunner
+
+    def chief_ref(self, name: str) -> str:
+        return train_tfjob.worker_pod(name, 0)
 
 
 def train_image(config: Config, model: ModelConfig) -> str:
@@ -66,7 +110,7 @@ def train_image(config: Config, model: ModelConfig) -> str:
     return k8s_inputs.find_build(config, name, {}).image
 
 
-def describe_job(config: Config, model: ModelConfig) -> dict[str, Any]:
+def describe_job(config: Config, model: ModelConfig, kind: str) -> dict[str, Any]:
     """What ``--dry-run`` shows of the Job: nothing is created, nothing contacted."""
     train = model.train
     assert train is not None
@@ -75,7 +119,7 @@ def describe_job(config: Config, model: ModelConfig) -> dict[str, Any]:
     except StepError:
         image = "(not pushed yet: `mlops build` + `mlops push` of the train image)"
     return {
-        "kind": kind(model),
+        "kind": kind,
         "namespace": train_job.namespace(model),
         "context": model.deploy.context,
         "workers": train.workers,
@@ -104,20 +148,17 @@ def sigterm_interrupts() -> Iterator[None]:
 
 
 def train_on_cluster(
-    config: Config,
-    store: Store,
-    model: ModelConfig,
+    trainer: ClusterTrainer,
     plan: TrainPlan,
     run_id: str,
     out: TextIO,
     *,
     poll_s: float = 1.0,
 ) -> dict[str, Any]:
-    """Run the training Job for run_id; returns run.json as the chief published it."""
-    from mlops_sessions.executors.kube import connect
-    from mlops_sessions.executors.kube_job import JobRunner
-    from mlops_sessions.executors.kube_tfjob import TFJobRunner
+    """Run the trainer's Job (or TFJob) for run_id; returns run.json as the chief published it."""
+    from mlops_sessions.executors.kube.client import connect
 
+    config, store, model = trainer.config, trainer.store, trainer.model
     checks.require(checks.train_backend_findings(config, model))
     if store.sync is None:
         raise StepError(
@@ -125,7 +166,8 @@ def train_on_cluster(
             "and this process cannot reach it (--offline?); run without --offline"
         )
     image = train_image(config, model)
-    target, objects = job_objects(config, model, plan, run_id, image)
+    target = train_job.JobTarget(train_job.job_name(model.name, run_id), image, run_id, plan.key)
+    objects = trainer.objects(target, train_job.pod_spec(config, model, plan, run_id))
     cluster = connect(model.deploy.context, train_job.namespace(model))
 
     def line(text: str) -> None:
@@ -134,13 +176,12 @@ def train_on_cluster(
         print(f"{prefix}{text}", file=out, flush=True)
 
     assert model.train is not None
-    what = kind(model)
+    what = trainer.kind
     line(
         f"{what} {cluster.namespace}/{target.name} on context {cluster.context}: "
         f"{model.train.workers} worker(s), image {image}"
     )
-    runner_class = TFJobRunner if what == train_tfjob.KIND else JobRunner
-    runner = runner_class(
+    runner = trainer.runner()(
         cluster,
         on_line=line,
         poll_s=poll_s,
@@ -179,7 +220,7 @@ def train_on_cluster(
         raise StepError(
             f"training {what} {cluster.namespace}/{target.name} completed, but run {run_id} is "
             f"not in {store.remote_url}; the chief pod did not publish it (see `kubectl logs "
-            f"-n {cluster.namespace} {outcome.pod or _chief_ref(what, target.name)}`)"
+            f"-n {cluster.namespace} {outcome.pod or trainer.chief_ref(target.name)}`)"
         )
     line(
         f"{what} {target.name} completed on node {outcome.node or '?'} in "
@@ -187,8 +228,3 @@ def train_on_cluster(
         f" ({outcome.attempts} attempt(s))"
     )
     return record
-
-
-def _chief_ref(what: str, name: str) -> str:
-    """What `kubectl logs` takes for the chief when its pod is not known by name."""
-    return train_tfjob.worker_pod(name, 0) if what == train_tfjob.KIND else f"job/{name}"

@@ -2,9 +2,9 @@
 
 Steps: (1) an image already carrying the plan's input-digest label — locally, or under the
 planned tag in the registry — is reused and only re-tagged; (2) hermetic builds get their
-wheels from ``pip download`` on the host, cached under ``.mlops/wheels/<digest>/``; (3) the
-build context is written as one tar straight from the plan's file list (nothing copied);
-(4) the engine builds it with no network when the build is hermetic, streaming each step's
+wheels from ``pip download`` on the host (cached under ``.mlops/wheels/<digest>/`` by
+:mod:`mlops_sessions.drivers.imaging`); (3) the build context is written as one tar
+straight from the plan's file list (nothing copied); (4) the engine builds it with no network when the build is hermetic, streaming each step's
 output; a failed step becomes a StepError quoting the step and its last output lines.
 
 A serve image installs the lock's serving subset (:mod:`mlops_sessions.planning.serving_deps`),
@@ -24,21 +24,16 @@ import tarfile
 import tempfile
 import zipfile
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from mlops_sessions.cachefile import read_json_entry
 from mlops_sessions.errors import StepError
-from mlops_sessions.executors.docker.engine import now_iso
 from mlops_sessions.planning import serving_deps
 from mlops_sessions.planning.images import INPUT_DIGEST_LABEL, ImagePlan, WheelSpec
-from mlops_sessions.records import builds
-from mlops_sessions.records.io import stamped, write_json_atomic
-from mlops_sessions.records.store import Store
 
 TAIL_LINES = 25
-COMPLETE = "complete.json"
 
 
 @dataclass(frozen=True)
@@ -52,57 +47,43 @@ class BuildResult:
 
 
 # --- hermetic wheels ---------------------------------------------------------------------
-def download_wheels(plan: ImagePlan, store: Store, out: TextIO) -> Path:
-    """The wheels for the plan's requirement files, downloaded once per requirement set."""
+def download_wheels(plan: ImagePlan, dest: Path, out: TextIO) -> None:
+    """Download the wheels for the plan's requirement files into dest (an empty staging
+    directory: the caller keeps the result as its wheel cache, :mod:`drivers.imaging`)."""
     spec = plan.wheels
     assert spec is not None
-    final = builds.wheels_dir(store.root) / spec.digest[:24]
-    # complete.json is a cache entry: a damaged one is a warning and a fresh download.
-    marker = read_json_entry(
-        final / COMPLETE, what="wheel cache marker", valid=lambda d: d.get("digest") == spec.digest
+    reqs = dest / ".requirements"
+    reqs.mkdir()
+    for name in spec.requirement_files:
+        arc = f"deps/requirements/{name}"
+        source = plan.files.get(arc)
+        text = source.read_text(encoding="utf-8") if source else plan.texts[arc]
+        (reqs / name).write_text(text, encoding="utf-8")
+    print(f"[build] downloading wheels for Python {spec.python_version}", file=out)
+    done = subprocess.run(
+        pip_download_command(spec, reqs, dest), capture_output=True, text=True, check=False
     )
-    if marker is not None:
-        return final
-    with store.staging(final) as stage:
-        reqs = stage / ".requirements"
-        reqs.mkdir()
-        for name in spec.requirement_files:
-            arc = f"deps/requirements/{name}"
-            source = plan.files.get(arc)
-            text = source.read_text(encoding="utf-8") if source else plan.texts[arc]
-            (reqs / name).write_text(text, encoding="utf-8")
-        print(f"[build] downloading wheels for Python {spec.python_version}", file=out)
+    if done.returncode == 0 and spec.no_deps_files:
+        # Their declared dependencies are not wanted (a second TensorFlow, for
+        # tensorflow-serving-api): fetch the packages alone.
+        for name in spec.no_deps_files:
+            (reqs / name).write_text(plan.texts[f"deps/requirements/{name}"], encoding="utf-8")
         done = subprocess.run(
-            pip_download_command(spec, reqs, stage), capture_output=True, text=True, check=False
+            pip_download_command(spec, reqs, dest, spec.no_deps_files, no_deps=True),
+            capture_output=True,
+            text=True,
+            check=False,
         )
-        if done.returncode == 0 and spec.no_deps_files:
-            # Their declared dependencies are not wanted (a second TensorFlow, for
-            # tensorflow-serving-api): fetch the packages alone.
-            for name in spec.no_deps_files:
-                (reqs / name).write_text(plan.texts[f"deps/requirements/{name}"], encoding="utf-8")
-            done = subprocess.run(
-                pip_download_command(spec, reqs, stage, spec.no_deps_files, no_deps=True),
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-        if done.returncode != 0:
-            tail = "\n".join(done.stderr.strip().splitlines()[-12:])
-            raise StepError(
-                f"pip could not download the locked wheels for Python {spec.python_version} "
-                f"(manylinux):\n{tail}\nhermetic builds need a binary wheel for every pinned "
-                "package: pin versions that publish wheels, or set images.<name>.hermetic: false"
-            )
-        for name in (*spec.requirement_files, *spec.no_deps_files):
-            (reqs / name).unlink()
-        reqs.rmdir()
-        write_json_atomic(
-            stage / COMPLETE,
-            stamped(
-                {"digest": spec.digest, "python": spec.python_version, "downloaded_at": now_iso()}
-            ),
+    if done.returncode != 0:
+        tail = "\n".join(done.stderr.strip().splitlines()[-12:])
+        raise StepError(
+            f"pip could not download the locked wheels for Python {spec.python_version} "
+            f"(manylinux):\n{tail}\nhermetic builds need a binary wheel for every pinned "
+            "package: pin versions that publish wheels, or set images.<name>.hermetic: false"
         )
-    return final
+    for name in (*spec.requirement_files, *spec.no_deps_files):
+        (reqs / name).unlink()
+    reqs.rmdir()
 
 
 def pip_download_command(
@@ -248,13 +229,18 @@ def ensure_base(client: Any, plan: ImagePlan, out: TextIO) -> None:
 def build(
     client: Any,
     plan: ImagePlan,
-    store: Store,
     *,
+    wheels: Callable[[], Path],
+    scratch: Path,
     out: TextIO,
     no_cache: bool = False,
     reuse: bool = True,
 ) -> BuildResult:
-    """Build (or reuse) the planned image and tag it with every planned ref."""
+    """Build (or reuse) the planned image and tag it with every planned ref.
+
+    wheels gives the directory of the plan's downloaded wheels (a hermetic build; called
+    only when something is built); the build context's tar is written under scratch.
+    """
     import time
 
     started = time.monotonic()
@@ -273,14 +259,14 @@ def build(
                 int(existing.attrs.get("Size", 0)),
             )
     ensure_base(client, plan, out)
-    wheels = download_wheels(plan, store, out) if plan.wheels is not None else None
-    store.tmp.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f"context-{plan.image}.", suffix=".tar", dir=store.tmp)
+    wheel_dir = wheels() if plan.wheels is not None else None
+    scratch.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f"context-{plan.image}.", suffix=".tar", dir=scratch)
     os.close(fd)
     context = Path(name)
     try:
-        generated = serving_split(plan, wheels, out) if plan.extra.get("serving_split") else None
-        write_context(plan, wheels, context, generated)
+        generated = serving_split(plan, wheel_dir, out) if plan.extra.get("serving_split") else None
+        write_context(plan, wheel_dir, context, generated)
         image_id = _stream_build(client, plan, context, out, no_cache)
     finally:
         context.unlink(missing_ok=True)

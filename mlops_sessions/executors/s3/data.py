@@ -1,17 +1,17 @@
-"""Fetch ``s3://`` data inputs into a content-addressed cache, sha256-checked, atomically.
+"""Download ``s3://`` data inputs, sha256-checked, atomically.
 
 The planner (:func:`mlops_sessions.planning.datainputs.object_inputs`) says where each
 object's copy goes — ``.mlops/data/<sha256>/<file name>`` (:mod:`mlops_sessions.records.data`)
-— and whether a copy with the declared sha256 is already there. This executor makes the
-missing ones present, for ``mlops train`` (local and container runs), ``mlops evaluate``
+— and whether a copy with the declared sha256 is already there; the driver
+(:mod:`mlops_sessions.drivers.datainputs`) takes the object's lock and asks this executor
+for the missing ones, for ``mlops train`` (local and container runs), ``mlops evaluate``
 and, into its scratch directory, a Kubernetes training pod:
 
-* a copy whose sha256 is the declared one is reused without contacting S3 (the planner
-  checked it; under the object's lock it is checked again, since another ``mlops train``
-  may have fetched it meanwhile);
-* otherwise :func:`mlops_sessions.executors.s3.fetch.fetch_file` downloads it — the
-  retries, resume and one-line errors of ``fetch-model`` — into a temp file beside the
-  copy, compares the sha256 and only then renames it into place. A mismatch or an error
+* :func:`present`: a copy whose sha256 is the declared one is reused without contacting
+  S3 (checked again under the lock, since another ``mlops train`` may have fetched it);
+* otherwise :func:`download` fetches it with :func:`mlops_sessions.executors.s3.fetch.fetch_file`
+  — the retries, resume and one-line errors of ``fetch-model`` — into a temp file beside
+  the copy, compares the sha256 and only then renames it into place. A mismatch or an error
   keeps nothing: no copy, no temp file, no empty directory;
 * endpoint, region and credentials the way ``store.remote`` gets them
   (:mod:`mlops_sessions.executors.s3_store`): ``MLOPS_STORE_ENDPOINT``, else
@@ -24,17 +24,14 @@ boto3/botocore/tenacity are imported lazily: the ``fetch`` extra.
 
 from __future__ import annotations
 
-import contextlib
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 
 from mlops_sessions.errors import StepError
 from mlops_sessions.executors.s3.fetch import FetchRequest, FetchResult, Settings, fetch_file
 from mlops_sessions.executors.s3_store import DEFAULT_RETRIES, ENDPOINT_ENV, RETRIES_ENV
 from mlops_sessions.hashing import sha256_file
-from mlops_sessions.planning.datainputs import ObjectInput
-from mlops_sessions.records.io import lock_path, locked
 
 TIMEOUT_ENV = "MLOPS_DATA_TIMEOUT"  # seconds one object's download may take
 TIMEOUT_S = 3600.0
@@ -75,34 +72,7 @@ def require_boto3() -> None:
         ) from None
 
 
-def ensure(
-    objects: Iterable[ObjectInput],
-    *,
-    log: Callable[[str], None] = lambda _: None,
-    in_pod: bool = False,
-) -> list[FetchResult]:
-    """Make every object's checked copy present (cached ones are not touched at all)."""
-    results: list[FetchResult] = []
-    pending = [obj for obj in objects if not obj.cached]
-    if pending:
-        require_boto3()
-    for obj in pending:
-        results.append(
-            fetch_object(
-                obj.name,
-                obj.uri,
-                obj.sha256,
-                obj.path,
-                configured_endpoint=obj.endpoint,
-                region=obj.region,
-                log=log,
-                in_pod=in_pod,
-            )
-        )
-    return results
-
-
-def fetch_object(
+def download(
     name: str,
     uri: str,
     sha256: str,
@@ -113,7 +83,11 @@ def fetch_object(
     log: Callable[[str], None] = lambda _: None,
     in_pod: bool = False,
 ) -> FetchResult:
-    """Make dest the checked copy of uri (sha256), downloading only when it is not already."""
+    """Download uri to dest through a temp file beside it, checked against sha256.
+
+    The caller holds the object's lock and has seen no checked copy at dest
+    (:mod:`mlops_sessions.drivers.datainputs`). A mismatch or an error keeps nothing.
+    """
     request = FetchRequest(
         uri=uri,
         sha256=sha256,
@@ -124,24 +98,18 @@ def fetch_object(
         region=region,
         settings=settings(name, in_pod=in_pod),
     )
+    log(f"data input '{name}': fetching {uri} (sha256 {sha256[:12]}…)")
     try:
-        dest.parent.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise StepError(f"cannot create {dest.parent.parent}: {exc.strerror or exc}") from None
-    # One lock per object: two trainings that need it download it once, and neither
-    # removes the other's temp file as a leftover.
-    with locked(lock_path(dest.parent)):
-        if dest.is_file() and sha256_file(dest) == sha256:
-            log(f"data input '{name}': {uri} is already in {dest}")
-            return FetchResult(uri, dest, sha256, False, "file", dest.stat().st_size, 0, 0.0)
-        log(f"data input '{name}': fetching {uri} (sha256 {sha256[:12]}…)")
-        try:
-            return fetch_file(request, log=log)
-        except StepError as exc:
-            raise type(exc)(f"data input '{name}': {exc}") from None
-        finally:
-            with contextlib.suppress(OSError):
-                dest.parent.rmdir()  # only when empty: nothing was kept
+        return fetch_file(request, log=log)
+    except StepError as exc:
+        raise type(exc)(f"data input '{name}': {exc}") from None
+
+
+def present(name: str, uri: str, sha256: str, dest: Path) -> FetchResult | None:
+    """The checked copy already at dest (its sha256 is the declared one), else None."""
+    if dest.is_file() and sha256_file(dest) == sha256:
+        return FetchResult(uri, dest, sha256, False, "file", dest.stat().st_size, 0, 0.0)
+    return None
 
 
 def _retries() -> int:

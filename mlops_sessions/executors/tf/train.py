@@ -47,7 +47,7 @@ EXPORT_HINT = (
 
 @dataclass
 class TrainOutcome:
-    """What one training produced, ready for run.json."""
+    """What one training produced (``records.runs.write_completed_run`` makes run.json of it)."""
 
     history: dict[str, list[float | None]]
     signature: dict[str, Any]
@@ -55,24 +55,6 @@ class TrainOutcome:
     weights_hash: str
     environment: dict[str, Any]
     warnings: list[str] = field(default_factory=list)
-
-    def completed_fields(self, started: str, clock: float) -> dict[str, Any]:
-        """run.json's fields of a completed run (a local run's and a training pod's alike):
-        status, times since ``started`` (a timestamp) / ``clock`` (time.monotonic() then),
-        hashes, signature, history, warnings."""
-        from mlops_sessions.records.io import now
-
-        return {
-            "status": "complete",
-            "started_at": started,
-            "finished_at": now(),
-            "duration_s": round(time.monotonic() - clock, 3),
-            "model_hash": self.model_hash,
-            "weights_hash": self.weights_hash,
-            "signature": self.signature,
-            "history": self.history,
-            "warnings": self.warnings,
-        }
 
 
 def quiet_tensorflow() -> None:
