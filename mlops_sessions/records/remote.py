@@ -49,6 +49,7 @@ from typing import Any, Protocol
 
 from mlops_sessions.records import blessings as blessing_records
 from mlops_sessions.records import evaluations as evaluation_records
+from mlops_sessions.records import keys
 from mlops_sessions.records import runs as run_records
 from mlops_sessions.records.io import (
     Record,
@@ -62,16 +63,19 @@ from mlops_sessions.records.io import (
     write_json_atomic,
 )
 
-MODEL_ARCHIVE = "model.tar.gz"
-MODEL_MANIFEST = "model.json"
-# Marker in a local run directory whose model is still only on the remote (lazy download).
-REMOTE_MARKER = ".remote-model.json"
+# The layout is the key table's (records/keys.py): the remote's keys are the local store's
+# relative paths.
+MODEL_ARCHIVE = keys.MODEL_ARCHIVE
+MODEL_MANIFEST = keys.MODEL_MANIFEST
+REMOTE_MARKER = keys.REMOTE_MARKER
 # verdict.json goes last. The drift reference (evaluate.drift) travels with its evaluation:
 # a serve image built on another machine counts live inputs against it.
-EVAL_FILES = ("metrics.json", "report.md", "report.html", evaluation_records.DRIFT_REFERENCE)
+EVAL_FILES = keys.EVAL_FILES
 # How often a conditional write of the blessed pointer is retried after losing to a writer
 # that blessed the SAME baseline again (a different run raises BlessConflict at once).
 POINTER_RETRIES = 8
+# The record folders mirrored file by file (a .json replaces, a .jsonl log adds lines).
+_MIRRORED = (keys.BUILDS, keys.DEPLOYMENTS)
 # Timestamp fields that order a log's lines (first one present wins).
 _TIME_FIELDS = ("blessed_at", "built_at", "pushed_at", "scanned_at", "at", "created_at")
 
@@ -181,14 +185,18 @@ class RemoteSync:
         return None if obj is None else (_loads(obj, self.remote.url), obj.etag)
 
     def _rel(self, path: Path) -> str:
+        """The key of a file under the store root (the inverse of keys.local)."""
         return PurePosixPath(path.relative_to(self.root)).as_posix()
+
+    def _tmp(self) -> Path:
+        return ensure_dir(keys.local(self.root, keys.TMP))
 
     def _pull_file(self, key: str) -> bool:
         """Copy a remote record into the local cache at the same relative path."""
         obj = self._get(key)
         if obj is None:
             return False
-        target = self.root / key
+        target = keys.local(self.root, key)
         ensure_dir(target.parent)
         _write_bytes_atomic(target, obj.data)
         return True
@@ -200,46 +208,45 @@ class RemoteSync:
         record = run_records.load_run(self.root, run_id)
         if record is None:
             raise RecordError(f"run {run_id} is not in {self.root}; nothing to push")
-        base = f"runs/{run_id}"
-        if self.remote.get(f"{base}/run.json") is not None:
+        if self.remote.get(keys.run_file(run_id)) is not None:
             return  # already there, complete (run.json is the last object written)
-        model_dir = run_dir / str(record.get("model_dir", "model"))
+        model_dir = run_dir / str(record.get("model_dir", keys.MODEL_DIR))
         if model_dir.is_dir():
-            with tempfile.TemporaryDirectory(dir=ensure_dir(self.root / "tmp")) as tmp:
+            with tempfile.TemporaryDirectory(dir=self._tmp()) as tmp:
                 archive = Path(tmp) / MODEL_ARCHIVE
                 _archive(model_dir, archive)
                 digest = sha256_file(archive)
-                self.remote.upload_file(f"{base}/{MODEL_ARCHIVE}", archive, digest)
+                self.remote.upload_file(keys.model_archive(run_id), archive, digest)
                 manifest = {"sha256": digest, "bytes": archive.stat().st_size}
-                self.remote.put(f"{base}/{MODEL_MANIFEST}", _dumps(manifest))
-        self.remote.put(f"{base}/run.json", _dumps(record))
+                self.remote.put(keys.model_manifest(run_id), _dumps(manifest))
+        self.remote.put(keys.run_file(run_id), _dumps(record))
 
     def fetch_run(self, run_id: str) -> Record | None:
         """run.json of a remote run into the local cache (the model stays remote)."""
-        found = self._get_record(f"runs/{run_id}/run.json")
+        found = self._get_record(keys.run_file(run_id))
         if found is None:
             return None
         record, _ = found
         run_dir = run_records.run_dir(self.root, run_id)
-        if (run_dir / "run.json").is_file():
+        if (run_dir / keys.RUN_FILE).is_file():
             return run_records.load_run(self.root, run_id)
         marker = {"run_id": run_id, "url": self.remote.url}
         if run_dir.is_dir():
             # Its evaluations were pulled first: the marker, then run.json (which makes the
             # run visible) go into place one atomic file at a time.
             write_json_atomic(run_dir / REMOTE_MARKER, marker)
-            write_json_atomic(run_dir / "run.json", record)
+            write_json_atomic(run_dir / keys.RUN_FILE, record)
             return record
-        stage = ensure_dir(self.root / "tmp") / f"{run_id}.pull-{uuid.uuid4().hex[:8]}"
+        stage = self._tmp() / f"{run_id}.pull-{uuid.uuid4().hex[:8]}"
         stage.mkdir()
         try:
             write_json_atomic(stage / REMOTE_MARKER, marker)
-            write_json_atomic(stage / "run.json", record)
+            write_json_atomic(stage / keys.RUN_FILE, record)
             ensure_dir(run_dir.parent)
             try:
                 os.replace(stage, run_dir)
             except OSError:
-                if not (run_dir / "run.json").is_file():  # not a concurrent pull of the same
+                if not (run_dir / keys.RUN_FILE).is_file():  # not a concurrent pull of the same
                     raise
         finally:
             shutil.rmtree(stage, ignore_errors=True)
@@ -248,27 +255,26 @@ class RemoteSync:
     def model_is_remote(self, run_id: str) -> bool:
         return (run_records.run_dir(self.root, run_id) / REMOTE_MARKER).is_file()
 
-    def ensure_model(self, run_id: str, model_dir_name: str = "model") -> Path:
+    def ensure_model(self, run_id: str, model_dir_name: str = keys.MODEL_DIR) -> Path:
         """The run's local model directory, downloading and checking it first if needed."""
         run_dir = run_records.run_dir(self.root, run_id)
         model_dir = run_dir / model_dir_name
         if (model_dir / "saved_model.pb").is_file() or not self.model_is_remote(run_id):
             return model_dir
-        base = f"runs/{run_id}"
-        manifest = self._get_record(f"{base}/{MODEL_MANIFEST}")
+        manifest = self._get_record(keys.model_manifest(run_id))
         if manifest is None:
             raise RemoteError(
-                f"{self.remote.url}/{base} has no model ({MODEL_MANIFEST} is missing); retrain "
-                "with `mlops train --force`"
+                f"{self.remote.url}/{keys.run(run_id)} has no model ({MODEL_MANIFEST} is "
+                "missing); retrain with `mlops train --force`"
             )
         expected = str(manifest[0].get("sha256", ""))
-        with tempfile.TemporaryDirectory(dir=ensure_dir(self.root / "tmp")) as tmp:
+        with tempfile.TemporaryDirectory(dir=self._tmp()) as tmp:
             archive = Path(tmp) / MODEL_ARCHIVE
-            self.downloaded += self.remote.download_file(f"{base}/{MODEL_ARCHIVE}", archive)
+            self.downloaded += self.remote.download_file(keys.model_archive(run_id), archive)
             got = sha256_file(archive)
             if got != expected:
                 raise RemoteError(
-                    f"{self.remote.url}/{base}/{MODEL_ARCHIVE} does not match its sha256 "
+                    f"{self.remote.url}/{keys.model_archive(run_id)} does not match its sha256 "
                     f"(expected {expected[:12]}, got {got[:12]}: an interrupted or damaged "
                     f"upload); nothing was installed. Retrain with `mlops train --force`"
                 )
@@ -282,7 +288,7 @@ class RemoteSync:
 
     # --- cache pointers ---------------------------------------------------------------
     def fetch_cached_run(self, step: str, key: str) -> Record | None:
-        found = self._get_record(f"cache/{step}/{key}.json")
+        found = self._get_record(keys.cache_entry(step, key))
         if found is None or not found[0].get("run_id"):
             return None
         run = self.fetch_run(str(found[0]["run_id"]))
@@ -299,30 +305,29 @@ class RemoteSync:
         # The first complete run of a key stays the shared one; a second trainer's run is
         # kept too (runs/<id>/), only not pointed at.
         with contextlib.suppress(PreconditionFailed):
-            self.remote.put(f"cache/{step}/{key}.json", _dumps(entry), if_none_match=True)
+            self.remote.put(keys.cache_entry(step, key), _dumps(entry), if_none_match=True)
 
     # --- evaluations ------------------------------------------------------------------
     def fetch_evaluation(self, run_id: str, eval_id: str, *, reports: bool = False) -> bool:
         """verdict.json + metrics.json (+ the reports) of a remote evaluation, cached."""
-        local = evaluation_records.eval_dir(self.root, run_id) / eval_id
-        if (local / "verdict.json").is_file() and (local / "metrics.json").is_file():
+        local = keys.local(self.root, keys.evaluation(run_id, eval_id))
+        if (local / keys.VERDICT).is_file() and (local / keys.METRICS).is_file():
             return True
-        base = f"runs/{run_id}/eval/{eval_id}"
         names = [
-            "verdict.json",
-            "metrics.json",
-            evaluation_records.DRIFT_REFERENCE,  # when evaluate.drift wrote one
-            *(("report.md", "report.html") if reports else ()),
+            keys.VERDICT,
+            keys.METRICS,
+            keys.DRIFT_REFERENCE,  # when evaluate.drift wrote one
+            *((keys.REPORT_MD, keys.REPORT_HTML) if reports else ()),
         ]
         blobs = {}
         for name in names:
-            obj = self._get(f"{base}/{name}")
+            obj = self._get(keys.evaluation_file(run_id, eval_id, name))
             if obj is None:
-                if name in ("verdict.json", "metrics.json"):
+                if name in (keys.VERDICT, keys.METRICS):
                     return False
                 continue
             blobs[name] = obj.data
-        stage = ensure_dir(self.root / "tmp") / f"{eval_id}.pull-{uuid.uuid4().hex[:8]}"
+        stage = self._tmp() / f"{eval_id}.pull-{uuid.uuid4().hex[:8]}"
         stage.mkdir()
         try:
             for name, data in blobs.items():
@@ -335,14 +340,15 @@ class RemoteSync:
         return True
 
     def push_evaluation(self, run_id: str, eval_id: str) -> None:
-        local = evaluation_records.eval_dir(self.root, run_id) / eval_id
-        base = f"runs/{run_id}/eval/{eval_id}"
-        for name in (*EVAL_FILES, "verdict.json"):  # verdict last: it makes the eval complete
+        local = keys.local(self.root, keys.evaluation(run_id, eval_id))
+        for name in keys.EVAL_PUBLISH_ORDER:  # verdict last: it makes the eval complete
             if (local / name).is_file():
-                self.remote.put(f"{base}/{name}", (local / name).read_bytes())
+                self.remote.put(
+                    keys.evaluation_file(run_id, eval_id, name), (local / name).read_bytes()
+                )
 
     def fetch_evaluation_cache(self, key: str) -> None:
-        found = self._get_record(f"cache/{evaluation_records.STEP}/{key}.json")
+        found = self._get_record(keys.cache_entry(evaluation_records.STEP, key))
         if found is None:
             return
         entry = found[0]
@@ -355,7 +361,7 @@ class RemoteSync:
     # --- blessings --------------------------------------------------------------------
     def blessed(self, model: str) -> Record | None:
         """The remote's pointer (authoritative), cached as the local blessed.json."""
-        found = self._get_record(f"models/{model}/blessed.json")
+        found = self._get_record(keys.blessed(model))
         if found is None:
             return None
         record = found[0]
@@ -370,7 +376,7 @@ class RemoteSync:
         self.push_run(run_id)
         if record.get("eval_id"):
             self.push_evaluation(run_id, str(record["eval_id"]))
-        key = f"models/{model}/blessed.json"
+        key = keys.blessed(model)
         for _ in range(POINTER_RETRIES):
             found = self._get_record(key)
             current_run = None if found is None else str(found[0].get("run_id"))
@@ -389,7 +395,7 @@ class RemoteSync:
                 f"{self.remote.url}/{key} kept changing during {POINTER_RETRIES} attempts to "
                 "bless; re-run `mlops evaluate`"
             )
-        self.remote.put(_log_key(f"models/{model}/blessings", record), _dumps(record))
+        self.remote.put(_log_key(keys.blessing_objects(model), record), _dumps(record))
         local = blessing_records
         append_and_point(
             local.log_file(self.root, model), local.blessed_file(self.root, model), record
@@ -398,7 +404,9 @@ class RemoteSync:
 
     def blessings(self, model: str) -> list[Record]:
         """The remote's blessing objects merged into the local log; the merged log."""
-        self._merge_log(f"models/{model}/blessings/", blessing_records.log_file(self.root, model))
+        self._merge_log(
+            f"{keys.blessing_objects(model)}/", blessing_records.log_file(self.root, model)
+        )
         return blessing_records.blessings(self.root, model)
 
     # --- logs, listings, push/pull of whole trees ------------------------------------
@@ -418,10 +426,9 @@ class RemoteSync:
     def remote_run_ids(self) -> list[str]:
         """Complete remote runs (those whose run.json is there), sorted."""
         ids = set()
-        for item in self.remote.list("runs/"):
-            parts = item.key.split("/")
-            if len(parts) == 3 and parts[2] == "run.json":
-                ids.add(parts[1])
+        for item in self.remote.list(f"{keys.RUNS}/"):
+            if keys.is_run_file(item.key):
+                ids.add(keys.parts(item.key)[1])
         return sorted(ids)
 
     def pull_index(self) -> dict[str, int]:
@@ -430,18 +437,18 @@ class RemoteSync:
         counts = {"runs": 0, "evaluations": 0, "files": 0, "log_lines": 0}
         listing = self.remote.list("")
         for item in listing:
-            parts = item.key.split("/")
-            if parts[0] == "runs" and len(parts) == 3 and parts[2] == "run.json":
+            parts = keys.parts(item.key)
+            if keys.is_run_file(item.key):
                 if not run_records.run_file(self.root, parts[1]).is_file():
                     self.fetch_run(parts[1])
                     counts["runs"] += 1
-            elif parts[0] == "runs" and len(parts) == 5 and parts[4] == "verdict.json":
-                if not (self.root / item.key).is_file():
+            elif keys.is_verdict(item.key):
+                if not keys.local(self.root, item.key).is_file():
                     counts["evaluations"] += int(self.fetch_evaluation(parts[1], parts[3]))
             elif (
-                parts[0] in ("builds", "deployments")
-                and ".d/" not in item.key
-                and _newer_than_local(item, self.root / item.key)
+                parts[0] in _MIRRORED
+                and f"{keys.LOG_OBJECTS_SUFFIX}/" not in item.key
+                and _newer_than_local(item, keys.local(self.root, item.key))
             ):
                 # A pointer record (latest.json, a revision moving from progressing to
                 # rolled-out) is rewritten in place: a newer one replaces the local copy.
@@ -449,22 +456,23 @@ class RemoteSync:
         logs: dict[str, list[Record]] = {}
         known: dict[str, set[str]] = {}
         for item in listing:
-            head, sep, _ = item.key.rpartition(".d/")
-            if sep and head.split("/")[0] in ("builds", "deployments"):
+            head, sep, _ = item.key.rpartition(f"{keys.LOG_OBJECTS_SUFFIX}/")
+            if sep and keys.parts(head)[0] in _MIRRORED:
                 if head not in known:
-                    local = read_log(self.root / head)
-                    known[head] = {_log_key(f"{head}.d", line) for line in local}
+                    local = read_log(keys.local(self.root, head))
+                    known[head] = {_log_key(keys.log_objects(head), line) for line in local}
                 if item.key in known[head]:
                     continue
                 obj = self._get(item.key)
                 if obj is not None:
                     logs.setdefault(head, []).append(_loads(obj, self.remote.url))
         for head, lines in logs.items():
-            counts["log_lines"] += merge_log_lines(self.root / head, lines)
-        for model in {i.key.split("/")[1] for i in listing if i.key.startswith("models/")}:
+            counts["log_lines"] += merge_log_lines(keys.local(self.root, head), lines)
+        models = {keys.parts(i.key)[1] for i in listing if i.key.startswith(f"{keys.MODELS}/")}
+        for model in models:
             self.blessed(model)
             counts["log_lines"] += self._merge_log(
-                f"models/{model}/blessings/", blessing_records.log_file(self.root, model)
+                f"{keys.blessing_objects(model)}/", blessing_records.log_file(self.root, model)
             )
         return counts
 
@@ -478,11 +486,12 @@ class RemoteSync:
             run_id = str(record["run_id"])
             if self.model_is_remote(run_id):
                 continue  # came from the remote
-            if f"runs/{run_id}/run.json" not in remote_keys:
+            if keys.run_file(run_id) not in remote_keys:
                 self.push_run(run_id)
                 counts["runs"] += 1
             for evaluation in evaluation_records.evaluations(self.root, run_id):
-                if f"runs/{run_id}/eval/{evaluation.eval_id}/verdict.json" not in remote_keys:
+                verdict = keys.evaluation_file(run_id, evaluation.eval_id, keys.VERDICT)
+                if verdict not in remote_keys:
                     self.push_evaluation(run_id, evaluation.eval_id)
                     counts["evaluations"] += 1
         for step in ("train", evaluation_records.STEP):
@@ -490,19 +499,19 @@ class RemoteSync:
             for entry in sorted(directory.glob("*.json")) if directory.is_dir() else []:
                 if self._rel(entry) not in remote_keys:
                     self.push_cache(step, entry.stem)
-        models = self.root / "models"
-        for log in sorted(models.glob("*/blessings.jsonl")) if models.is_dir() else []:
+        models = keys.local(self.root, keys.MODELS)
+        for log in sorted(models.glob(f"*/{keys.BLESSINGS_LOG}")) if models.is_dir() else []:
             counts["log_lines"] += self._push_log(
-                log, f"models/{log.parent.name}/blessings", remote_keys
+                log, keys.blessing_objects(log.parent.name), remote_keys
             )
-        for top in ("builds", "deployments"):
-            directory = self.root / top
+        for top in _MIRRORED:
+            directory = keys.local(self.root, top)
             for path in sorted(directory.rglob("*")) if directory.is_dir() else []:
                 if not path.is_file() or path.name.startswith("."):
                     continue
                 rel = self._rel(path)
                 if path.suffix == ".jsonl":
-                    counts["log_lines"] += self._push_log(path, f"{rel}.d", remote_keys)
+                    counts["log_lines"] += self._push_log(path, keys.log_objects(rel), remote_keys)
                 elif path.suffix == ".json" and rel not in remote_keys:
                     self.remote.put(rel, path.read_bytes())
                     counts["files"] += 1
@@ -518,8 +527,8 @@ class RemoteSync:
                 continue
             rel = self._rel(path)
             if path.suffix == ".jsonl":
-                known = {item.key for item in self.remote.list(f"{rel}.d/")}
-                written += self._push_log(path, f"{rel}.d", known)
+                known = {item.key for item in self.remote.list(f"{keys.log_objects(rel)}/")}
+                written += self._push_log(path, keys.log_objects(rel), known)
             elif path.suffix == ".json":
                 self.remote.put(rel, path.read_bytes())
                 written += 1
@@ -532,12 +541,14 @@ class RemoteSync:
         if not doomed:
             return 0
         pointers = []
-        for item in self.remote.list("cache/"):
+        for item in self.remote.list(f"{keys.CACHE}/"):
             found = self._get_record(item.key)
             if found is not None and str(found[0].get("run_id")) in doomed:
                 pointers.append(item.key)
         self.remote.delete(pointers)
-        objects = [i.key for run_id in sorted(doomed) for i in self.remote.list(f"runs/{run_id}/")]
+        objects = [
+            i.key for run_id in sorted(doomed) for i in self.remote.list(f"{keys.run(run_id)}/")
+        ]
         self.remote.delete(objects)
         return len(pointers) + len(objects)
 
