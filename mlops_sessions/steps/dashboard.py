@@ -14,7 +14,7 @@ from pathlib import Path
 from mlops_sessions.console import output
 from mlops_sessions.planning import dashboard
 from mlops_sessions.steps import argtypes
-from mlops_sessions.steps.common import load_config
+from mlops_sessions.steps.common import emit, load_config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,6 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Without --out the dashboard itself is the output (JSON, with or without --json)."""
     config = load_config(args)
     text = dashboard.dashboard_json(config)
     if args.out is None:
@@ -35,5 +36,6 @@ def run(args: argparse.Namespace) -> int:
         return 0
     path = Path(args.out).resolve()
     output.write_files({path: text})
-    print(f"wrote the Grafana dashboard of {config.project.name} to {path}")
+    result = {"path": str(path), "project": config.project.name, "models": list(config.models)}
+    emit(args, result, f"wrote the Grafana dashboard of {config.project.name} to {path}")
     return 0

@@ -29,6 +29,7 @@ OFFLINE: dict[str, list[str]] = {
     "render": ["render", "--image", f"serve=registry.example.com/digits-serve@{DIGEST}"],
     "ci": ["ci", "gitlab", "-o", "out/ci.yml"],
     "make": ["make", "-o", "out/mlops.mk"],
+    "dashboard": ["dashboard", "--out", "out/dashboard.json"],
     "init": ["init", "out/new-project"],
     "store": ["store", "status"],  # no store.remote in the example: the local side only
 }
