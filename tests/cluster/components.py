@@ -23,6 +23,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 K8S_BUILD_MODULE = HERE / "k8s"
+ETCD_BUILD_MODULE = HERE / "etcd"
 KWOK_VERSION = "v0.8.0"
 ISTIO_API_VERSION = "v1.32.0"
 TRAINING_OPERATOR_VERSION = "v1.8.1"
@@ -106,17 +107,24 @@ def _check_go_matches_release(release_dir: Path) -> None:
         )
 
 
-def _build_into(target: Path, build: list[str], cwd: Path | None, env: dict[str, str]) -> None:
+def _build_into(
+    target: Path, command: list[str], cwd: Path | None, env: dict[str, str],
+    output: str | None = None,
+) -> None:
+    """Run a ``go build`` (output in a staging directory) or ``go install`` (GOBIN there),
+    then move the staging directory to target in one rename."""
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".building-", dir=target.parent))
     try:
+        if command[1] == "build":
+            command = [*command[:2], "-o", str(staging / output) if output else f"{staging}/",
+                       *command[2:]]
         done = subprocess.run(
-            [*build, "-o", f"{staging}/"] if "install" not in build else build,
-            cwd=cwd, env={**env, "GOBIN": str(staging)}, capture_output=True, text=True,
-            check=False,
+            command, cwd=cwd, env={**env, "GOBIN": str(staging)}, capture_output=True,
+            text=True, check=False,
         )
         if done.returncode != 0:
-            raise ComponentError(f"{' '.join(build)} failed:\n{done.stderr[-4000:]}")
+            raise ComponentError(f"{' '.join(command)} failed:\n{done.stderr[-4000:]}")
         if target.exists():
             shutil.rmtree(target)
         staging.rename(target)
@@ -187,11 +195,33 @@ def build_kwok() -> Path:
     return bin_dir
 
 
-def etcd_binary() -> Path:
-    found = shutil.which("etcd") or ("/usr/bin/etcd" if Path("/usr/bin/etcd").exists() else None)
+def etcd_version() -> str:
+    """The etcd release that ``etcd/go.mod`` requires, e.g. ``v3.6.16``."""
+    text = (ETCD_BUILD_MODULE / "go.mod").read_text()
+    found = re.search(r"^require go\.etcd\.io/etcd/server/v3 (v\S+)$", text, re.MULTILINE)
     if found is None:
-        raise ComponentError("etcd is not installed (Debian: apt-get install etcd-server)")
-    return Path(found)
+        raise ComponentError(f"{ETCD_BUILD_MODULE / 'go.mod'} does not require etcd's server")
+    return found.group(1)
+
+
+def etcd_bin_dir() -> Path:
+    return cache_root() / "etcd" / etcd_version() / "bin"
+
+
+def build_etcd() -> Path:
+    """etcd at the pinned release (Debian's 3.4 is too old for client-go's watch lists)."""
+    bin_dir = etcd_bin_dir()
+    if (bin_dir / "etcd").is_file():
+        return bin_dir
+    with _build_lock("etcd"):
+        if not (bin_dir / "etcd").is_file():
+            _build_into(
+                bin_dir,
+                [go_binary(), "build", "-trimpath", "-ldflags", "-s -w",
+                 "go.etcd.io/etcd/server/v3"],
+                cwd=ETCD_BUILD_MODULE, env=_go_env(), output="etcd",
+            )
+    return bin_dir
 
 
 def ensure_built() -> Binaries:
@@ -202,24 +232,21 @@ def ensure_built() -> Binaries:
         kube_apiserver=k8s / "kube-apiserver",
         kube_controller_manager=k8s / "kube-controller-manager",
         kube_scheduler=k8s / "kube-scheduler",
-        etcd=etcd_binary(),
+        etcd=build_etcd() / "etcd",
         kwok=kwok / "kwok",
     )
 
 
 def built() -> Binaries | None:
     """The binaries when every one is already in the cache, else None (no build)."""
-    try:
-        k8s, kwok = kubernetes_bin_dir(), kwok_bin_dir()
-        paths = Binaries(
-            kube_apiserver=k8s / "kube-apiserver",
-            kube_controller_manager=k8s / "kube-controller-manager",
-            kube_scheduler=k8s / "kube-scheduler",
-            etcd=etcd_binary(),
-            kwok=kwok / "kwok",
-        )
-    except ComponentError:
-        return None
+    k8s, kwok = kubernetes_bin_dir(), kwok_bin_dir()
+    paths = Binaries(
+        kube_apiserver=k8s / "kube-apiserver",
+        kube_controller_manager=k8s / "kube-controller-manager",
+        kube_scheduler=k8s / "kube-scheduler",
+        etcd=etcd_bin_dir() / "etcd",
+        kwok=kwok / "kwok",
+    )
     return paths if all(Path(p).is_file() for p in vars(paths).values()) else None
 
 

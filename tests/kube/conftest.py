@@ -1,0 +1,221 @@
+"""Fixtures for the tests that run against the real control plane (tests/cluster/).
+
+``kube_cluster`` starts one control plane for the whole session (a few seconds once the
+binaries are in the cache; ``python -m tests.cluster build`` fills it, and so does
+``.ci/run``). Every test gets its own namespace and a project that deploys into it, so
+tests share the API server without sharing objects. ``mlops`` runs the real CLI entry
+point with ``KUBECONFIG`` pointing at the control plane (or at a narrower identity, for
+the RBAC tests).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import shutil
+import urllib.error
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import require_real
+
+_namespaces = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def kube_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    from tests.cluster import components, controlplane
+
+    binaries = components.built()
+    if binaries is None:
+        if shutil.which("go") is None:
+            require_real("the test control plane is not built and Go is not installed")
+        try:
+            binaries = components.ensure_built()
+        except components.ComponentError as error:
+            require_real(f"the test control plane cannot be built: {error}")
+    assert binaries is not None
+    plane = controlplane.ControlPlane(tmp_path_factory.mktemp("kube"), binaries)
+    try:
+        plane.start()
+    except controlplane.ControlPlaneError as error:
+        require_real(f"the test control plane did not start: {error}")
+    try:
+        yield Kube(plane)
+    finally:
+        plane.stop()
+
+
+class Kube:
+    """Admin access to the control plane for assertions (plain REST, no product code)."""
+
+    def __init__(self, plane: Any) -> None:
+        self.plane = plane
+        self.kubeconfig: Path = plane.kubeconfig
+
+    def get(self, path: str) -> dict[str, Any] | None:
+        try:
+            return dict(self.plane.request("GET", path))
+        except urllib.error.HTTPError as error:
+            if error.code == 404:
+                return None
+            raise
+
+    def send(self, method: str, path: str, body: dict[str, Any] | None = None,
+             content_type: str = "application/json") -> dict[str, Any]:
+        return dict(self.plane.request(method, path, body, content_type))
+
+    def deployment(self, namespace: str, name: str) -> dict[str, Any]:
+        found = self.get(f"/apis/apps/v1/namespaces/{namespace}/deployments/{name}")
+        assert found is not None, f"Deployment {namespace}/{name} does not exist"
+        return found
+
+    def image(self, namespace: str, name: str) -> str:
+        spec = self.deployment(namespace, name)["spec"]["template"]["spec"]
+        return str(spec["containers"][0]["image"])
+
+    def virtual_service(self, namespace: str, name: str) -> dict[str, Any]:
+        found = self.get(
+            f"/apis/networking.istio.io/v1/namespaces/{namespace}/virtualservices/{name}"
+        )
+        assert found is not None
+        return found
+
+    def weights(self, namespace: str, name: str) -> dict[str, int]:
+        route = self.virtual_service(namespace, name)["spec"]["http"][-1]["route"]
+        return {d["destination"]["subset"]: d["weight"] for d in route}
+
+    def history(self, namespace: str, model: str) -> dict[str, Any]:
+        found = self.get(f"/api/v1/namespaces/{namespace}/configmaps/{model}-mlops-history")
+        assert found is not None
+        data = found["data"]
+        records = {k: json.loads(v) for k, v in data.items() if k.startswith("r")}
+        return {"current": data["current"], "records": records}
+
+    def pods(self, namespace: str, selector: str = "") -> list[dict[str, Any]]:
+        query = f"?labelSelector={selector}" if selector else ""
+        answer = self.get(f"/api/v1/namespaces/{namespace}/pods{query}")
+        return list((answer or {}).get("items", []))
+
+    def resource_versions(self, namespace: str) -> dict[str, str]:
+        """Every object the product manages in namespace -> its resourceVersion."""
+        versions: dict[str, str] = {}
+        for path in (
+            "/api/v1/namespaces/{ns}/serviceaccounts", "/api/v1/namespaces/{ns}/configmaps",
+            "/api/v1/namespaces/{ns}/services", "/apis/apps/v1/namespaces/{ns}/deployments",
+            "/apis/networking.istio.io/v1/namespaces/{ns}/virtualservices",
+            "/apis/networking.istio.io/v1/namespaces/{ns}/destinationrules",
+        ):
+            for item in (self.get(path.format(ns=namespace)) or {}).get("items", []):
+                meta = item["metadata"]
+                versions[f"{path.rsplit('/', 1)[1]}/{meta['name']}"] = meta["resourceVersion"]
+        return versions
+
+
+@pytest.fixture
+def namespace(kube_cluster: Kube) -> str:
+    name = f"t{next(_namespaces)}"
+    kube_cluster.send("POST", "/api/v1/namespaces",
+                      {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+    return name
+
+
+PROJECT = """\
+apiVersion: mlops/v1alpha1
+project: {{name: shop}}
+images:
+  serve:
+    kind: serve
+    repository: registry.example.com/shop/serve
+    base: {{variant: cpu, tensorflow: "2.21.0"}}
+models:
+  digits:
+    image: serve
+    deploy:
+      namespace: {namespace}
+      replicas: 2
+      rollout_timeout: {timeout}
+{deploy_extra}    rollout:
+      hosts: [digits.{namespace}.example.com]
+      stable: {{weight: {stable}}}
+      canary: {{weight: {canary}}}
+"""
+
+
+def image_ref(tag: str) -> str:
+    return "registry.example.com/shop/serve@sha256:" + hashlib.sha256(tag.encode()).hexdigest()
+
+
+class Project:
+    """A tmp project deploying model 'digits' into one namespace, with build records."""
+
+    def __init__(self, root: Path, namespace: str) -> None:
+        self.root = root
+        self.namespace = namespace
+        self.config = root / "mlops.yaml"
+        root.mkdir(parents=True, exist_ok=True)
+        self.write()
+
+    def write(self, stable: int = 90, canary: int = 10, timeout: str = "30s",
+              deploy_extra: str = "") -> None:
+        self.config.write_text(PROJECT.format(
+            namespace=self.namespace, stable=stable, canary=canary, timeout=timeout,
+            deploy_extra=deploy_extra,
+        ))
+
+    def build(self, tag: str, model_hash: str) -> str:
+        """Record a pushed build of image 'serve' carrying model_hash, and bless it."""
+        from mlops_sessions.records.store import Store, write_json_atomic
+
+        ref = image_ref(tag)
+        store = Store(self.root / ".mlops")
+        write_json_atomic(store.builds() / "serve" / "latest.json", {
+            "image": ref, "model_hash": model_hash, "run_id": f"run-{tag}",
+            "git_commit": f"commit-{tag}", "tags": [f"registry.example.com/shop/serve:{tag}"],
+        })
+        store.bless("digits", {"model": "digits", "run_id": f"run-{tag}",
+                               "model_hash": model_hash})
+        return ref
+
+
+@pytest.fixture
+def project(tmp_path: Path, namespace: str) -> Project:
+    return Project(tmp_path / "project", namespace)
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+    def json(self) -> Any:
+        return json.loads(self.out)
+
+
+@pytest.fixture
+def mlops(project: Project, kube_cluster: Kube, capsys: pytest.CaptureFixture[str],
+          monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The `mlops` CLI on the project, against the real API server."""
+    from mlops_sessions.frontends.cli import main
+
+    monkeypatch.setenv("KUBECONFIG", str(kube_cluster.kubeconfig))
+
+    def call(*args: str, kubeconfig: Path | None = None) -> Result:
+        if kubeconfig is not None:
+            monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+        argv = [args[0], "-c", str(project.config), *args[1:]]
+        capsys.readouterr()
+        try:
+            code = main(argv)
+        finally:
+            monkeypatch.setenv("KUBECONFIG", str(kube_cluster.kubeconfig))
+        captured = capsys.readouterr()
+        return Result(code, captured.out, captured.err)
+
+    return call
