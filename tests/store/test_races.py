@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from mlops_sessions.executors.s3_store import S3Remote
+from mlops_sessions.executors.s3.store import S3Remote
 from mlops_sessions.records.io import write_json_atomic
 from mlops_sessions.records.remote import RemoteError
 from mlops_sessions.records.store import Store
@@ -58,7 +58,7 @@ BLESS = textwrap.dedent(
     """
     import json, sys, time
     from pathlib import Path
-    from mlops_sessions.executors.s3_store import S3Remote
+    from mlops_sessions.executors.s3.store import S3Remote
     from mlops_sessions.records.remote import BlessConflict
     from mlops_sessions.records.store import Store
 
@@ -122,7 +122,7 @@ KILLED_PUSH = textwrap.dedent(
     """
     import os, sys
     from pathlib import Path
-    from mlops_sessions.executors.s3_store import S3Remote
+    from mlops_sessions.executors.s3.store import S3Remote
     from mlops_sessions.records.store import Store
 
     class DiesBeforePublishing(S3Remote):

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from mlops_sessions.executors.s3_store import S3Remote
+from mlops_sessions.executors.s3.store import S3Remote
 from mlops_sessions.records.store import Store
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")

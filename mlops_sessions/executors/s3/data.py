@@ -14,7 +14,7 @@ and, into its scratch directory, a Kubernetes training pod:
   the copy, compares the sha256 and only then renames it into place. A mismatch or an error
   keeps nothing: no copy, no temp file, no empty directory;
 * endpoint, region and credentials the way ``store.remote`` gets them
-  (:mod:`mlops_sessions.executors.s3_store`): ``MLOPS_STORE_ENDPOINT``, else
+  (:mod:`mlops_sessions.executors.s3.store`): ``MLOPS_STORE_ENDPOINT``, else
   ``store.endpoint``, else AWS S3 (boto3 also honours ``AWS_ENDPOINT_URL_S3``);
   ``store.region``; boto3's credential chain (``AWS_ACCESS_KEY_ID`` ...). Retries:
   ``MLOPS_STORE_RETRIES`` (default 4), each download bounded by :data:`TIMEOUT_S`.
@@ -30,7 +30,7 @@ from pathlib import Path
 
 from mlops_sessions.errors import StepError
 from mlops_sessions.executors.s3.fetch import FetchRequest, FetchResult, Settings, fetch_file
-from mlops_sessions.executors.s3_store import DEFAULT_RETRIES, ENDPOINT_ENV, RETRIES_ENV
+from mlops_sessions.executors.s3.store import DEFAULT_RETRIES, ENDPOINT_ENV, RETRIES_ENV
 from mlops_sessions.hashing import sha256_file
 
 TIMEOUT_ENV = "MLOPS_DATA_TIMEOUT"  # seconds one object's download may take
