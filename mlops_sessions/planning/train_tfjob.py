@@ -24,7 +24,7 @@ chosen: it retries only exit codes 128-255 (a signal) and treats 1-127 as perman
 Python exception (exit 1) would never be retried and ``train.retries`` would mean nothing
 for it. The one failure the Job path fails at once without retrying, exit 2 (the spec or
 an input is wrong, ``podFailurePolicy``), the driver handles itself
-(:mod:`executors.kube_tfjob` fails the run and deletes the TFJob when it sees that exit
+(:mod:`executors.kube.tfjob` fails the run and deletes the TFJob when it sees that exit
 code).
 
 ``runPolicy.activeDeadlineSeconds`` is ``train.timeout``; ``cleanPodPolicy: Running``

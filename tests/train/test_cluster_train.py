@@ -332,7 +332,7 @@ def test_a_pod_no_node_can_take_fails_as_unschedulable_and_the_job_is_deleted(
 ) -> None:
     from mlops_sessions.config.loader import load
     from mlops_sessions.executors.kube.client import connect
-    from mlops_sessions.executors.kube_job import JobFailed, JobRunner
+    from mlops_sessions.executors.kube.job import JobFailed, JobRunner
     from mlops_sessions.planning import train_job
 
     project.write(extra="      resources: {gpu: 2}\n")  # the one node has 1 GPU

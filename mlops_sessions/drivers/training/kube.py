@@ -6,8 +6,8 @@ never creates a Job.
 Here: the shared rules (:func:`config.checks.train_backend_findings`), the train image by
 digest (its pushed build, like render and deploy pin the serve image), the Job's objects
 (:mod:`planning.train_job`; a Kubeflow TFJob from :mod:`planning.train_tfjob` with
-``train.operator: tfjob`), then :class:`executors.kube_job.JobRunner` (or its TFJob
-flavour, :class:`executors.kube_tfjob.TFJobRunner`) with the deploy section's kubeconfig
+``train.operator: tfjob`), then :class:`executors.kube.job.JobRunner` (or its TFJob
+flavour, :class:`executors.kube.tfjob.TFJobRunner`) with the deploy section's kubeconfig
 rules (``deploy.context`` pins the cluster). The chief pod writes the
 run into ``store.remote``; this side then reads its run.json through the store, exactly as
 a run trained on another machine is reused — the model itself is downloaded later, by the
@@ -35,7 +35,7 @@ from mlops_sessions.records import runs
 from mlops_sessions.records.io import now
 
 if TYPE_CHECKING:
-    from mlops_sessions.executors.kube_job import JobRunner
+    from mlops_sessions.executors.kube.job import JobRunner
 
 
 class ClusterTrainer(Trainer):
@@ -59,7 +59,7 @@ class ClusterTrainer(Trainer):
 
     def runner(self) -> type[JobRunner]:
         """The executor that creates the objects and follows the run to its end."""
-        from mlops_sessions.executors.kube_job import JobRunner
+        from mlops_sessions.executors.kube.job import JobRunner
 
         return JobRunner
 
@@ -85,7 +85,7 @@ class TFJobTrainer(ClusterTrainer):
         return train_tfjob.objects(self.config, self.model, target, spec)
 
     def runner(self) -> type[JobRunner]:
-        from mlops_sessions.executors.kube_tfjob import TFJobRunner
+        from mlops_sessions.executors.kube.tfjob import TFJobRunner
 
         return TFJobRunner
 

@@ -37,13 +37,13 @@ TYPED: dict[str, tuple[str, str]] = {
     "PodDisruptionBudget": ("PolicyV1Api", "namespaced_pod_disruption_budget"),
     "NetworkPolicy": ("NetworkingV1Api", "namespaced_network_policy"),
     "Lease": ("CoordinationV1Api", "namespaced_lease"),  # the deploy lock, never rendered
-    "Job": ("BatchV1Api", "namespaced_job"),  # training on the cluster (executors.kube_job)
+    "Job": ("BatchV1Api", "namespaced_job"),  # training on the cluster (executors.kube.job)
 }
 # kind -> plural, for objects served through the custom-objects API (Istio, Kubeflow).
 CUSTOM_PLURALS: dict[str, str] = {
     "VirtualService": "virtualservices",
     "DestinationRule": "destinationrules",
-    "TFJob": "tfjobs",  # Kubeflow's, training with train.operator: tfjob (executors.kube_tfjob)
+    "TFJob": "tfjobs",  # Kubeflow's, training with train.operator: tfjob (executors.kube.tfjob)
 }
 FIELD_MANAGER = "mlops-sessions"
 

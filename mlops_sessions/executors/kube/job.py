@@ -62,7 +62,7 @@ FIXES = {
     "PodFailurePolicy": "the training spec or an input is wrong (see the log lines below); a "
     "retry cannot help",
 }
-FIXES["InputError"] = FIXES["PodFailurePolicy"]  # exit 2 in a TFJob (executors.kube_tfjob)
+FIXES["InputError"] = FIXES["PodFailurePolicy"]  # exit 2 in a TFJob (executors.kube.tfjob)
 
 
 class JobFailed(StepError):
@@ -99,7 +99,7 @@ class JobRunner:
     _printed: dict[str, int] = field(default_factory=dict)
     _chief_tail: list[str] = field(default_factory=list)  # the chief's last lines seen
     # What is run, and the container whose log and state speak for a pod; subclasses
-    # (executors.kube_tfjob) run other kinds the same way.
+    # (executors.kube.tfjob) run other kinds the same way.
     kind = "Job"
     container = CONTAINER
 

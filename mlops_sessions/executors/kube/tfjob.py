@@ -1,7 +1,7 @@
 """Run one training ``TFJob`` (``train.operator: tfjob``) through the Kubeflow Training
 Operator, for ``mlops train``.
 
-:class:`TFJobRunner` is :class:`executors.kube_job.JobRunner` for the other kind: the same
+:class:`TFJobRunner` is :class:`executors.kube.job.JobRunner` for the other kind: the same
 creation, log streaming, pod diagnosis (ImagePullBackOff, Unschedulable, OOMKilled, with the
 fix and the last log lines), clean-up and cancellation (Ctrl-C or SIGTERM deletes the TFJob
 with foreground propagation, its pods first). What differs:
@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mlops_sessions.errors import StepError
-from mlops_sessions.executors.kube_job import (
+from mlops_sessions.executors.kube.job import (
     LOG_TAIL,
     JobFailed,
     JobOutcome,
