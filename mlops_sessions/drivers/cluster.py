@@ -12,11 +12,11 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from mlops_sessions.config import Config, ModelConfig
+from mlops_sessions.console import argtypes
 from mlops_sessions.planning import release_policy
 from mlops_sessions.planning.k8s_common import seconds
 from mlops_sessions.planning.live_analysis import AnalysisResult, Window
 from mlops_sessions.records import builds
-from mlops_sessions.steps import argtypes
 
 
 def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
@@ -82,7 +82,7 @@ ModelAnalyser = Callable[[ModelConfig, Window], AnalysisResult]
 
 def release_facts(config: Config, model: ModelConfig) -> release_policy.ReleaseFacts:
     """What the store says about model and its images, for the release policy."""
-    from mlops_sessions.steps.common import store_for
+    from mlops_sessions.console.common import store_for
 
     store = store_for(config)
     blessed = store.blessed(model.name)

@@ -14,7 +14,7 @@ from typing import Any
 
 from mlops_sessions.drivers.cluster import add_cluster_arguments, connect_for, rollout_timing
 from mlops_sessions.errors import StepError
-from mlops_sessions.steps.common import emit, load_config, store_for
+from mlops_sessions.console.common import emit, load_config, store_for
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 from mlops_sessions.drivers.imaging import add_images, build_one, plan, select_images
 from mlops_sessions.planning.images import ImagePlan
 from mlops_sessions.records.store import Store
-from mlops_sessions.steps.common import emit, load_config, store_for
+from mlops_sessions.console.common import emit, load_config, store_for
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -7,7 +7,7 @@ import json
 
 import yaml
 
-from mlops_sessions.steps.common import load_config
+from mlops_sessions.console.common import load_config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from mlops_sessions.console import output
 from mlops_sessions.planning import dashboard
-from mlops_sessions.steps import argtypes
-from mlops_sessions.steps.common import emit, load_config
+from mlops_sessions.console import argtypes
+from mlops_sessions.console.common import emit, load_config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -42,7 +42,7 @@ from mlops_sessions.errors import StepError
 from mlops_sessions.planning import istio_routing, release_policy
 from mlops_sessions.planning import rollout as rollout_plan
 from mlops_sessions.planning.manifests import RenderInputs
-from mlops_sessions.steps.common import add_models, emit, load_config, store_for
+from mlops_sessions.console.common import add_models, emit, load_config, store_for
 
 __all__ = ["add_arguments", "release_facts", "run"]
 

@@ -39,8 +39,8 @@ from mlops_sessions.records import evaluations as evaluation_records
 from mlops_sessions.records.io import SCHEMA, RecordError, now, read_record
 from mlops_sessions.records.remote import BlessConflict, RemoteError
 from mlops_sessions.records.store import Store, write_json_atomic, write_text_atomic
-from mlops_sessions.steps import argtypes
-from mlops_sessions.steps.common import (
+from mlops_sessions.console import argtypes
+from mlops_sessions.console.common import (
     add_models,
     add_offline,
     emit,
@@ -129,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
     store = store_for(config, offline=args.offline)
     overrides: dict[str, Any] = {}
     if args.param:
-        from mlops_sessions.steps.common import parse_params
+        from mlops_sessions.console.common import parse_params
 
         if args.run is not None:
             raise StepError("--run names the run already; drop --param (or --run)")

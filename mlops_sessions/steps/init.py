@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 
 from mlops_sessions.console import output
 from mlops_sessions.errors import StepError
-from mlops_sessions.steps.common import emit
+from mlops_sessions.console.common import emit
 
 if TYPE_CHECKING:
     if sys.version_info >= (3, 11):

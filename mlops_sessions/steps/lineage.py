@@ -23,7 +23,7 @@ from mlops_sessions.planning import baseline as baselines
 from mlops_sessions.planning.gate import fmt
 from mlops_sessions.records import builds, deployments, evaluations
 from mlops_sessions.records.store import Store
-from mlops_sessions.steps.common import add_offline, emit, load_config, store_for
+from mlops_sessions.console.common import add_offline, emit, load_config, store_for
 
 # Shorter prefixes match too much to mean anything.
 MIN_PREFIX = 4

@@ -23,7 +23,7 @@ from mlops_sessions.drivers.cluster import (
 from mlops_sessions.errors import StepError
 from mlops_sessions.planning import release_policy
 from mlops_sessions.planning.manifests import RenderInputs
-from mlops_sessions.steps.common import emit, load_config, store_for
+from mlops_sessions.console.common import emit, load_config, store_for
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -13,7 +13,7 @@ import argparse
 import contextlib
 
 from mlops_sessions.drivers.imaging import add_images, built_record, push_image, select_images
-from mlops_sessions.steps.common import emit, load_config, store_for
+from mlops_sessions.console.common import emit, load_config, store_for
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -29,8 +29,8 @@ from mlops_sessions.planning import (
     train_tfjob,
 )
 from mlops_sessions.planning import rollout as rollout_plan
-from mlops_sessions.steps import argtypes
-from mlops_sessions.steps.common import add_models, emit, load_config
+from mlops_sessions.console import argtypes
+from mlops_sessions.console.common import add_models, emit, load_config
 
 ALL_FILE = "all.yaml"
 STEPS_DIR = "steps"

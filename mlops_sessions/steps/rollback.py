@@ -22,8 +22,8 @@ from mlops_sessions.drivers.cluster import (
     rollout_timing,
 )
 from mlops_sessions.errors import StepError
-from mlops_sessions.steps import argtypes
-from mlops_sessions.steps.common import emit, load_config, store_for
+from mlops_sessions.console import argtypes
+from mlops_sessions.console.common import emit, load_config, store_for
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -11,7 +11,7 @@ import argparse
 import contextlib
 
 from mlops_sessions.drivers.imaging import add_images, scan_image, select_images
-from mlops_sessions.steps.common import emit, load_config, store_for
+from mlops_sessions.console.common import emit, load_config, store_for
 
 CHECKS = ("non-root", "secrets", "size")
 

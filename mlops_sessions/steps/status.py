@@ -12,7 +12,7 @@ import argparse
 from typing import Any
 
 from mlops_sessions.drivers.cluster import add_cluster_arguments, connect_for
-from mlops_sessions.steps.common import add_models, emit, load_config, store_for
+from mlops_sessions.console.common import add_models, emit, load_config, store_for
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -30,7 +30,7 @@ from mlops_sessions.errors import ConfigError, StepError
 from mlops_sessions.records import blessings as blessing_records
 from mlops_sessions.records import data as data_records
 from mlops_sessions.records.store import Store
-from mlops_sessions.steps.common import emit, load_config, store_for
+from mlops_sessions.console.common import emit, load_config, store_for
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -35,7 +35,7 @@ from mlops_sessions.planning.testing import test_cache_key
 from mlops_sessions.planning.training import environment_digest, hash_cache_for
 from mlops_sessions.records.io import now, stamped, write_json_atomic
 from mlops_sessions.records.store import Store
-from mlops_sessions.steps.common import add_models, emit, load_config, store_for
+from mlops_sessions.console.common import add_models, emit, load_config, store_for
 
 # pytest's documented exit codes (pytest.ExitCode); named here so messages can explain them.
 EXIT_OK = 0

@@ -41,7 +41,7 @@ from mlops_sessions.records import runs
 from mlops_sessions.records.io import RecordError
 from mlops_sessions.records.remote import RemoteError
 from mlops_sessions.records.store import Store
-from mlops_sessions.steps.common import (
+from mlops_sessions.console.common import (
     add_models,
     add_offline,
     emit,

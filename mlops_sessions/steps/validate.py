@@ -20,7 +20,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from mlops_sessions.errors import ConfigError, Problem
-from mlops_sessions.steps.common import emit
+from mlops_sessions.console.common import emit
 
 if TYPE_CHECKING:
     from mlops_sessions.config.loader import UnsetVariable

@@ -35,7 +35,8 @@ def test_import_contracts_are_kept() -> None:
 
 
 def test_every_step_module_is_a_row_of_the_pipeline_table() -> None:
-    """A module in steps/ is either a command of the table or a declared shared helper."""
+    """A module in steps/ is a command of the table (what commands share lives in console/,
+    orchestration in drivers/); a shared helper would have to be declared in pyproject."""
     contracts = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["importlinter"]
     independence = next(c for c in contracts["contracts"] if c["type"] == "independence")
     shared = {rule.split("->")[1].strip() for rule in independence.get("ignore_imports", [])}

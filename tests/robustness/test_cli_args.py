@@ -1,7 +1,7 @@
 """Class 6 (issue 12): CLI arguments are checked before anything is written.
 
 Every free-form option that ends up in a generated file, a URL, a name, a port or a path
-has an argparse ``type=`` validator (:mod:`mlops_sessions.steps.argtypes`). A bad value is
+has an argparse ``type=`` validator (:mod:`mlops_sessions.console.argtypes`). A bad value is
 refused while the command line is parsed: exit code 2, one line naming the option with a
 hint, no traceback, and no file created — checked here through ``mlops_sessions.frontends.
 cli.main`` with a table of known-bad values per option and hypothesis-generated ones
@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mlops_sessions.steps import argtypes
+from mlops_sessions.console import argtypes
 
 CONFIG = """\
 apiVersion: mlops/v1alpha1

@@ -17,7 +17,7 @@ from mlops_sessions.errors import StepError
 from mlops_sessions.hashing import FileHashCache
 from mlops_sessions.planning.datainputs import resolve_inputs
 from mlops_sessions.planning.training import apply_overrides, parse_duration, plan_training
-from mlops_sessions.steps.common import parse_params
+from mlops_sessions.console.common import parse_params
 
 Factory = Callable[..., Any]
 
