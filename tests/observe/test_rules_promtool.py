@@ -305,3 +305,49 @@ def test_replicas_and_a_stuck_rollout_from_kube_state_metrics(
         }
     ]
     _test_rules(tmp_path, config, tests)
+
+
+def test_a_model_without_rollout_gets_the_state_alerts_only(tmp_path: Path) -> None:
+    """No live thresholds and no alerts section: the defaults still make valid rules."""
+    path = tmp_path / "mlops.yaml"
+    path.write_text(
+        "apiVersion: mlops/v1alpha1\n"
+        "project: {name: plain}\n"
+        "models:\n"
+        "  digits: {deploy: {replicas: 1}}\n"
+    )
+    config = load(path)
+    groups = alerts.rule_groups(config, config.models["digits"])
+    names = [rule["alert"] for rule in groups[1]["rules"]]
+    assert names == ["MlopsNoTraffic", "MlopsNoReadyReplicas"]
+    assert {rule["for"] for rule in groups[1]["rules"]} == {"5m"}
+    assert "namespace=" not in groups[1]["rules"][1]["expr"]  # no namespace declared
+    done = run_promtool("check", "rules", str(rule_file(config, tmp_path / "rules.yml")))
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize(
+    ("alerts_section", "words"),
+    [
+        ("{window: 0s}", "alerts.window"),
+        ("{labels: {severity: low}}", "other than severity, model and track"),
+        ("{labels: {team-name: ml}}", "use a Prometheus label name"),
+        ("{severity: {urgent: critical}}", "alerts.severity"),
+    ],
+)
+def test_bad_alerts_sections_are_refused_where_they_stand(
+    tmp_path: Path, alerts_section: str, words: str
+) -> None:
+    from mlops_sessions.errors import ConfigError
+
+    path = tmp_path / "mlops.yaml"
+    path.write_text(
+        "apiVersion: mlops/v1alpha1\n"
+        "project: {name: plain}\n"
+        f"alerts: {alerts_section}\n"
+        "models:\n"
+        "  digits: {deploy: {replicas: 1}}\n"
+    )
+    with pytest.raises(ConfigError) as raised:
+        load(path)
+    assert words in str(raised.value)
