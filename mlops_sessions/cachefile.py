@@ -43,18 +43,36 @@ def read_json_entry(
     raw = _read(path, what)
     if raw is None:
         return None
+    data, why = _parse(raw, valid)
+    if data is None:
+        _damaged(path, what, why)
+    return data
+
+
+def parse_json_entry(
+    raw: bytes, *, where: str, what: str, valid: Callable[[Any], bool] | None = None
+) -> dict[str, Any] | None:
+    """The JSON object of a cache entry read from elsewhere (the shared store's objects),
+    or None: damage is warned about naming where, and the caller removes the entry."""
+    data, why = _parse(raw, valid)
+    if data is None:
+        _warn(where, what, why)
+    return data
+
+
+def _parse(raw: bytes, valid: Callable[[Any], bool] | None) -> tuple[dict[str, Any] | None, str]:
+    """(the entry, "") or (None, why it is damaged)."""
+    if not raw.strip():
+        return None, "empty"
     try:
         data = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError):
-        _damaged(path, what, "not valid JSON: truncated or overwritten")
-        return None
+        return None, "not valid JSON: truncated or overwritten"
     if not isinstance(data, dict):
-        _damaged(path, what, f"holds a JSON {type(data).__name__}, not an object")
-        return None
+        return None, f"holds a JSON {type(data).__name__}, not an object"
     if valid is not None and not valid(data):
-        _damaged(path, what, "lacks the fields this version reads")
-        return None
-    return data
+        return None, "lacks the fields this version reads"
+    return data, ""
 
 
 def read_text_entry(path: Path, *, what: str, valid: Callable[[str], bool]) -> str | None:
@@ -124,13 +142,16 @@ def _read(path: Path, what: str) -> bytes | None:
 
 def _damaged(path: Path, what: str, why: str) -> None:
     """Warn (once per file) that the entry at path is damaged, and remove it."""
-    key = os.fspath(path)
-    if key not in _warned:
-        _warned.add(key)
+    _warn(os.fspath(path), what, why)
+    drop(path)
+
+
+def _warn(where: str, what: str, why: str) -> None:
+    if where not in _warned:
+        _warned.add(where)
         print(
-            f"warning: ignoring the damaged {what} {path} ({why}); "
+            f"warning: ignoring the damaged {what} {where} ({why}); "
             "it only saves work, so it is removed and written again",
             file=sys.stderr,
             flush=True,
         )
-    drop(path)

@@ -47,6 +47,7 @@ from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
+from mlops_sessions.cachefile import parse_json_entry
 from mlops_sessions.records import blessings as blessing_records
 from mlops_sessions.records import evaluations as evaluation_records
 from mlops_sessions.records import keys
@@ -287,11 +288,27 @@ class RemoteSync:
         return model_dir
 
     # --- cache pointers ---------------------------------------------------------------
-    def fetch_cached_run(self, step: str, key: str) -> Record | None:
-        found = self._get_record(keys.cache_entry(step, key))
-        if found is None or not found[0].get("run_id"):
+    def _get_cache_entry(self, key: str, fields: tuple[str, ...]) -> Record | None:
+        """A shared cache pointer, or None: a damaged one is a warned miss and is deleted
+        (a cache only saves work; the next complete run shares a good one)."""
+        obj = self._get(key)
+        if obj is None:
             return None
-        run = self.fetch_run(str(found[0]["run_id"]))
+        entry = parse_json_entry(
+            obj.data,
+            where=f"{self.remote.url}/{key}",
+            what="shared cache entry",
+            valid=lambda data: all(isinstance(data.get(f), str) and data[f] for f in fields),
+        )
+        if entry is None:
+            self.remote.delete([key])
+        return entry
+
+    def fetch_cached_run(self, step: str, key: str) -> Record | None:
+        found = self._get_cache_entry(keys.cache_entry(step, key), ("run_id",))
+        if found is None:
+            return None
+        run = self.fetch_run(str(found["run_id"]))
         if run is None:
             return None
         model = str(run.get("model", ""))
@@ -348,10 +365,11 @@ class RemoteSync:
                 )
 
     def fetch_evaluation_cache(self, key: str) -> None:
-        found = self._get_record(keys.cache_entry(evaluation_records.STEP, key))
-        if found is None:
+        entry = self._get_cache_entry(
+            keys.cache_entry(evaluation_records.STEP, key), ("run_id", "eval_id")
+        )
+        if entry is None:
             return
-        entry = found[0]
         run_id, eval_id = str(entry.get("run_id", "")), str(entry.get("eval_id", ""))
         if run_id and eval_id and self.fetch_evaluation(run_id, eval_id, reports=True):
             self.fetch_run(run_id)
