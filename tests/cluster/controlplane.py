@@ -31,6 +31,21 @@ GPU_NODE = "kwok-gpu-0"
 CPU_NODE = "kwok-cpu-0"
 KWOK_ANNOTATION = "kwok.x-k8s.io/node"
 GPUS_PER_NODE = 8
+PRODUCT_USER = "mlops-product"
+# Every request at Metadata level (who, verb, resource, answer), except the control plane's
+# own controllers and KWOK: what is left is the tests' admin and the product.
+AUDIT_POLICY = {
+    "apiVersion": "audit.k8s.io/v1",
+    "kind": "Policy",
+    "omitStages": ["RequestReceived"],
+    "rules": [
+        {"level": "None", "users": ["kwok-controller", "system:kube-scheduler",
+                                    "system:kube-controller-manager", "system:apiserver"]},
+        {"level": "None", "userGroups": ["system:serviceaccounts:kube-system", "system:nodes"]},
+        {"level": "None", "nonResourceURLs": ["/readyz", "/healthz", "/livez"]},
+        {"level": "Metadata"},
+    ],
+}
 _PR_SET_PDEATHSIG = 1
 
 
@@ -82,6 +97,8 @@ class ControlPlane:
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     server: str = ""
     kubeconfig: Path = Path()
+    product_kubeconfig: Path = Path()
+    audit_log: Path = Path()
     ca: Path = Path()
 
     # -- life cycle ---------------------------------------------------------------------
@@ -113,6 +130,9 @@ class ControlPlane:
             "scheduler": ca.issue("scheduler", "system:kube-scheduler"),
             # KWOK plays every kubelet; a kubelet's Node identity would limit it to one node.
             "kwok": ca.issue("kwok", "kwok-controller", organization="system:masters"),
+            # The product under test, apart from the admin the tests assert with, so the
+            # audit log tells exactly which requests the product made.
+            "product": ca.issue("product", PRODUCT_USER, organization="system:masters"),
         }
         configs = {}
         for who, pair in identities.items():
@@ -121,6 +141,10 @@ class ControlPlane:
                                             key=pair.key))
             configs[who] = path
         self.kubeconfig = configs["admin"]
+        self.product_kubeconfig = configs["product"]
+        self.audit_log = self.directory / "audit.log"
+        policy = self.directory / "audit-policy.yaml"
+        policy.write_text(yaml.safe_dump(AUDIT_POLICY, sort_keys=False))
 
         etcd_client, etcd_peer = free_port(), free_port()
         self._spawn("etcd", [
@@ -147,6 +171,8 @@ class ControlPlane:
             "--authorization-mode=Node,RBAC", "--allow-privileged=true",
             # No kubelets answer: the API server must not wait for or dial any.
             "--endpoint-reconciler-type=none",
+            f"--audit-policy-file={policy}", f"--audit-log-path={self.audit_log}",
+            "--audit-log-format=json", "--audit-log-mode=blocking",
             f"--cert-dir={certs}", "--v=1",
         ])
         self._wait_ready(deadline)
@@ -230,6 +256,20 @@ class ControlPlane:
             req.add_header("Content-Type", "application/apply-patch+yaml")
             with urllib.request.urlopen(req, context=self.ssl_context(), timeout=30):
                 pass
+
+    def audit_events(self, user: str, since: int = 0) -> tuple[list[dict[str, Any]], int]:
+        """Audit events of one user written after byte offset ``since``, and the new offset
+        (pass it back to read only what came later)."""
+        events: list[dict[str, Any]] = []
+        with open(self.audit_log, "rb") as handle:
+            handle.seek(since)
+            data = handle.read()
+        complete = data[: data.rfind(b"\n") + 1]
+        for line in complete.splitlines():
+            event = json.loads(line)
+            if event.get("user", {}).get("username") == user:
+                events.append(event)
+        return events, since + len(complete)
 
     def install_crds(self) -> None:
         for path in components.crd_files().values():
@@ -329,5 +369,7 @@ def pids(plane: ControlPlane) -> dict[str, int]:
 
 def environment(plane: ControlPlane) -> dict[str, str]:
     """What a shell needs to talk to this control plane (``python -m tests.cluster env``)."""
-    return {"KUBECONFIG": str(plane.kubeconfig), "MLOPS_TEST_KUBE_SERVER": plane.server,
+    return {"KUBECONFIG": str(plane.kubeconfig),
+            "MLOPS_TEST_PRODUCT_KUBECONFIG": str(plane.product_kubeconfig),
+            "MLOPS_TEST_KUBE_SERVER": plane.server,
             "MLOPS_TEST_KUBE_DIR": str(plane.directory)}
