@@ -1,6 +1,6 @@
 """``mlops render``: write the Kubernetes and Istio manifests a deploy would apply.
 
-Front end only: finds each model's image digests (:mod:`planning.k8s_inputs`), renders
+Front end only: finds each model's image digests (:mod:`drivers.render_inputs`), renders
 (:mod:`planning.manifests`), validates every object offline (:mod:`planning.k8s_validate`)
 and writes one YAML file per object plus ``all.yaml`` to ``k8s/rendered/<profile>/`` (or
 ``--out``). Output is byte-for-byte deterministic, so the directory can be committed and
@@ -18,19 +18,20 @@ from pathlib import Path
 from typing import Any
 
 from mlops_sessions.config import Config, ModelConfig
-from mlops_sessions.console import output
+from mlops_sessions.console import argtypes, output
+from mlops_sessions.console.common import add_models, emit, load_config
+from mlops_sessions.drivers import render_inputs
 from mlops_sessions.errors import StepError
 from mlops_sessions.planning import (
     dashboard,
     k8s_inputs,
     k8s_validate,
     manifests,
+    rbac,
+    rollout_objects,
     train_job,
     train_tfjob,
 )
-from mlops_sessions.planning import rollout as rollout_plan
-from mlops_sessions.console import argtypes
-from mlops_sessions.console.common import add_models, emit, load_config
 
 ALL_FILE = "all.yaml"
 STEPS_DIR = "steps"
@@ -40,6 +41,9 @@ _OURS = re.compile(r"^[0-9]{2}-[a-z]+-[a-z0-9.-]+\.yaml$")
 _OURS_STEPS = re.compile(r"^[a-z0-9.-]+-(step-[0-9]+-canary-[0-9]+|promote|abort)\.yaml$")
 # In monitoring/: '<model>-prometheusrule.yaml' and '<project>-dashboard.yaml'.
 _OURS_MONITORING = re.compile(r"^[a-z0-9.-]+-(prometheusrule|dashboard)\.yaml$")
+# In rbac/: '<namespace>-mlops-deployer.yaml' (ServiceAccount, Role, RoleBinding).
+RBAC_DIR = "rbac"
+_OURS_RBAC = re.compile(rf"^[a-z0-9.-]+-{rbac.DEPLOYER}\.yaml$")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -76,7 +80,7 @@ def render_all(
     """Objects of every selected model, each model's validated, in model then render order."""
     objects: list[manifests.Manifest] = []
     for model in config.select_models(model_names):
-        inputs = k8s_inputs.inputs_for(config, model, overrides)
+        inputs = render_inputs.inputs_for(config, model, overrides)
         rendered = manifests.render(config, model, inputs)
         rendered += training_objects(config, model, overrides)
         k8s_validate.validate_objects(rendered, model.deploy.kubernetes_version)
@@ -94,7 +98,7 @@ def training_objects(
     name = model.train.image or model.image
     if name is None:  # validate refuses this; render says the same
         raise StepError(f"model {model.name!r}: train.backend kubernetes needs train.image")
-    image = k8s_inputs.find_build(config, name, overrides).image
+    image = render_inputs.find_build(config, name, overrides).image
     target = train_job.JobTarget(train_job.job_name(model.name), image)
     if model.train.operator == "tfjob":
         return train_tfjob.render(config, model, target)
@@ -130,9 +134,9 @@ def render_steps(
     like the rest: (file name, objects)."""
     out: list[tuple[str, list[manifests.Manifest]]] = []
     for model in config.select_models(model_names):
-        inputs = k8s_inputs.inputs_for(config, model, overrides)
+        inputs = render_inputs.inputs_for(config, model, overrides)
         rendered = manifests.render(config, model, inputs)
-        for name, objects in rollout_plan.render_plan(model, rendered):
+        for name, objects in rollout_objects.render_plan(model, rendered):
             k8s_validate.validate_objects(objects, model.deploy.kubernetes_version)
             out.append((f"{model.name}-{name}.yaml", objects))
     return out
@@ -177,15 +181,39 @@ def monitoring_files(
     return files
 
 
-def remove_stale_monitoring(out: Path, files: dict[Path, str]) -> list[str]:
-    """Remove monitoring/ files this render no longer produces; returns the names written."""
-    folder = out / dashboard.MONITORING_DIR
+def remove_stale_in(folder: Path, ours: re.Pattern[str], files: dict[Path, str]) -> list[str]:
+    """Remove files of ours in folder that this render no longer produces; returns the
+    names written, relative to the output directory."""
     names = [path.name for path in files]
     if folder.is_dir():
         for stale in sorted(folder.iterdir()):
-            if stale.is_file() and _OURS_MONITORING.match(stale.name) and stale.name not in names:
+            if stale.is_file() and ours.match(stale.name) and stale.name not in names:
                 stale.unlink()
-    return [f"{dashboard.MONITORING_DIR}/{name}" for name in names]
+    return [f"{folder.name}/{name}" for name in names]
+
+
+def rbac_files(
+    out: Path, config: Config, objects: list[manifests.Manifest], top: str
+) -> dict[Path, str]:
+    """rbac/: per namespace, the least-privilege identity that deploys and trains there
+    (planning/rbac.py); apply it once with an admin's rights, then deploy as it."""
+    by_namespace: dict[str, list[manifests.Manifest]] = {}
+    for obj in objects:
+        by_namespace.setdefault(str(obj["metadata"]["namespace"]), []).append(obj)
+    labels = {
+        "app.kubernetes.io/managed-by": "mlops-sessions",
+        "app.kubernetes.io/part-of": config.project.name,
+    }
+    identity = rbac.deployer_objects(by_namespace, labels)
+    if identity:
+        first = next(iter(config.models.values()))
+        k8s_validate.validate_objects(identity, first.deploy.kubernetes_version)
+    files = {}
+    for start in range(0, len(identity), 3):
+        trio = identity[start : start + 3]
+        name = f"{trio[0]['metadata']['namespace']}-{rbac.DEPLOYER}.yaml"
+        files[out / RBAC_DIR / name] = top + manifests.to_yaml_stream(trio)
+    return files
 
 
 def run(args: argparse.Namespace) -> int:
@@ -197,17 +225,20 @@ def run(args: argparse.Namespace) -> int:
     stages = render_steps(config, list(args.models), overrides)
     # Every file or none: a full disk or a refused write leaves the last render in place.
     monitoring = monitoring_files(out, config, list(args.models), header(config))
+    identity = rbac_files(out, config, objects, header(config))
     output.write_files(
         {
             **files_for(out, objects, header(config)),
             **step_files(out, stages, header(config)),
             **monitoring,
+            **identity,
         }
     )
     files = (
         remove_stale(out, objects)
         + remove_stale_steps(out, stages)
-        + remove_stale_monitoring(out, monitoring)
+        + remove_stale_in(out / dashboard.MONITORING_DIR, _OURS_MONITORING, monitoring)
+        + remove_stale_in(out / RBAC_DIR, _OURS_RBAC, identity)
     )
     result: dict[str, Any] = {
         "out": str(out),

@@ -27,7 +27,9 @@ ETCD_BUILD_MODULE = HERE / "etcd"
 KWOK_VERSION = "v0.8.0"
 ISTIO_API_VERSION = "v1.32.0"
 TRAINING_OPERATOR_VERSION = "v1.8.1"
-KUBE_COMMANDS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
+# kubectl is not part of the control plane: benchmarks/cluster.py compares the product's
+# API requests per deploy with `kubectl apply --server-side` of the same manifests.
+KUBE_COMMANDS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
 
 
 class ComponentError(RuntimeError):

@@ -85,6 +85,12 @@ def _describe(exc: BaseException) -> str:
             message = str(body.get("message") or message)
         except (TypeError, ValueError):
             pass
+        if exc.status == 403:
+            # The API server's message already names the user, verb, resource and namespace.
+            message += (
+                "; grant it with the Role `mlops render` writes to rbac/<namespace>-"
+                "mlops-deployer.yaml (applied once by an admin), or use an identity that has it"
+            )
         return f"HTTP {exc.status}: {message}"
     return f"{type(exc).__name__}: {exc}"
 
