@@ -7,6 +7,7 @@ mirrored in the JSON Schema's ``default`` keywords (a test keeps the two in step
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Mapping
@@ -15,6 +16,19 @@ from pathlib import Path
 from typing import Any, Literal
 
 API_VERSION = "mlops/v1alpha1"
+
+
+def plain(value: Any) -> Any:
+    """A frozen config object as plain JSON-ready data: dataclasses and (read-only)
+    mappings as dicts, tuples as lists (dataclasses.asdict cannot copy mapping proxies)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    return value
+
 
 BUILTIN_METRICS: dict[str, bool] = {
     # name -> higher is better

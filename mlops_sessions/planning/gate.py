@@ -132,6 +132,21 @@ class Verdict:
             for reason in check.failures
         ]
 
+    @classmethod
+    def from_dict(cls, record: Mapping[str, Any]) -> Verdict:
+        """A Verdict back from its record (the inverse of :meth:`as_dict`); the gate's own
+        notes are ``verdict_notes`` when the record carries other notes beside them."""
+        checks = tuple(
+            MetricCheck.from_dict(check, metric=str(name))
+            for name, check in (record.get("metrics") or {}).items()
+        )
+        return cls(
+            checks=checks,
+            baseline_available=bool(record.get("baseline_available")),
+            first_run=bool(record.get("first_run")),
+            notes=tuple(str(n) for n in record.get("verdict_notes", record.get("notes") or [])),
+        )
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "passed": self.passed,

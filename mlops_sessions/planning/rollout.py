@@ -26,7 +26,6 @@ Judgement rules (docs/rollout.md):
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import hashlib
 import json
@@ -36,6 +35,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from mlops_sessions.config import SHARED_METRICS, ModelConfig, units
+from mlops_sessions.config.model import plain
 from mlops_sessions.errors import StepError
 from mlops_sessions.planning.gate import fmt
 from mlops_sessions.planning.live_analysis import AnalysisResult, Outcome, Window
@@ -47,14 +47,6 @@ ABORTED = "aborted"
 FAILED = "failed"
 PHASES = (PROGRESSING, PROMOTING, PROMOTED, ABORTED, FAILED)
 TERMINAL = frozenset({PROMOTED, ABORTED, FAILED})
-
-AB_ROUTE = "ab-canary"
-WEIGHTED_ROUTE = "weighted"
-# The gRPC port's routes (istio_routing): the same split, matched by port, ahead of the rest.
-GRPC_AB_ROUTE = "grpc-ab-canary"
-GRPC_WEIGHTED_ROUTE = "grpc-weighted"
-
-Manifest = dict[str, Any]
 
 
 class RolloutError(StepError):
@@ -414,7 +406,7 @@ def failure_line(result: AnalysisResult, where: str) -> str:
     return f"analysis failed {where}: {result.reason or 'no reason given'}"
 
 
-# --- what the rollout applies -------------------------------------------------------------
+# --- what a resumed rollout must agree with -----------------------------------------------
 
 
 def spec_hash(model: ModelConfig) -> str:
@@ -436,196 +428,146 @@ def spec_hash(model: ModelConfig) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def plain(value: Any) -> Any:
-    """Dataclasses and (read-only) mappings as JSON-ready dicts and lists."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, Mapping):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
-    return value
+# --- events in, actions out ---------------------------------------------------------------
+# The driver reports what happened as an event; :func:`advance` returns the next state and
+# what the driver must do about it, and :func:`next_move` what it does next when nothing
+# happened. The driver decides nothing itself.
 
 
-def progressive(model: ModelConfig) -> bool:
-    """Whether deploys of model go through the steps (``rollout.steps`` non-empty)."""
-    return model.rollout is not None and bool(model.rollout.steps)
+@dataclass(frozen=True)
+class WeightApplied:
+    """The step's objects are on the cluster and ready; its split is live from now."""
 
 
-def _find(objects: Sequence[Manifest], kind: str, suffix: str = "") -> Manifest | None:
-    for obj in objects:
-        if obj.get("kind") == kind and str(obj["metadata"]["name"]).endswith(suffix):
-            return obj
-    return None
+@dataclass(frozen=True)
+class ApplyFailed:
+    """Applying the step's objects failed (e.g. the canary never became ready)."""
+
+    reason: str
 
 
-def _routes(vs: Manifest) -> list[Manifest]:
-    return list((vs.get("spec") or {}).get("http") or [])
+@dataclass(frozen=True)
+class WindowAnalysed:
+    """The live analysis of the window that was due."""
+
+    result: AnalysisResult
 
 
-def _weighted(vs: Manifest, weights: Mapping[str, int]) -> Manifest:
-    """The weighted route of vs with new weights (a canary destination added if absent)."""
-    return _reweighted(_routes(vs)[-1], weights)
+@dataclass(frozen=True)
+class Interrupted:
+    """SIGINT/SIGTERM: ``abort`` ends the rollout, ``leave`` stops driving it as it is."""
+
+    signal: str = ""
+    action: str = "abort"
 
 
-def _reweighted(route: Manifest, weights: Mapping[str, int]) -> Manifest:
-    """route with new weights (a canary destination added if absent)."""
-    route = copy.deepcopy(route)
-    dests = route.get("route") or []
-    stable = next(d for d in dests if d["destination"].get("subset") == "stable")
-    canary = next((d for d in dests if d["destination"].get("subset") == "canary"), None)
-    if canary is None:
-        canary = copy.deepcopy(stable)
-        canary["destination"]["subset"] = "canary"
-    stable["weight"] = weights["stable"]
-    canary["weight"] = weights["canary"]
-    route["route"] = [stable, canary]
-    return route
+@dataclass(frozen=True)
+class Resumed:
+    """A new driver (``mlops deploy --resume``) took over the recorded rollout."""
+
+    driver: str
 
 
-def with_weights(
-    objects: Sequence[Manifest], weights: Mapping[str, int], ab: Sequence[Manifest] = ()
-) -> list[Manifest]:
-    """objects with the VirtualService split by weights; ab: the A/B matches to keep
-    sending to the canary (empty: no A/B route)."""
-    out = copy.deepcopy(list(objects))
-    vs = _find(out, "VirtualService")
-    if vs is None:
-        return out
-    weighted = _weighted(vs, weights)
-    http: list[Manifest] = []
-    grpc = next((r for r in _routes(vs) if r.get("name") == GRPC_WEIGHTED_ROUTE), None)
-    if grpc is not None:
-        grpc = _reweighted(grpc, weights)
-        if ab:
-            port = grpc["match"][0]["port"]
-            canary = copy.deepcopy(next(d for d in grpc["route"] if _subset(d) == "canary"))
-            canary["weight"] = 100
-            http.append(
-                {
-                    "name": GRPC_AB_ROUTE,
-                    "match": [{**dict(m), "port": port} for m in ab],
-                    "route": [canary],
-                }
+@dataclass(frozen=True)
+class OperatorRequest:
+    """``mlops promote`` or ``mlops abort``, by whom."""
+
+    action: str  # promote | abort
+    by: str
+
+
+@dataclass(frozen=True)
+class PromotionDone:
+    """The promotion's stages were applied; reason is None when they all succeeded."""
+
+    failure: str | None = None
+
+
+Event = (
+    WeightApplied
+    | ApplyFailed
+    | WindowAnalysed
+    | Interrupted
+    | Resumed
+    | OperatorRequest
+    | PromotionDone
+)
+
+# What the driver does about a transition.
+RECORD = "record"  # save the state (the action's detail names the event)
+ROUTE_ALL_STABLE = "route-all-stable"  # one VirtualService patch: 100 % stable, now
+LEAVE = "leave"  # stop driving; the state stays recorded for --resume
+
+# What the driver does next when no event came in (next_move).
+APPLY_STEP = "apply-step"  # apply the step's weight (scaling the canary up first)
+ANALYSE = "analyse"  # wait until due_at, then analyse state.window()
+PROMOTE = "promote"  # apply the promotion's stages
+FINISH = "finish"  # terminal: record the end, restore the previous revision if not promoted
+
+
+@dataclass(frozen=True)
+class Action:
+    kind: str
+    detail: str = ""
+
+
+def next_move(state: RolloutState) -> str:
+    """What the driver does next for state, when no event is pending."""
+    if state.terminal:
+        return FINISH
+    if state.phase == PROMOTING:
+        return PROMOTE
+    if state.needs_apply():
+        return APPLY_STEP
+    return ANALYSE
+
+
+def advance(
+    state: RolloutState, event: Event, now: float
+) -> tuple[RolloutState, tuple[Action, ...]]:
+    """The state after event and the actions the driver takes for it, in order.
+
+    Events that the phase does not allow change nothing (no action): an operator's promote
+    of a rollout that is promoting already, an interrupt after the end.
+    """
+    if isinstance(event, Interrupted):
+        if event.action == "leave":
+            # Whatever the phase, the state is recorded as it is for --resume to go on from.
+            return state, (Action(RECORD, "interrupted"), Action(LEAVE, event.signal))
+        if state.terminal:
+            return state, ()
+        name = event.signal or "a signal"
+        ended = abort(state, f"interrupted by {name}: aborted", now, by="signal")
+        return ended, (Action(RECORD, "interrupted"),)
+    if isinstance(event, OperatorRequest):
+        if event.action == "abort" and not state.terminal:
+            return abort(state, f"aborted by {event.by}", now, by=event.by), (
+                Action(RECORD, "abort"),
             )
-        http.append(grpc)
-    if ab:
-        canary = copy.deepcopy(next(d for d in weighted["route"] if _subset(d) == "canary"))
-        canary["weight"] = 100
-        http.append({"name": AB_ROUTE, "match": [dict(m) for m in ab], "route": [canary]})
-    http.append(weighted)
-    vs["spec"]["http"] = http
-    return out
-
-
-def _subset(destination: Mapping[str, Any]) -> str:
-    return str((destination.get("destination") or {}).get("subset"))
-
-
-def with_canary_replicas(objects: Sequence[Manifest], replicas: int) -> list[Manifest]:
-    out = copy.deepcopy(list(objects))
-    canary = _find(out, "Deployment", "-canary")
-    if canary is not None:
-        canary["spec"]["replicas"] = replicas
-    return out
-
-
-def steady_state(objects: Sequence[Manifest]) -> list[Manifest]:
-    """Outside a rollout: 100 % stable, no A/B route (the canary runs nothing), canary at 0."""
-    return with_canary_replicas(with_weights(objects, step_weights(0)), 0)
-
-
-def during(
-    objects: Sequence[Manifest], canary_weight: int, canary_replicas: int, ab: Sequence[Manifest]
-) -> list[Manifest]:
-    """What runs during a step: the canary up, the split at the step's weight, A/B kept."""
-    return with_canary_replicas(
-        with_weights(objects, step_weights(canary_weight), ab), canary_replicas
-    )
-
-
-def only(objects: Sequence[Manifest], kinds_and_names: Sequence[tuple[str, str]]) -> list[Manifest]:
-    """The objects whose (kind, name suffix) is listed, in the listed order."""
-    out = []
-    for kind, suffix in kinds_and_names:
-        obj = _find(objects, kind, suffix)
-        if obj is not None:
-            out.append(copy.deepcopy(obj))
-    return out
-
-
-def promotion_stages(final: Sequence[Manifest]) -> list[tuple[str, list[Manifest]]]:
-    """The order a promotion applies the promoted set in, each stage waited for before the
-    next: stable takes the canary's build and rolls out (the split untouched), then 100 %
-    stable, then the canary to 0. Objects a stage leaves out are not touched by it."""
-    rest = [
-        copy.deepcopy(o)
-        for o in final
-        if o.get("kind") != "VirtualService"
-        and not (o.get("kind") == "Deployment" and str(o["metadata"]["name"]).endswith("-canary"))
-    ]
-    return [
-        ("stable takes the canary's build", rest),
-        ("100% stable", only(final, [("VirtualService", "")])),
-        # The rest of final went out in the stages before: only the canary is left.
-        ("canary scaled to 0", only(final, [("Deployment", "-canary")])),
-    ]
-
-
-def step_plan(
-    objects: Sequence[Manifest], steps: Sequence[int], canary_replicas: int, ab: Sequence[Manifest]
-) -> list[tuple[str, list[Manifest]]]:
-    """(name, objects it changes) for each step, then promote and abort: what `mlops render`
-    shows of a rollout. The first step also scales the canary up."""
-    plan: list[tuple[str, list[Manifest]]] = []
-    for index, weight in enumerate(steps):
-        changed = during(objects, weight, canary_replicas, ab)
-        picks = [("VirtualService", "")]
-        if index == 0:
-            picks.insert(0, ("Deployment", "-canary"))
-        plan.append((f"step-{index + 1}-canary-{weight}", only(changed, picks)))
-    final = steady_state(objects)
-    plan.append(
-        ("promote", only(final, [("Deployment", "-stable"), ("VirtualService", ""),
-                                 ("Deployment", "-canary")]))
-    )  # fmt: skip
-    plan.append(("abort", only(final, [("VirtualService", ""), ("Deployment", "-canary")])))
-    return plan
-
-
-def canary_set(final: Sequence[Manifest], running: Sequence[Manifest]) -> list[Manifest]:
-    """The objects a rollout steps through: the promoted set, but with the stable
-    Deployment exactly as the running revision recorded it (stable keeps what runs now,
-    byte for byte, until the promotion)."""
-    stable_now = _find(running, "Deployment", "-stable")
-    if stable_now is None:
-        raise StepError("the running revision has no stable Deployment to keep")
-    out = []
-    for obj in final:
-        if obj.get("kind") == "Deployment" and str(obj["metadata"]["name"]).endswith("-stable"):
-            out.append(copy.deepcopy(stable_now))
-        else:
-            out.append(copy.deepcopy(obj))
-    return out
-
-
-def running_image(record: Mapping[str, Any] | None, app: str) -> str | None:
-    """The stable track's image in a revision record (None: nothing runs)."""
-    if not record:
-        return None
-    image = (record.get("images") or {}).get(f"{app}-stable")
-    return str(image) if image else None
-
-
-def render_plan(
-    model: ModelConfig, objects: Sequence[Manifest]
-) -> list[tuple[str, list[Manifest]]]:
-    """What ``mlops render`` shows of model's rollout (empty without rollout.steps): per
-    step the objects it applies, then the promotion's and the abort's."""
-    from mlops_sessions.planning import istio_routing
-
-    if not progressive(model):
-        return []
-    assert model.rollout is not None and model.rollout.canary is not None
-    ab = istio_routing.ab_matches(model.rollout)
-    return step_plan(objects, model.rollout.steps, model.rollout.canary.replicas, ab)
+        if event.action == "promote" and state.phase == PROGRESSING:
+            return promote(state, now, by=event.by), (Action(RECORD, "promote"),)
+        return state, ()
+    if isinstance(event, Resumed):
+        resumed = dataclasses.replace(state, driver=event.driver, updated_at=now)
+        return resumed, (Action(RECORD, "resumed"),)
+    if isinstance(event, WeightApplied):
+        return weight_applied(state, now), (Action(RECORD, "step"),)
+    if isinstance(event, ApplyFailed):
+        failed = fail(state, f"step {state.step + 1} could not be applied: {event.reason}", now)
+        return failed, (Action(RECORD, "failed"),)
+    if isinstance(event, WindowAnalysed):
+        judged = judge(state, event.result, now)
+        record = Action(RECORD, f"window-{event.result.outcome.value}")
+        if judged.phase == ABORTED:
+            # Traffic first, the record right after: a bad canary loses its share within
+            # one apply of the verdict.
+            return judged, (Action(ROUTE_ALL_STABLE), record)
+        return judged, (record,)
+    if isinstance(event, PromotionDone):
+        done = (
+            promoted(state, now)
+            if event.failure is None
+            else fail(state, f"promotion failed: {event.failure}", now)
+        )
+        return done, (Action(RECORD, done.phase),)
+    raise RolloutError(f"unknown rollout event {event!r}")

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from mlops_sessions.records import keys, runs
-from mlops_sessions.records.io import Record, read_record
+from mlops_sessions.records.io import Record, read_record, write_json_atomic, write_text_atomic
 
 STEP = "evaluate"
 
@@ -89,6 +89,64 @@ def evaluations(root: Path, run_id: str) -> list[Evaluation]:
 
 
 DRIFT_REFERENCE = keys.DRIFT_REFERENCE
+
+
+@dataclass(frozen=True)
+class EvaluationFiles:
+    """Where an evaluation's files are (in its final directory), for messages and records."""
+
+    path: Path
+
+    @property
+    def verdict(self) -> Path:
+        return self.path / keys.VERDICT
+
+    @property
+    def metrics(self) -> Path:
+        return self.path / keys.METRICS
+
+    @property
+    def report_md(self) -> Path:
+        return self.path / keys.REPORT_MD
+
+    @property
+    def report_html(self) -> Path:
+        return self.path / keys.REPORT_HTML
+
+    @property
+    def drift_reference(self) -> Path:
+        return self.path / keys.DRIFT_REFERENCE
+
+
+def write_evaluation(
+    directory: Path,
+    *,
+    metrics: Record,
+    verdict: Record,
+    report_md: str,
+    report_html: str,
+    drift_reference: Record | None = None,
+) -> None:
+    """The one writer of an evaluation's files, into its (staging) directory.
+
+    The caller renames the directory into ``runs/<run>/eval/<eval-id>/`` complete; the
+    drift reference is written only where evaluate.drift produced one.
+    """
+    files = EvaluationFiles(directory)
+    write_json_atomic(files.metrics, metrics)
+    write_json_atomic(files.verdict, verdict)
+    write_text_atomic(files.report_md, report_md)
+    write_text_atomic(files.report_html, report_html)
+    if drift_reference is not None:
+        write_json_atomic(files.drift_reference, drift_reference)
+
+
+def read_drift_reference(evaluation: Evaluation) -> Record | None:
+    """The evaluation's drift reference; None when it wrote none (a damaged one raises)."""
+    return read_record(
+        EvaluationFiles(evaluation.path).drift_reference,
+        fix=f"delete {evaluation.path} and re-evaluate with `mlops evaluate --force`",
+    )
 
 
 def drift_reference(root: Path, run_id: str) -> Path | None:

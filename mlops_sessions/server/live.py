@@ -36,7 +36,6 @@ from prometheus_client.registry import Collector
 
 MAX_CLASSES = 64
 MAX_FEATURES = 256
-REFERENCE_FILE = "drift_reference.json"
 # Fixed bins of a single output value: below 0, tenths of [0, 1), 1 and above.
 _VALUE_EDGES = np.linspace(0.0, 1.0, 11)
 _VALUE_LABELS = ("lt0", *(f"{edge:.1f}" for edge in _VALUE_EDGES[:-1]), "ge1")

@@ -7,6 +7,7 @@ import json
 
 import yaml
 
+from mlops_sessions.config.model import plain
 from mlops_sessions.console.common import load_config
 
 
@@ -14,17 +15,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     pass
 
 
-def _plain(value: object) -> object:
-    if isinstance(value, dict) or hasattr(value, "items"):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
-
-
 def run(args: argparse.Namespace) -> int:
     config = load_config(args)
-    document = _plain(config.document)
+    document = plain(config.document)
     if args.json:
         print(json.dumps(document, indent=2, sort_keys=True))
     else:

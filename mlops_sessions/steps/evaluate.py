@@ -1,7 +1,7 @@
 """``mlops evaluate``: measure a trained run's exported model, judge it, report, bless it.
 
 By default the run evaluated is the one ``mlops train`` would reuse for the current code,
-params and data (``planning.training.current_run``); ``--run`` picks another. The record of
+params and data (``drivers.training.plans.current_run``); ``--run`` picks another. The record of
 an evaluation is staged and renamed into ``.mlops/runs/<run>/eval/<eval-id>/`` (verdict.json,
 metrics.json, report.md, report.html); a passing model is then blessed. A failing gate exits
 with 1 and its first output lines say which metric failed, by how much, against what.
@@ -24,21 +24,13 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from mlops_sessions.config import Config, EvaluateConfig, ModelConfig
-from mlops_sessions.contract import DataContext
-from mlops_sessions.errors import StepError
-from mlops_sessions.hashing import sha256_json
-from mlops_sessions.planning import baseline as baselines
-from mlops_sessions.planning.gate import MetricCheck, Verdict, decide, fmt
-from mlops_sessions.records import evaluations as evaluation_records
-from mlops_sessions.records.io import SCHEMA, RecordError, now, read_record
-from mlops_sessions.records.remote import BlessConflict, RemoteError
-from mlops_sessions.records.store import Store, write_json_atomic, write_text_atomic
+from mlops_sessions.config.model import plain
 from mlops_sessions.console import argtypes
 from mlops_sessions.console.common import (
     add_models,
@@ -48,6 +40,15 @@ from mlops_sessions.console.common import (
     store_for,
     tracker_for,
 )
+from mlops_sessions.contract import DataContext
+from mlops_sessions.errors import StepError
+from mlops_sessions.hashing import sha256_json
+from mlops_sessions.planning import baseline as baselines
+from mlops_sessions.planning.gate import Verdict, decide, fmt
+from mlops_sessions.records import evaluations as evaluation_records
+from mlops_sessions.records.io import SCHEMA, RecordError, now
+from mlops_sessions.records.remote import BlessConflict, RemoteError
+from mlops_sessions.records.store import Store
 
 # Bump when what cache_inputs covers changes: older cached verdicts then miss.
 EVAL_CACHE_VERSION = 1
@@ -73,6 +74,10 @@ class Outcome:
     def passed(self) -> bool:
         return self.verdict.passed
 
+    @property
+    def files(self) -> evaluation_records.EvaluationFiles:
+        return evaluation_records.EvaluationFiles(self.path)
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "model": self.model,
@@ -81,9 +86,9 @@ class Outcome:
             "passed": self.passed,
             "blessed": self.blessed,
             "reused": self.reused,
-            "verdict": str(self.path / "verdict.json"),
-            "report_md": str(self.path / "report.md"),
-            "report_html": str(self.path / "report.html"),
+            "verdict": str(self.files.verdict),
+            "report_md": str(self.files.report_md),
+            "report_html": str(self.files.report_html),
             "baseline": self.baseline.as_dict(),
             "first_run": self.verdict.first_run,
             "failures": self.verdict.failure_lines(),
@@ -217,16 +222,16 @@ def _current(
     config: Config, store: Store, model: ModelConfig, overrides: dict[str, Any]
 ) -> dict[str, Any] | None:
     """The run `mlops train` (with the same --param overrides) would reuse now."""
-    from mlops_sessions.planning import training
+    from mlops_sessions.drivers.training import plans
 
     if not overrides:
-        return training.current_run(config, store, model.name)
+        return plans.current_run(config, store, model.name)
     if model.train is None:
         return None
-    plan = training.plan_training(
-        config, model, params_override=overrides, hash_cache=training.hash_cache_for(config)
+    plan = plans.plan_run(
+        config, model, params_override=overrides, hash_cache=plans.hash_cache_for(config)
     )
-    return training.reusable_run(store, plan.key)
+    return plans.reusable_run(store, plan.key)
 
 
 def _evaluate_section(model: ModelConfig) -> EvaluateConfig:
@@ -250,7 +255,7 @@ def cache_inputs(
     baseline: baselines.Baseline,
 ) -> dict[str, Any]:
     """Everything a verdict depends on: equal inputs, equal verdict (records.evaluations)."""
-    from mlops_sessions.planning import training
+    from mlops_sessions.drivers.training import plans
 
     code: str | None = None
     data: dict[str, str] = {}
@@ -258,7 +263,7 @@ def cache_inputs(
         # The held-out data comes from the train inputs through the team's code (the
         # dataset function and custom metrics live in train.source): hash both as they
         # are now, which is what a new measurement would read.
-        plan = training.plan_training(config, model, hash_cache=training.hash_cache_for(config))
+        plan = plans.plan_run(config, model, hash_cache=plans.hash_cache_for(config))
         lineage = plan.lineage()
         code = lineage.get("code_hash")
         data = dict(lineage.get("data_hashes") or {})
@@ -268,25 +273,13 @@ def cache_inputs(
         "model_hash": run_record.get("model_hash"),
         "code_hash": code,
         "data_hashes": data,
-        "evaluate": sha256_json(_plain(evaluate)),
+        "evaluate": sha256_json(plain(evaluate)),
         "baseline": {
             "spec": baseline.spec,
             "model_hash": baseline.model_hash,
             "available": baseline.available,
         },
     }
-
-
-def _plain(value: Any) -> Any:
-    """A frozen config object as plain JSON-ready data (its mappings are read-only proxies,
-    which dataclasses.asdict cannot copy)."""
-    if is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
 
 
 def _reused(
@@ -308,7 +301,7 @@ def _reused(
         return None
     if found is None or found.run_id != str(run_record["run_id"]):
         return None
-    verdict = verdict_from_record(found.verdict)
+    verdict = Verdict.from_dict(found.verdict)
     blessed = False
     if verdict.passed:
         current = store.blessed(model.name)
@@ -370,13 +363,10 @@ def _recorded_measurements(
         return None, None
     from mlops_sessions.executors.tf.evaluate import Measurements
 
-    reference: dict[str, Any] | None = None
-    reference_path = found.path / evaluation_records.DRIFT_REFERENCE
-    if reference_path.is_file():
-        try:
-            reference = read_record(reference_path, fix="re-evaluate with --force")
-        except RecordError:
-            return None, None
+    try:
+        reference = evaluation_records.read_drift_reference(found)
+    except RecordError:
+        return None, None
     if needs_reference and reference is None:
         return None, None
     try:
@@ -388,19 +378,6 @@ def _recorded_measurements(
         "section), judged again against the current baseline; --force measures again"
     )
     return measured, note
-
-
-def verdict_from_record(record: dict[str, Any]) -> Verdict:
-    """A Verdict back from its verdict.json (the inverse of Verdict.as_dict)."""
-    checks = []
-    for name, check in (record.get("metrics") or {}).items():
-        checks.append(MetricCheck.from_dict(check, metric=str(name)))
-    return Verdict(
-        checks=tuple(checks),
-        baseline_available=bool(record.get("baseline_available")),
-        first_run=bool(record.get("first_run")),
-        notes=tuple(str(n) for n in record.get("verdict_notes", record.get("notes") or [])),
-    )
 
 
 def _bless(
@@ -423,7 +400,7 @@ def _bless(
             "git_commit": git.get("commit"),
             "git_dirty": git.get("dirty"),
             "eval_id": eval_id,
-            "verdict": str(path / "verdict.json"),
+            "verdict": str(evaluation_records.EvaluationFiles(path).verdict),
             "first_run": first_run,
             "blessed_at": now(),
         },
@@ -546,12 +523,15 @@ def _fetch_objects(
 ) -> None:
     """The s3:// data inputs the dataset function reads, fetched unless already cached
     (offline: one that is not cached is an error)."""
-    from mlops_sessions.planning import training
+    from mlops_sessions.drivers.datainputs import places
+    from mlops_sessions.drivers.training import plans
     from mlops_sessions.planning.datainputs import object_inputs, offline_refusal
 
     pending = [
         obj
-        for obj in object_inputs(config, inputs, training.hash_cache_for(config)).values()
+        for obj in object_inputs(
+            config, inputs, places(config), plans.hash_cache_for(config)
+        ).values()
         if not obj.cached
     ]
     if pending and offline:
@@ -572,6 +552,7 @@ def _measure(
     offline: bool = False,
 ) -> Any:
     # Imported only when measuring: TensorFlow is what makes an evaluation take seconds.
+    from mlops_sessions.drivers.datainputs import places
     from mlops_sessions.executors.tf import evaluate as tf_evaluate
     from mlops_sessions.planning.datainputs import resolve_inputs
 
@@ -585,7 +566,7 @@ def _measure(
         model=model.name,
         params=dict(run_record.get("params") or {}),
         seed=int(run_record.get("seed", train.seed if train else 0)),
-        inputs=resolve_inputs(config, train.inputs) if train is not None else {},
+        inputs=resolve_inputs(config, train.inputs, places(config)) if train is not None else {},
     )
     return tf_evaluate.measure(model_dir, evaluate, ctx, source)
 
@@ -652,14 +633,14 @@ def _judge(
         extra_notes=tuple(notes),
     )
     with store.staging(final) as stage:
-        write_json_atomic(
-            stage / "metrics.json", {**common, **measured.as_dict(), "values": values}
+        evaluation_records.write_evaluation(
+            stage,
+            metrics={**common, **measured.as_dict(), "values": values},
+            verdict=verdict_record,
+            report_md=report.markdown(document),
+            report_html=report.html_report(document),
+            drift_reference=measured.drift_reference,
         )
-        write_json_atomic(stage / "verdict.json", verdict_record)
-        write_text_atomic(stage / "report.md", report.markdown(document))
-        write_text_atomic(stage / "report.html", report.html_report(document))
-        if measured.drift_reference is not None:
-            write_json_atomic(stage / evaluation_records.DRIFT_REFERENCE, measured.drift_reference)
     return Outcome(model.name, run_id, eval_id, final, verdict, baseline, False, notes)
 
 
@@ -703,8 +684,8 @@ def render_text(outcomes: list[Outcome]) -> str:
                     cell.ljust(width) for cell, width in zip(row, widths, strict=True)
                 ).rstrip()
             )
-        lines.append(f"  report: {outcome.path / 'report.md'}")
-        lines.append(f"          {outcome.path / 'report.html'}")
+        lines.append(f"  report: {outcome.files.report_md}")
+        lines.append(f"          {outcome.files.report_html}")
         if outcome.blessed:
             lines.append(f"  blessed: {outcome.model} run {outcome.run_id}")
     return "\n".join(lines)

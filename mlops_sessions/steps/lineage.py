@@ -18,12 +18,12 @@ import argparse
 from typing import Any
 
 from mlops_sessions import gitinfo
+from mlops_sessions.console.common import add_offline, emit, load_config, store_for
 from mlops_sessions.errors import StepError
 from mlops_sessions.planning import baseline as baselines
 from mlops_sessions.planning.gate import fmt
 from mlops_sessions.records import builds, deployments, evaluations
 from mlops_sessions.records.store import Store
-from mlops_sessions.console.common import add_offline, emit, load_config, store_for
 
 # Shorter prefixes match too much to mean anything.
 MIN_PREFIX = 4
@@ -116,8 +116,8 @@ def chain(store: Store, record: dict[str, Any], matched: str) -> dict[str, Any]:
             "passed": latest.passed,
             "first_run": bool(latest.verdict.get("first_run")),
             "failures": latest.verdict.get("failures", []),
-            "verdict": str(latest.path / "verdict.json"),
-            "report": str(latest.path / "report.html"),
+            "verdict": str(evaluations.EvaluationFiles(latest.path).verdict),
+            "report": str(evaluations.EvaluationFiles(latest.path).report_html),
             "metrics": latest.values,
         },
         "evaluations": len(done),
