@@ -22,10 +22,10 @@ import pytest
 import yaml
 
 from mlops_sessions.config.loader import load
+from mlops_sessions.drivers import render_inputs
 from mlops_sessions.errors import StepError
 from mlops_sessions.frontends.cli import main
-from mlops_sessions.planning import k8s_inputs, k8s_validate, manifests
-from mlops_sessions.planning import rollout as rollout_plan
+from mlops_sessions.planning import k8s_validate, manifests, rollout_objects
 from mlops_sessions.steps.render import render_all
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -45,7 +45,7 @@ def project(tmp_path: Path, repo_root: Path, monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("DIGITS_REPLICAS", "3")
     monkeypatch.delenv("MLOPS_PROFILE", raising=False)
     shutil.copy(repo_root / "mlops.yaml", tmp_path / "mlops.yaml")
-    record = k8s_inputs.build_record(tmp_path / ".mlops", "serve")
+    record = render_inputs.build_record(tmp_path / ".mlops", "serve")
     record.parent.mkdir(parents=True)
     record.write_text(json.dumps(RECORD))
     return tmp_path / "mlops.yaml"
@@ -53,9 +53,10 @@ def project(tmp_path: Path, repo_root: Path, monkeypatch: pytest.MonkeyPatch) ->
 
 def _files(directory: Path) -> dict[str, bytes]:
     """The rendered files, with the rollout's steps/ folder (as 'steps/<name>') and the
-    alerts and dashboard of monitoring/ (as 'monitoring/<name>')."""
+    alerts and dashboard of monitoring/ (as 'monitoring/<name>') and the deployer identity of
+    rbac/."""
     found = {p.name: p.read_bytes() for p in sorted(directory.iterdir()) if p.is_file()}
-    for folder in ("steps", "monitoring"):
+    for folder in ("steps", "monitoring", "rbac"):
         if (directory / folder).is_dir():
             found.update(
                 {
@@ -165,7 +166,7 @@ def test_render_is_byte_for_byte_deterministic(project: Path, profile: str, tmp_
     per_object = [
         yaml.safe_load((first / name).read_text())
         for name in sorted(_files(first))
-        if name != "all.yaml" and not name.startswith(("steps/", "monitoring/"))
+        if name != "all.yaml" and not name.startswith(("steps/", "monitoring/", "rbac/"))
     ]
     assert list(yaml.safe_load_all((first / "all.yaml").read_text())) == per_object
 
@@ -201,8 +202,8 @@ def test_istio_schema_refuses_what_istio_would(project: Path) -> None:
     rendered = render_all(config, [], {})
     objects = manifests.by_kind(rendered)
     # A step's VirtualService: the A/B route and the weighted split.
-    (vs,) = rollout_plan.only(
-        rollout_plan.during(rendered, 10, 1, [{"headers": {"x-digits-canary": {"exact": "x"}}}]),
+    (vs,) = rollout_objects.only(
+        rollout_objects.during(rendered, 10, 1, [{"headers": {"x-digits-canary": {"exact": "x"}}}]),
         [("VirtualService", "")],
     )
     vs["spec"]["http"][1]["route"][0]["weight"] = 150
