@@ -41,7 +41,9 @@ def mlops(project: Project, kubeconfig: Path, *args: str) -> float:
     started = time.monotonic()
     done = subprocess.run(
         [sys.executable, "-m", "mlops_sessions", args[0], "-c", str(project.config), *args[1:]],
-        env={**os.environ, "KUBECONFIG": str(kubeconfig)}, capture_output=True, text=True,
+        env={**os.environ, "KUBECONFIG": str(kubeconfig)},
+        capture_output=True,
+        text=True,
         check=False,
     )
     took = time.monotonic() - started
@@ -50,8 +52,9 @@ def mlops(project: Project, kubeconfig: Path, *args: str) -> float:
     return took
 
 
-def counted(plane: controlplane.ControlPlane, user: str, action: Callable[[], float]
-            ) -> tuple[float, int]:
+def counted(
+    plane: controlplane.ControlPlane, user: str, action: Callable[[], float]
+) -> tuple[float, int]:
     _, since = plane.audit_events("nobody")
     took = action()
     time.sleep(0.3)  # the audit log is written as requests finish
@@ -62,11 +65,88 @@ def counted(plane: controlplane.ControlPlane, user: str, action: Callable[[], fl
 def kubectl_apply(kubectl: Path, kubeconfig: Path, manifests: Path) -> float:
     started = time.monotonic()
     subprocess.run(
-        [str(kubectl), "--kubeconfig", str(kubeconfig), "apply", "--server-side",
-         "--field-manager=kubectl-bench", "-f", str(manifests)],
-        check=True, capture_output=True,
+        [
+            str(kubectl),
+            "--kubeconfig",
+            str(kubeconfig),
+            "apply",
+            "--server-side",
+            "--field-manager=kubectl-bench",
+            "-f",
+            str(manifests),
+        ],
+        check=True,
+        capture_output=True,
     )
     return time.monotonic() - started
+
+
+def one_run(
+    plane: controlplane.ControlPlane,
+    kube: Kube,
+    scratch: Path,
+    ns: str,
+    rows: dict[str, list[tuple[float, int]]],
+) -> None:
+    """One namespace: the product's deploys and rollback, then kubectl on a twin."""
+    user = controlplane.PRODUCT_USER
+    kubectl = components.kubernetes_bin_dir() / "kubectl"
+    kube.send(
+        "POST",
+        "/api/v1/namespaces",
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}},
+    )
+    project = Project(scratch / ns, ns)
+    kc = plane.product_kubeconfig
+
+    def measure(label: str, action: Callable[[], float], who: str = user) -> None:
+        rows.setdefault(label, []).append(counted(plane, who, action))
+
+    project.build("v1", "model-aaa")
+    measure("mlops deploy, first", lambda: mlops(project, kc, "deploy"))
+    measure("mlops deploy, nothing changed", lambda: mlops(project, kc, "deploy"))
+    project.write(stable=50, canary=50)
+    measure("mlops deploy, config-only change", lambda: mlops(project, kc, "deploy"))
+    project.build("v2", "model-bbb")
+    measure("mlops deploy, new build (rolling)", lambda: mlops(project, kc, "deploy"))
+    measure("mlops rollback, previous", lambda: mlops(project, kc, "rollback"))
+
+    # The same manifests through kubectl, into a namespace of its own.
+    twin = f"{ns}k"
+    kube.send(
+        "POST",
+        "/api/v1/namespaces",
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": twin}},
+    )
+    twin_project = Project(scratch / twin, twin)
+    out = scratch / f"{twin}-rendered"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mlops_sessions",
+            "render",
+            "-c",
+            str(twin_project.config),
+            "--out",
+            str(out),
+            "--image",
+            f"serve={image_ref('v1')}",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    every = out / "all.yaml"
+    measure(
+        "kubectl apply --server-side, first",
+        lambda: kubectl_apply(kubectl, plane.kubeconfig, every),
+        ADMIN,
+    )
+    measure(
+        "kubectl apply --server-side, unchanged",
+        lambda: kubectl_apply(kubectl, plane.kubeconfig, every),
+        ADMIN,
+    )
 
 
 def main() -> int:
@@ -78,52 +158,20 @@ def main() -> int:
     started = time.monotonic()
     binaries = components.ensure_built()
     print(f"binaries ready (build or cache) in {time.monotonic() - started:.1f} s")
-    kubectl = components.kubernetes_bin_dir() / "kubectl"
 
     rows: dict[str, list[tuple[float, int]]] = {}
     with tempfile.TemporaryDirectory() as scratch:
         plane = controlplane.ControlPlane(Path(scratch) / "plane", binaries)
         started = time.monotonic()
         plane.start()
-        print(f"control plane up (etcd, API server, controllers, KWOK nodes Ready) in "
-              f"{time.monotonic() - started:.1f} s")
+        print(
+            f"control plane up (etcd, API server, controllers, KWOK nodes Ready) in "
+            f"{time.monotonic() - started:.1f} s"
+        )
         kube = Kube(plane)
-        user = controlplane.PRODUCT_USER
         try:
             for run in range(args.runs):
-                ns = f"bench{run}"
-                kube.send("POST", "/api/v1/namespaces",
-                          {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
-                project = Project(Path(scratch) / ns, ns)
-                kc = plane.product_kubeconfig
-
-                def measure(label: str, action: Callable[[], float], who: str = user) -> None:
-                    rows.setdefault(label, []).append(counted(plane, who, action))
-
-                project.build("v1", "model-aaa")
-                measure("mlops deploy, first", lambda: mlops(project, kc, "deploy"))
-                measure("mlops deploy, nothing changed", lambda: mlops(project, kc, "deploy"))
-                project.write(stable=50, canary=50)
-                measure("mlops deploy, config-only change", lambda: mlops(project, kc, "deploy"))
-                project.build("v2", "model-bbb")
-                measure("mlops deploy, new build (rolling)", lambda: mlops(project, kc, "deploy"))
-                measure("mlops rollback, previous", lambda: mlops(project, kc, "rollback"))
-
-                # The same manifests through kubectl, into a namespace of its own.
-                twin = f"{ns}k"
-                kube.send("POST", "/api/v1/namespaces",
-                          {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": twin}})
-                twin_project = Project(Path(scratch) / twin, twin)
-                out = Path(scratch) / f"{twin}-rendered"
-                subprocess.run(
-                    [sys.executable, "-m", "mlops_sessions", "render", "-c",
-                     str(twin_project.config), "--out", str(out), "--image",
-                     f"serve={image_ref('v1')}"], check=True, capture_output=True)
-                every = out / "all.yaml"
-                measure("kubectl apply --server-side, first",
-                        lambda: kubectl_apply(kubectl, plane.kubeconfig, every), ADMIN)
-                measure("kubectl apply --server-side, unchanged",
-                        lambda: kubectl_apply(kubectl, plane.kubeconfig, every), ADMIN)
+                one_run(plane, kube, Path(scratch), f"bench{run}", rows)
         finally:
             plane.stop()
 
@@ -132,8 +180,10 @@ def main() -> int:
         wall = statistics.median(v[0] for v in values)
         requests = statistics.median(v[1] for v in values)
         print(f"{label:42} {wall:16.2f} {requests:13.0f}")
-    print("\nwall includes the Python interpreter and `mlops` start-up (about 0.3 s), and for "
-          "the product its own waiting for the rollout; kubectl does not wait.")
+    print(
+        "\nwall includes the Python interpreter and `mlops` start-up (about 0.3 s), and for "
+        "the product its own waiting for the rollout; kubectl does not wait."
+    )
     return 0
 
 

@@ -53,10 +53,16 @@ def _supervise(args: argparse.Namespace) -> int:
     state = directory / STATE
     try:
         plane.start()
-        state.write_text(json.dumps({
-            "pid": os.getpid(), **controlplane.environment(plane),
-            "processes": controlplane.pids(plane),
-        }, indent=2))
+        state.write_text(
+            json.dumps(
+                {
+                    "pid": os.getpid(),
+                    **controlplane.environment(plane),
+                    "processes": controlplane.pids(plane),
+                },
+                indent=2,
+            )
+        )
         deadline = time.monotonic() + args.ttl
         while not stopping and time.monotonic() < deadline:
             time.sleep(0.5)
@@ -87,16 +93,29 @@ def _up(args: argparse.Namespace) -> int:
     directory.mkdir(parents=True, exist_ok=True)
     log = open(directory / "supervisor.log", "ab")  # noqa: SIM115 - handed to the child
     child = subprocess.Popen(
-        [sys.executable, "-m", "tests.cluster", "_supervise", "--dir", str(directory),
-         "--ttl", str(args.ttl)],
-        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "tests.cluster",
+            "_supervise",
+            "--dir",
+            str(directory),
+            "--ttl",
+            str(args.ttl),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
     )
     log.close()
     deadline = time.monotonic() + args.timeout
     while time.monotonic() < deadline:
         if _read_state(directory) is not None:
-            print(f"up: {directory}\n"
-                  f"  eval \"$(python -m tests.cluster env --dir {args.dir})\" to use it")
+            print(
+                f"up: {directory}\n"
+                f'  eval "$(python -m tests.cluster env --dir {args.dir})" to use it'
+            )
             return 0
         if child.poll() is not None:
             break
@@ -147,12 +166,20 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.cluster", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.cluster",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("build", help="build or find every binary").set_defaults(run=_build)
-    for name, run in (("up", _up), ("down", _down), ("env", _env), ("status", _status),
-                      ("_supervise", _supervise)):
+    for name, run in (
+        ("up", _up),
+        ("down", _down),
+        ("env", _env),
+        ("status", _status),
+        ("_supervise", _supervise),
+    ):
         sub = commands.add_parser(name)
         sub.add_argument("--dir", default=str(DEFAULT_DIR))
         sub.add_argument("--ttl", type=float, default=7200.0)

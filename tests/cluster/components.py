@@ -37,9 +37,7 @@ class ComponentError(RuntimeError):
 
 
 def cache_root() -> Path:
-    return Path(
-        os.environ.get("MLOPS_TEST_CACHE") or Path.home() / ".cache" / "mlops-sessions"
-    )
+    return Path(os.environ.get("MLOPS_TEST_CACHE") or Path.home() / ".cache" / "mlops-sessions")
 
 
 def kubernetes_version() -> str:
@@ -54,7 +52,9 @@ def kubernetes_version() -> str:
 def go_binary() -> str:
     found = shutil.which("go")
     if found is None:
-        raise ComponentError("the Go toolchain is not installed (needed to build the control plane)")
+        raise ComponentError(
+            "the Go toolchain is not installed (needed to build the control plane)"
+        )
     return found
 
 
@@ -67,7 +67,11 @@ def module_dir(module: str, version: str) -> Path:
     """The extracted source of a published Go module (Go's own module cache keeps it)."""
     done = subprocess.run(
         [go_binary(), "mod", "download", "-json", f"{module}@{version}"],
-        capture_output=True, text=True, env=_go_env(), cwd=K8S_BUILD_MODULE, check=False,
+        capture_output=True,
+        text=True,
+        env=_go_env(),
+        cwd=K8S_BUILD_MODULE,
+        check=False,
     )
     try:
         info = json.loads(done.stdout)
@@ -99,7 +103,10 @@ def _check_go_matches_release(release_dir: Path) -> None:
     """A release built with another Go minor serves a broken /openapi/v2; refuse that."""
     wanted = (release_dir / ".go-version").read_text().strip()
     have = subprocess.run(
-        [go_binary(), "env", "GOVERSION"], capture_output=True, text=True, env=_go_env(),
+        [go_binary(), "env", "GOVERSION"],
+        capture_output=True,
+        text=True,
+        env=_go_env(),
         check=True,
     ).stdout.strip()
     if _go_minor(wanted) != _go_minor(have):
@@ -110,7 +117,10 @@ def _check_go_matches_release(release_dir: Path) -> None:
 
 
 def _build_into(
-    target: Path, command: list[str], cwd: Path | None, env: dict[str, str],
+    target: Path,
+    command: list[str],
+    cwd: Path | None,
+    env: dict[str, str],
     output: str | None = None,
 ) -> None:
     """Run a ``go build`` (output in a staging directory) or ``go install`` (GOBIN there),
@@ -119,11 +129,19 @@ def _build_into(
     staging = Path(tempfile.mkdtemp(prefix=".building-", dir=target.parent))
     try:
         if command[1] == "build":
-            command = [*command[:2], "-o", str(staging / output) if output else f"{staging}/",
-                       *command[2:]]
+            command = [
+                *command[:2],
+                "-o",
+                str(staging / output) if output else f"{staging}/",
+                *command[2:],
+            ]
         done = subprocess.run(
-            command, cwd=cwd, env={**env, "GOBIN": str(staging)}, capture_output=True,
-            text=True, check=False,
+            command,
+            cwd=cwd,
+            env={**env, "GOBIN": str(staging)},
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if done.returncode != 0:
             raise ComponentError(f"{' '.join(command)} failed:\n{done.stderr[-4000:]}")
@@ -166,17 +184,29 @@ def build_kubernetes() -> Path:
         _check_go_matches_release(module_dir("k8s.io/kubernetes", version))
         major, minor = version.removeprefix("v").split(".")[:2]
         stamp = "k8s.io/component-base/version"
-        ldflags = " ".join([
-            "-s", "-w",
-            f"-X {stamp}.gitVersion={version}", f"-X {stamp}.gitMajor={major}",
-            f"-X {stamp}.gitMinor={minor}", f"-X {stamp}.gitTreeState=clean",
-            f"-X k8s.io/client-go/pkg/version.gitVersion={version}",
-        ])
+        ldflags = " ".join(
+            [
+                "-s",
+                "-w",
+                f"-X {stamp}.gitVersion={version}",
+                f"-X {stamp}.gitMajor={major}",
+                f"-X {stamp}.gitMinor={minor}",
+                f"-X {stamp}.gitTreeState=clean",
+                f"-X k8s.io/client-go/pkg/version.gitVersion={version}",
+            ]
+        )
         _build_into(
             bin_dir,
-            [go_binary(), "build", "-trimpath", "-ldflags", ldflags,
-             *(f"k8s.io/kubernetes/cmd/{name}" for name in KUBE_COMMANDS)],
-            cwd=K8S_BUILD_MODULE, env=_go_env(),
+            [
+                go_binary(),
+                "build",
+                "-trimpath",
+                "-ldflags",
+                ldflags,
+                *(f"k8s.io/kubernetes/cmd/{name}" for name in KUBE_COMMANDS),
+            ],
+            cwd=K8S_BUILD_MODULE,
+            env=_go_env(),
         )
     return bin_dir
 
@@ -190,9 +220,16 @@ def build_kwok() -> Path:
         if not (bin_dir / "kwok").is_file():
             _build_into(
                 bin_dir,
-                [go_binary(), "install", "-trimpath", "-ldflags", "-s -w",
-                 f"sigs.k8s.io/kwok/cmd/kwok@{KWOK_VERSION}"],
-                cwd=None, env=_go_env(),
+                [
+                    go_binary(),
+                    "install",
+                    "-trimpath",
+                    "-ldflags",
+                    "-s -w",
+                    f"sigs.k8s.io/kwok/cmd/kwok@{KWOK_VERSION}",
+                ],
+                cwd=None,
+                env=_go_env(),
             )
     return bin_dir
 
@@ -219,9 +256,17 @@ def build_etcd() -> Path:
         if not (bin_dir / "etcd").is_file():
             _build_into(
                 bin_dir,
-                [go_binary(), "build", "-trimpath", "-ldflags", "-s -w",
-                 "go.etcd.io/etcd/server/v3"],
-                cwd=ETCD_BUILD_MODULE, env=_go_env(), output="etcd",
+                [
+                    go_binary(),
+                    "build",
+                    "-trimpath",
+                    "-ldflags",
+                    "-s -w",
+                    "go.etcd.io/etcd/server/v3",
+                ],
+                cwd=ETCD_BUILD_MODULE,
+                env=_go_env(),
+                output="etcd",
             )
     return bin_dir
 

@@ -39,8 +39,15 @@ AUDIT_POLICY = {
     "kind": "Policy",
     "omitStages": ["RequestReceived"],
     "rules": [
-        {"level": "None", "users": ["kwok-controller", "system:kube-scheduler",
-                                    "system:kube-controller-manager", "system:apiserver"]},
+        {
+            "level": "None",
+            "users": [
+                "kwok-controller",
+                "system:kube-scheduler",
+                "system:kube-controller-manager",
+                "system:apiserver",
+            ],
+        },
         {"level": "None", "userGroups": ["system:serviceaccounts:kube-system", "system:nodes"]},
         {"level": "None", "nonResourceURLs": ["/readyz", "/healthz", "/livez"]},
         {"level": "Metadata"},
@@ -66,8 +73,14 @@ def free_port() -> int:
 
 
 def kubeconfig_text(
-    server: str, ca: Path, *, user: str, cert: Path | None = None, key: Path | None = None,
-    token: str | None = None, namespace: str | None = None,
+    server: str,
+    ca: Path,
+    *,
+    user: str,
+    cert: Path | None = None,
+    key: Path | None = None,
+    token: str | None = None,
+    namespace: str | None = None,
 ) -> str:
     credentials: dict[str, str] = {}
     if cert is not None and key is not None:
@@ -77,15 +90,22 @@ def kubeconfig_text(
     context: dict[str, str] = {"cluster": "mlops-test", "user": user}
     if namespace:
         context["namespace"] = namespace
-    return yaml.safe_dump({
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "mlops-test",
-                      "cluster": {"server": server, "certificate-authority": str(ca)}}],
-        "users": [{"name": user, "user": credentials}],
-        "contexts": [{"name": "mlops-test", "context": context}],
-        "current-context": "mlops-test",
-    }, sort_keys=False)
+    return yaml.safe_dump(
+        {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {
+                    "name": "mlops-test",
+                    "cluster": {"server": server, "certificate-authority": str(ca)},
+                }
+            ],
+            "users": [{"name": user, "user": credentials}],
+            "contexts": [{"name": "mlops-test", "context": context}],
+            "current-context": "mlops-test",
+        },
+        sort_keys=False,
+    )
 
 
 @dataclass
@@ -119,9 +139,16 @@ class ControlPlane:
         port = free_port()
         self.server = f"https://127.0.0.1:{port}"
         serving = ca.issue(
-            "apiserver", "kube-apiserver",
-            server_names=("127.0.0.1", "localhost", "kubernetes", "kubernetes.default",
-                          "kubernetes.default.svc", "10.0.0.1"),
+            "apiserver",
+            "kube-apiserver",
+            server_names=(
+                "127.0.0.1",
+                "localhost",
+                "kubernetes",
+                "kubernetes.default",
+                "kubernetes.default.svc",
+                "10.0.0.1",
+            ),
         )
         sa_private, sa_public = pki.service_account_key(certs)
         identities = {
@@ -137,8 +164,9 @@ class ControlPlane:
         configs = {}
         for who, pair in identities.items():
             path = self.directory / f"{who}.kubeconfig"
-            path.write_text(kubeconfig_text(self.server, ca.cert, user=who, cert=pair.cert,
-                                            key=pair.key))
+            path.write_text(
+                kubeconfig_text(self.server, ca.cert, user=who, cert=pair.cert, key=pair.key)
+            )
             configs[who] = path
         self.kubeconfig = configs["admin"]
         self.product_kubeconfig = configs["product"]
@@ -147,67 +175,103 @@ class ControlPlane:
         policy.write_text(yaml.safe_dump(AUDIT_POLICY, sort_keys=False))
 
         etcd_client, etcd_peer = free_port(), free_port()
-        self._spawn("etcd", [
-            str(self.binaries.etcd), "--name=mlops-test",
-            f"--data-dir={self.directory / 'etcd'}",
-            f"--listen-client-urls=http://127.0.0.1:{etcd_client}",
-            f"--advertise-client-urls=http://127.0.0.1:{etcd_client}",
-            f"--listen-peer-urls=http://127.0.0.1:{etcd_peer}",
-            f"--initial-advertise-peer-urls=http://127.0.0.1:{etcd_peer}",
-            f"--initial-cluster=mlops-test=http://127.0.0.1:{etcd_peer}",
-            "--quota-backend-bytes=1073741824", "--log-level=warn",
-        ])
-        self._spawn("kube-apiserver", [
-            str(self.binaries.kube_apiserver),
-            f"--etcd-servers=http://127.0.0.1:{etcd_client}",
-            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
-            f"--secure-port={port}",
-            f"--tls-cert-file={serving.cert}", f"--tls-private-key-file={serving.key}",
-            f"--client-ca-file={ca.cert}",
-            f"--service-account-key-file={sa_public}",
-            f"--service-account-signing-key-file={sa_private}",
-            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-            "--service-cluster-ip-range=10.0.0.0/24",
-            "--authorization-mode=Node,RBAC", "--allow-privileged=true",
-            # No kubelets answer: the API server must not wait for or dial any.
-            "--endpoint-reconciler-type=none",
-            f"--audit-policy-file={policy}", f"--audit-log-path={self.audit_log}",
-            "--audit-log-format=json", "--audit-log-mode=blocking",
-            f"--cert-dir={certs}", "--v=1",
-        ])
+        self._spawn(
+            "etcd",
+            [
+                str(self.binaries.etcd),
+                "--name=mlops-test",
+                f"--data-dir={self.directory / 'etcd'}",
+                f"--listen-client-urls=http://127.0.0.1:{etcd_client}",
+                f"--advertise-client-urls=http://127.0.0.1:{etcd_client}",
+                f"--listen-peer-urls=http://127.0.0.1:{etcd_peer}",
+                f"--initial-advertise-peer-urls=http://127.0.0.1:{etcd_peer}",
+                f"--initial-cluster=mlops-test=http://127.0.0.1:{etcd_peer}",
+                "--quota-backend-bytes=1073741824",
+                "--log-level=warn",
+            ],
+        )
+        self._spawn(
+            "kube-apiserver",
+            [
+                str(self.binaries.kube_apiserver),
+                f"--etcd-servers=http://127.0.0.1:{etcd_client}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--secure-port={port}",
+                f"--tls-cert-file={serving.cert}",
+                f"--tls-private-key-file={serving.key}",
+                f"--client-ca-file={ca.cert}",
+                f"--service-account-key-file={sa_public}",
+                f"--service-account-signing-key-file={sa_private}",
+                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+                "--service-cluster-ip-range=10.0.0.0/24",
+                "--authorization-mode=Node,RBAC",
+                "--allow-privileged=true",
+                # No kubelets answer: the API server must not wait for or dial any.
+                "--endpoint-reconciler-type=none",
+                f"--audit-policy-file={policy}",
+                f"--audit-log-path={self.audit_log}",
+                "--audit-log-format=json",
+                "--audit-log-mode=blocking",
+                f"--cert-dir={certs}",
+                "--v=1",
+            ],
+        )
         self._wait_ready(deadline)
-        self._spawn("kube-controller-manager", [
-            str(self.binaries.kube_controller_manager),
-            f"--kubeconfig={configs['controller-manager']}",
-            f"--authentication-kubeconfig={configs['controller-manager']}",
-            f"--authorization-kubeconfig={configs['controller-manager']}",
-            "--bind-address=127.0.0.1", "--secure-port=0", "--leader-elect=false",
-            f"--service-account-private-key-file={sa_private}", f"--root-ca-file={ca.cert}",
-            "--use-service-account-credentials=true",
-            # Fast enough for tests; the defaults wait minutes before evicting from a node.
-            "--node-monitor-grace-period=40s", "--v=1",
-        ])
-        self._spawn("kube-scheduler", [
-            str(self.binaries.kube_scheduler),
-            f"--kubeconfig={configs['scheduler']}",
-            f"--authentication-kubeconfig={configs['scheduler']}",
-            f"--authorization-kubeconfig={configs['scheduler']}",
-            "--bind-address=127.0.0.1", "--secure-port=0", "--leader-elect=false", "--v=1",
-        ])
+        self._spawn(
+            "kube-controller-manager",
+            [
+                str(self.binaries.kube_controller_manager),
+                f"--kubeconfig={configs['controller-manager']}",
+                f"--authentication-kubeconfig={configs['controller-manager']}",
+                f"--authorization-kubeconfig={configs['controller-manager']}",
+                "--bind-address=127.0.0.1",
+                "--secure-port=0",
+                "--leader-elect=false",
+                f"--service-account-private-key-file={sa_private}",
+                f"--root-ca-file={ca.cert}",
+                "--use-service-account-credentials=true",
+                # Fast enough for tests; the defaults wait minutes before evicting from a node.
+                "--node-monitor-grace-period=40s",
+                "--v=1",
+            ],
+        )
+        self._spawn(
+            "kube-scheduler",
+            [
+                str(self.binaries.kube_scheduler),
+                f"--kubeconfig={configs['scheduler']}",
+                f"--authentication-kubeconfig={configs['scheduler']}",
+                f"--authorization-kubeconfig={configs['scheduler']}",
+                "--bind-address=127.0.0.1",
+                "--secure-port=0",
+                "--leader-elect=false",
+                "--v=1",
+            ],
+        )
         self.install_crds()
-        self._spawn("kwok", [
-            str(self.binaries.kwok), f"--kubeconfig={configs['kwok']}",
-            "--manage-all-nodes=false",
-            f"--manage-nodes-with-annotation-selector={KWOK_ANNOTATION}=fake",
-            "--node-lease-duration-seconds=40", "--cidr=10.244.0.0/16", "--node-ip=10.0.0.2",
-            f"--server-address=127.0.0.1:{free_port()}",
-            *(f"--config={stage}" for stage in components.kwok_stage_files()),
-        ])
+        self._spawn(
+            "kwok",
+            [
+                str(self.binaries.kwok),
+                f"--kubeconfig={configs['kwok']}",
+                "--manage-all-nodes=false",
+                f"--manage-nodes-with-annotation-selector={KWOK_ANNOTATION}=fake",
+                "--node-lease-duration-seconds=40",
+                "--cidr=10.244.0.0/16",
+                "--node-ip=10.0.0.2",
+                f"--server-address=127.0.0.1:{free_port()}",
+                *(f"--config={stage}" for stage in components.kwok_stage_files()),
+            ],
+        )
         for node in (_node(CPU_NODE, gpus=0), _node(GPU_NODE, gpus=GPUS_PER_NODE)):
             self.request("POST", "/api/v1/nodes", node)
         self._wait(deadline, "nodes Ready", self._nodes_ready)
-        self._wait(deadline, "the default ServiceAccount", lambda: self._exists(
-            "/api/v1/namespaces/default/serviceaccounts/default"))
+        self._wait(
+            deadline,
+            "the default ServiceAccount",
+            lambda: self._exists("/api/v1/namespaces/default/serviceaccounts/default"),
+        )
 
     def stop(self) -> None:
         """End the processes this control plane started (in reverse order), by PID."""
@@ -229,8 +293,13 @@ class ControlPlane:
         context.load_cert_chain(admin / "admin.crt", admin / "admin.key")
         return context
 
-    def request(self, method: str, path: str, body: dict[str, Any] | None = None,
-                content_type: str = "application/json") -> dict[str, Any]:
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        content_type: str = "application/json",
+    ) -> dict[str, Any]:
         """One admin request; returns the decoded answer, raises HTTPError on 4xx/5xx."""
         data = None if body is None else json.dumps(body).encode()
         req = urllib.request.Request(self.server + path, data=data, method=method)
@@ -251,7 +320,8 @@ class ControlPlane:
             path = f"{base}{scope}/{plural}/{doc['metadata']['name']}"
             req = urllib.request.Request(
                 f"{self.server}{path}?fieldManager={manager}&force=true",
-                data=json.dumps(doc).encode(), method="PATCH",
+                data=json.dumps(doc).encode(),
+                method="PATCH",
             )
             req.add_header("Content-Type", "application/apply-patch+yaml")
             with urllib.request.urlopen(req, context=self.ssl_context(), timeout=30):
@@ -282,8 +352,12 @@ class ControlPlane:
     def _spawn(self, name: str, argv: list[str]) -> None:
         log = open(self.directory / f"{name}.log", "ab")  # noqa: SIM115 - the child owns it
         self.processes[name] = subprocess.Popen(
-            argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent, cwd=self.directory,
+            argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,
+            cwd=self.directory,
         )
         log.close()
 
@@ -323,21 +397,30 @@ class ControlPlane:
     def _nodes_ready(self) -> bool:
         nodes = self.request("GET", "/api/v1/nodes")["items"]
         ready = {
-            n["metadata"]["name"] for n in nodes
-            if any(c["type"] == "Ready" and c["status"] == "True"
-                   for c in (n.get("status") or {}).get("conditions") or [])
+            n["metadata"]["name"]
+            for n in nodes
+            if any(
+                c["type"] == "Ready" and c["status"] == "True"
+                for c in (n.get("status") or {}).get("conditions") or []
+            )
         }
         return {CPU_NODE, GPU_NODE} <= ready
 
     def _crds_established(self) -> bool:
         crds = self.request("GET", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions")
         names = {
-            c["metadata"]["name"] for c in crds["items"]
-            if any(k["type"] == "Established" and k["status"] == "True"
-                   for k in (c.get("status") or {}).get("conditions") or [])
+            c["metadata"]["name"]
+            for c in crds["items"]
+            if any(
+                k["type"] == "Established" and k["status"] == "True"
+                for k in (c.get("status") or {}).get("conditions") or []
+            )
         }
-        return {"virtualservices.networking.istio.io", "destinationrules.networking.istio.io",
-                "tfjobs.kubeflow.org"} <= names
+        return {
+            "virtualservices.networking.istio.io",
+            "destinationrules.networking.istio.io",
+            "tfjobs.kubeflow.org",
+        } <= names
 
 
 _PLURALS = {"CustomResourceDefinition": "customresourcedefinitions"}
@@ -345,19 +428,27 @@ _PLURALS = {"CustomResourceDefinition": "customresourcedefinitions"}
 
 def _node(name: str, gpus: int) -> dict[str, Any]:
     capacity = {"cpu": "32", "memory": "256Gi", "pods": "110", "ephemeral-storage": "1Ti"}
-    labels = {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
-              "kubernetes.io/arch": "amd64", "type": "kwok"}
+    labels = {
+        "kubernetes.io/hostname": name,
+        "kubernetes.io/os": "linux",
+        "kubernetes.io/arch": "amd64",
+        "type": "kwok",
+    }
     spec: dict[str, Any] = {}
     if gpus:
         capacity["nvidia.com/gpu"] = str(gpus)
+        # An A100-style MIG profile too: the training goldens request MIG slices.
+        capacity["nvidia.com/mig-3g.20gb"] = str(gpus)
         labels["nvidia.com/gpu.present"] = "true"
         spec["taints"] = [{"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}]
     return {
         "apiVersion": "v1",
         "kind": "Node",
-        "metadata": {"name": name, "labels": labels,
-                     "annotations": {KWOK_ANNOTATION: "fake",
-                                     "node.alpha.kubernetes.io/ttl": "0"}},
+        "metadata": {
+            "name": name,
+            "labels": labels,
+            "annotations": {KWOK_ANNOTATION: "fake", "node.alpha.kubernetes.io/ttl": "0"},
+        },
         "spec": spec,
         "status": {"capacity": capacity, "allocatable": capacity},
     }
@@ -369,7 +460,9 @@ def pids(plane: ControlPlane) -> dict[str, int]:
 
 def environment(plane: ControlPlane) -> dict[str, str]:
     """What a shell needs to talk to this control plane (``python -m tests.cluster env``)."""
-    return {"KUBECONFIG": str(plane.kubeconfig),
-            "MLOPS_TEST_PRODUCT_KUBECONFIG": str(plane.product_kubeconfig),
-            "MLOPS_TEST_KUBE_SERVER": plane.server,
-            "MLOPS_TEST_KUBE_DIR": str(plane.directory)}
+    return {
+        "KUBECONFIG": str(plane.kubeconfig),
+        "MLOPS_TEST_PRODUCT_KUBECONFIG": str(plane.product_kubeconfig),
+        "MLOPS_TEST_KUBE_SERVER": plane.server,
+        "MLOPS_TEST_KUBE_DIR": str(plane.directory),
+    }

@@ -66,8 +66,13 @@ class Kube:
                 return None
             raise
 
-    def send(self, method: str, path: str, body: dict[str, Any] | None = None,
-             content_type: str = "application/json") -> dict[str, Any]:
+    def send(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        content_type: str = "application/json",
+    ) -> dict[str, Any]:
         return dict(self.plane.request(method, path, body, content_type))
 
     def deployment(self, namespace: str, name: str) -> dict[str, Any]:
@@ -106,8 +111,10 @@ class Kube:
         """Every object the product manages in namespace -> its resourceVersion."""
         versions: dict[str, str] = {}
         for path in (
-            "/api/v1/namespaces/{ns}/serviceaccounts", "/api/v1/namespaces/{ns}/configmaps",
-            "/api/v1/namespaces/{ns}/services", "/apis/apps/v1/namespaces/{ns}/deployments",
+            "/api/v1/namespaces/{ns}/serviceaccounts",
+            "/api/v1/namespaces/{ns}/configmaps",
+            "/api/v1/namespaces/{ns}/services",
+            "/apis/apps/v1/namespaces/{ns}/deployments",
             "/apis/networking.istio.io/v1/namespaces/{ns}/virtualservices",
             "/apis/networking.istio.io/v1/namespaces/{ns}/destinationrules",
         ):
@@ -120,8 +127,11 @@ class Kube:
 @pytest.fixture
 def namespace(kube_cluster: Kube) -> str:
     name = f"t{next(_namespaces)}"
-    kube_cluster.send("POST", "/api/v1/namespaces",
-                      {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+    kube_cluster.send(
+        "POST",
+        "/api/v1/namespaces",
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}},
+    )
     return name
 
 
@@ -161,12 +171,18 @@ class Project:
         root.mkdir(parents=True, exist_ok=True)
         self.write()
 
-    def write(self, stable: int = 90, canary: int = 10, timeout: str = "30s",
-              deploy_extra: str = "") -> None:
-        self.config.write_text(PROJECT.format(
-            namespace=self.namespace, stable=stable, canary=canary, timeout=timeout,
-            deploy_extra=deploy_extra,
-        ))
+    def write(
+        self, stable: int = 90, canary: int = 10, timeout: str = "30s", deploy_extra: str = ""
+    ) -> None:
+        self.config.write_text(
+            PROJECT.format(
+                namespace=self.namespace,
+                stable=stable,
+                canary=canary,
+                timeout=timeout,
+                deploy_extra=deploy_extra,
+            )
+        )
 
     def build(self, tag: str, model_hash: str) -> str:
         """Record a pushed build of image 'serve' carrying model_hash, and bless it."""
@@ -174,12 +190,17 @@ class Project:
 
         ref = image_ref(tag)
         store = Store(self.root / ".mlops")
-        write_json_atomic(store.builds() / "serve" / "latest.json", {
-            "image": ref, "model_hash": model_hash, "run_id": f"run-{tag}",
-            "git_commit": f"commit-{tag}", "tags": [f"registry.example.com/shop/serve:{tag}"],
-        })
-        store.bless("digits", {"model": "digits", "run_id": f"run-{tag}",
-                               "model_hash": model_hash})
+        write_json_atomic(
+            store.builds() / "serve" / "latest.json",
+            {
+                "image": ref,
+                "model_hash": model_hash,
+                "run_id": f"run-{tag}",
+                "git_commit": f"commit-{tag}",
+                "tags": [f"registry.example.com/shop/serve:{tag}"],
+            },
+        )
+        store.bless("digits", {"model": "digits", "run_id": f"run-{tag}", "model_hash": model_hash})
         return ref
 
 
@@ -199,8 +220,12 @@ class Result:
 
 
 @pytest.fixture
-def mlops(project: Project, kube_cluster: Kube, capsys: pytest.CaptureFixture[str],
-          monkeypatch: pytest.MonkeyPatch) -> Any:
+def mlops(
+    project: Project,
+    kube_cluster: Kube,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> Any:
     """The `mlops` CLI on the project, against the real API server."""
     from mlops_sessions.frontends.cli import main
 

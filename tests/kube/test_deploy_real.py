@@ -60,8 +60,10 @@ def test_a_config_only_change_reroutes_without_restarting_pods(
     project.build("v1", "model-aaa")
     assert mlops("deploy").code == 0
     ns = project.namespace
-    generations = {t: kube_cluster.deployment(ns, f"digits-{t}")["metadata"]["generation"]
-                   for t in ("stable", "canary")}
+    generations = {
+        t: kube_cluster.deployment(ns, f"digits-{t}")["metadata"]["generation"]
+        for t in ("stable", "canary")
+    }
     pods = {p["metadata"]["uid"] for p in kube_cluster.pods(ns)}
     project.write(stable=50, canary=50)
     result = mlops("deploy", "--json")
@@ -69,8 +71,10 @@ def test_a_config_only_change_reroutes_without_restarting_pods(
     changes = {c["object"]: c["action"] for c in result.json()["deployments"][0]["changes"]}
     assert changes[f"VirtualService/{ns}/digits"] == "patch"
     assert kube_cluster.weights(ns, "digits") == {"stable": 50, "canary": 50}
-    assert {t: kube_cluster.deployment(ns, f"digits-{t}")["metadata"]["generation"]
-            for t in ("stable", "canary")} == generations
+    assert {
+        t: kube_cluster.deployment(ns, f"digits-{t}")["metadata"]["generation"]
+        for t in ("stable", "canary")
+    } == generations
     assert {p["metadata"]["uid"] for p in kube_cluster.pods(ns)} == pods
 
 
@@ -89,8 +93,11 @@ def test_a_new_build_rolls_both_tracks_through_the_real_controller(
         assert dep["metadata"]["generation"] == 2
         assert dep["status"]["observedGeneration"] == 2
         assert dep["status"]["updatedReplicas"] == dep["spec"]["replicas"]
-    running = {p["spec"]["containers"][0]["image"] for p in kube_cluster.pods(ns)
-               if not p["metadata"].get("deletionTimestamp")}
+    running = {
+        p["spec"]["containers"][0]["image"]
+        for p in kube_cluster.pods(ns)
+        if not p["metadata"].get("deletionTimestamp")
+    }
     assert running == {second}
 
 
@@ -144,8 +151,11 @@ def test_rollback_to_the_previous_and_to_a_named_revision(
     assert kube_cluster.image(ns, "digits-stable") == first
     assert kube_cluster.image(ns, "digits-canary") == first
     # Rolled out by the controller, not merely patched: every replica is the old image.
-    running = {p["spec"]["containers"][0]["image"] for p in kube_cluster.pods(ns)
-               if not p["metadata"].get("deletionTimestamp")}
+    running = {
+        p["spec"]["containers"][0]["image"]
+        for p in kube_cluster.pods(ns)
+        if not p["metadata"].get("deletionTimestamp")
+    }
     assert running == {first}
     print(f"rollback to previous {previous_took:.2f} s, to revision 1 {named_took:.2f} s")
 
@@ -175,8 +185,10 @@ def test_two_concurrent_deploys_never_interleave(
     project.build("v1", "model-aaa")
     env = clean_env(KUBECONFIG=str(kube_cluster.kubeconfig))
     argv = [sys.executable, "-m", "mlops_sessions", "deploy", "-c", str(project.config)]
-    runs = [subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True) for _ in range(2)]
+    runs = [
+        subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
     results = [(r.wait(timeout=120), *r.communicate()) for r in runs]
     codes = sorted(code for code, _, _ in results)
     errors = "\n".join(err for _, _, err in results)
@@ -188,7 +200,6 @@ def test_two_concurrent_deploys_never_interleave(
     recorded = kube_cluster.history(project.namespace, "digits")
     assert list(recorded["records"]) == ["r000001"]
     lease = kube_cluster.get(
-        f"/apis/coordination.k8s.io/v1/namespaces/{project.namespace}/leases/"
-        "digits-mlops-deploy"
+        f"/apis/coordination.k8s.io/v1/namespaces/{project.namespace}/leases/digits-mlops-deploy"
     )
     assert lease is None or not lease["spec"].get("holderIdentity")

@@ -35,19 +35,27 @@ def _deployer_kubeconfig(kube_cluster: Any, project: Any, tmp_path: Path, mlops:
     for doc in yaml.safe_load_all(identity.read_text()):
         kube_cluster.send("POST", paths[doc["kind"]], doc)
     token = kube_cluster.send(
-        "POST", f"/api/v1/namespaces/{ns}/serviceaccounts/mlops-deployer/token",
-        {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
-         "spec": {"expirationSeconds": 3600}},
+        "POST",
+        f"/api/v1/namespaces/{ns}/serviceaccounts/mlops-deployer/token",
+        {
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenRequest",
+            "spec": {"expirationSeconds": 3600},
+        },
     )["status"]["token"]
     path = tmp_path / "deployer.kubeconfig"
-    path.write_text(kubeconfig_text(kube_cluster.plane.server, kube_cluster.plane.ca,
-                                    user="mlops-deployer", token=token))
+    path.write_text(
+        kubeconfig_text(
+            kube_cluster.plane.server, kube_cluster.plane.ca, user="mlops-deployer", token=token
+        )
+    )
     return path
 
 
 def _used(kube_cluster: Any, namespace: str, since: int) -> set[tuple[str, str, str]]:
     events, _ = kube_cluster.plane.audit_events(
-        f"system:serviceaccount:{namespace}:mlops-deployer", since)
+        f"system:serviceaccount:{namespace}:mlops-deployer", since
+    )
     used = set()
     for event in events:
         ref = event.get("objectRef")
@@ -77,15 +85,19 @@ def test_the_rendered_role_allows_exactly_what_deploy_rollback_and_status_use(
     assert mlops("deploy", kubeconfig=deployer).code == 0
     assert mlops("rollback", kubeconfig=deployer).code == 0
     # Without a canary section the canary's Deployment goes: the delete verb is used too.
-    project.config.write_text(project.config.read_text().replace(
-        "      stable: {weight: 50}\n      canary: {weight: 50}\n", "      stable: {weight: 100}\n"))
+    project.config.write_text(
+        project.config.read_text().replace(
+            "      stable: {weight: 50}\n      canary: {weight: 50}\n",
+            "      stable: {weight: 100}\n",
+        )
+    )
     result = mlops("deploy", kubeconfig=deployer)
     assert result.code == 0, result.err
 
     used = _used(kube_cluster, project.namespace, since)
     role = kube_cluster.get(
-        f"/apis/rbac.authorization.k8s.io/v1/namespaces/{project.namespace}/roles/"
-        "mlops-deployer")
+        f"/apis/rbac.authorization.k8s.io/v1/namespaces/{project.namespace}/roles/mlops-deployer"
+    )
     granted = allowed(role or {})
     assert used <= granted, f"used but not granted: {sorted(used - granted)}"
     unused = granted - used
@@ -108,8 +120,9 @@ def test_a_missing_permission_is_one_line_naming_the_verb_the_resource_and_the_f
     for rule in role["rules"]:
         if "virtualservices" in rule["resources"]:
             rule["resources"].remove("virtualservices")
-    role["rules"].append({"apiGroups": ["networking.istio.io"], "resources": ["virtualservices"],
-                          "verbs": ["get"]})
+    role["rules"].append(
+        {"apiGroups": ["networking.istio.io"], "resources": ["virtualservices"], "verbs": ["get"]}
+    )
     kube_cluster.send("PUT", path, role)
     project.write(stable=60, canary=40)
     result = mlops("deploy", kubeconfig=deployer)
