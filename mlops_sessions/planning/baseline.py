@@ -1,29 +1,27 @@
-"""Evaluation records in the store: finding evaluations, the baseline, and blessings.
+"""The baseline a gate compares against: what a spec means, decided on facts the step found.
 
-An evaluation of run ``R`` lives at ``.mlops/runs/R/eval/<eval-id>/`` (verdict.json,
-metrics.json, report.md, report.html; layout and reader in ``records.evaluations``).
-The baseline a gate compares against is named in ``evaluate.baseline`` (or ``--baseline``):
+The baseline is named in ``evaluate.baseline`` (or ``--baseline``):
 
 * ``none``      — no comparison (relative thresholds are a config error with it);
-* ``blessed``   — the model's current blessed run (``records.blessings``);
+* ``blessed``   — the model's current blessed run;
 * ``run:<id>``  — that run;
 * ``git:<ref>`` — the newest blessed run whose lineage commit is ``<ref>`` resolved by git.
 
 A baseline's metric values are those its own passing evaluation recorded (for ``run:<id>``,
-its newest evaluation). Reads only: nothing here writes, imports TensorFlow or runs code.
+its newest evaluation). Pure: the step reads the store and asks git (the blessing, the
+named run and its evaluation, the commit a ref resolves to) into :class:`BaselineFacts`,
+and :func:`decide_baseline` turns them into a :class:`Baseline` or the one-line error a
+spec that names something impossible deserves.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from mlops_sessions import gitinfo
 from mlops_sessions.errors import StepError
-from mlops_sessions.records import evaluations as evaluation_records
-from mlops_sessions.records.store import Store
 
 _SPEC = re.compile(r"^(none|blessed|run:[A-Za-z0-9._-]+|git:\S+)$")
 
@@ -58,8 +56,35 @@ class Baseline:
         }
 
 
-# The stored evaluation record (its layout and reader are records.evaluations').
-Evaluation = evaluation_records.Evaluation
+@dataclass(frozen=True)
+class BaselineEvaluation:
+    """What a baseline takes from a stored evaluation."""
+
+    eval_id: str
+    values: dict[str, float]
+    dataset_sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class BaselineFacts:
+    """What the step found for one model and spec (see :func:`decide_baseline`).
+
+    ``blessing``: for ``blessed`` the current pointer, for ``git:`` the newest blessing
+    whose run was trained at ``commit``; ``run``: the run ``run:<id>`` names;
+    ``evaluation``: the blessing's evaluation, or the named run's newest one (None when
+    missing); ``commit``: what git resolved the ref to (None: git could not).
+    ``evaluations_at`` and ``runs_at`` say where the store looked, for messages.
+    """
+
+    spec: str
+    model: str
+    blessing: Mapping[str, Any] | None = None
+    run: Mapping[str, Any] | None = None
+    evaluation: BaselineEvaluation | None = None
+    commit: str | None = None
+    runs_at: str = ""
+    evaluations_at: str = ""
+    repository: str = ""
 
 
 def check_spec(spec: str) -> str:
@@ -71,113 +96,108 @@ def check_spec(spec: str) -> str:
     return spec
 
 
-def eval_dir(store: Store, run_id: str) -> Path:
-    return evaluation_records.eval_dir(store.root, run_id)
+def named_run(spec: str) -> str | None:
+    """The run id of a ``run:<id>`` spec."""
+    return spec[len("run:") :] if spec.startswith("run:") else None
 
 
-def evaluations(store: Store, run_id: str) -> list[Evaluation]:
-    """Every complete evaluation of a run, oldest first (eval ids start with a UTC stamp)."""
-    return evaluation_records.evaluations(store.root, run_id)
+def named_ref(spec: str) -> str | None:
+    """The git ref of a ``git:<ref>`` spec."""
+    return spec[len("git:") :] if spec.startswith("git:") else None
 
 
-def load_evaluation(store: Store, run_id: str, eval_id: str) -> Evaluation | None:
-    # With a shared store: its verdict.json and metrics.json only (what a baseline needs).
-    store.fetch_evaluation(run_id, eval_id)
-    return evaluation_records.load_evaluation(store.root, run_id, eval_id)
+def commit_of(run: Mapping[str, Any]) -> str | None:
+    """The git commit a run was trained at (its lineage), if recorded."""
+    commit = ((run.get("lineage") or {}).get("git") or {}).get("commit")
+    return str(commit) if commit else None
 
 
-def resolve_baseline(store: Store, model: str, spec: str, root: Path) -> Baseline:
-    """The baseline named by spec; ``Baseline.metrics`` is None when no such model exists.
+def decide_baseline(facts: BaselineFacts) -> Baseline:
+    """The baseline facts.spec names; ``Baseline.metrics`` is None when no such model exists.
 
     A spec that names something impossible (an unknown run, a run of another model, a git
     ref git cannot resolve) is a StepError: the user asked for it by name.
     """
-    check_spec(spec)
+    spec, model = check_spec(facts.spec), facts.model
     if spec == "none":
         return Baseline(spec, "baseline: none")
     if spec == "blessed":
-        record = store.blessed(model)
-        if record is None:
+        if facts.blessing is None:
             return Baseline(spec, f"no blessed model of '{model}' yet")
-        return _from_blessing(store, spec, record, "blessed run")
-    if spec.startswith("run:"):
-        run_id = spec[len("run:") :]
-        run = store.load_run(run_id)
-        if run is None:
-            raise StepError(
-                f"baseline run '{run_id}' is not in the store ({store.runs}); "
-                "list runs with `mlops lineage <model-hash|commit>` or pick another --baseline"
-            )
-        if run.get("model") != model:
-            raise StepError(
-                f"baseline run '{run_id}' trained model '{run.get('model')}', not '{model}'; "
-                f"pick a run of '{model}'"
-            )
-        done = evaluations(store, run_id)
-        if not done:
-            raise StepError(
-                f"baseline run '{run_id}' has never been evaluated; run "
-                f"`mlops evaluate {model} --run {run_id} --baseline none` first"
-            )
-        latest = done[-1]
-        return Baseline(
-            spec,
-            f"run {run_id}",
-            run_id=run_id,
-            model_hash=run.get("model_hash"),
-            eval_id=latest.eval_id,
-            metrics=latest.values,
-            dataset_sha256=latest.metrics.get("dataset_sha256"),
-            git_commit=_commit_of(run),
-        )
-    ref = spec[len("git:") :]
-    commit = gitinfo.resolve(root, ref)
-    if commit is None:
+        return _from_blessing(facts, facts.blessing, "blessed run")
+    run_id = named_run(spec)
+    if run_id is not None:
+        return _from_run(facts, run_id)
+    ref = str(named_ref(spec))
+    if facts.commit is None:
         raise StepError(
-            f"baseline git:{ref}: git cannot resolve '{ref}' in {root}; "
+            f"baseline git:{ref}: git cannot resolve '{ref}' in {facts.repository}; "
             "use a branch, tag or commit of this repository"
         )
-    for record in reversed(store.blessings(model)):
-        run = store.load_run(str(record.get("run_id")))
-        if run is not None and _commit_of(run) == commit:
-            return _from_blessing(store, spec, record, f"blessed run at {ref} ({commit[:12]})")
+    commit = facts.commit
+    if facts.blessing is not None:
+        return _from_blessing(facts, facts.blessing, f"blessed run at {ref} ({commit[:12]})")
     return Baseline(
         spec, f"no blessed run of '{model}' at git {ref} ({commit[:12]})", git_commit=commit
     )
 
 
-def _commit_of(run: dict[str, Any]) -> str | None:
-    commit = ((run.get("lineage") or {}).get("git") or {}).get("commit")
-    return str(commit) if commit else None
+def _from_run(facts: BaselineFacts, run_id: str) -> Baseline:
+    run, model = facts.run, facts.model
+    if run is None:
+        raise StepError(
+            f"baseline run '{run_id}' is not in the store ({facts.runs_at}); "
+            "list runs with `mlops lineage <model-hash|commit>` or pick another --baseline"
+        )
+    if run.get("model") != model:
+        raise StepError(
+            f"baseline run '{run_id}' trained model '{run.get('model')}', not '{model}'; "
+            f"pick a run of '{model}'"
+        )
+    if facts.evaluation is None:
+        raise StepError(
+            f"baseline run '{run_id}' has never been evaluated; run "
+            f"`mlops evaluate {model} --run {run_id} --baseline none` first"
+        )
+    return Baseline(
+        facts.spec,
+        f"run {run_id}",
+        run_id=run_id,
+        model_hash=run.get("model_hash"),
+        eval_id=facts.evaluation.eval_id,
+        metrics=facts.evaluation.values,
+        dataset_sha256=facts.evaluation.dataset_sha256,
+        git_commit=commit_of(run),
+    )
 
 
-def _from_blessing(store: Store, spec: str, record: dict[str, Any], what: str) -> Baseline:
+def _from_blessing(facts: BaselineFacts, record: Mapping[str, Any], what: str) -> Baseline:
     run_id = str(record.get("run_id"))
-    evaluation = None
-    if record.get("eval_id"):
-        evaluation = load_evaluation(store, run_id, str(record["eval_id"]))
+    evaluation = facts.evaluation
     if evaluation is None:
         raise StepError(
             f"the blessing of run {run_id} points at evaluation '{record.get('eval_id')}', "
-            f"which is missing from {eval_dir(store, run_id)}; re-evaluate that run or "
+            f"which is missing from {facts.evaluations_at}; re-evaluate that run or "
             "choose another --baseline"
         )
     return Baseline(
-        spec,
+        facts.spec,
         f"{what} {run_id}",
         run_id=run_id,
         model_hash=record.get("model_hash"),
         eval_id=evaluation.eval_id,
         metrics=evaluation.values,
-        dataset_sha256=evaluation.metrics.get("dataset_sha256"),
+        dataset_sha256=evaluation.dataset_sha256,
         git_commit=record.get("git_commit"),
     )
 
 
-def is_blessed(store: Store, model: str, model_hash: str) -> bool:
+def is_blessed(blessings: Iterable[Mapping[str, Any]], model_hash: str) -> bool:
     """Has a model with exactly this SavedModel hash ever passed the gate and been blessed?"""
-    return any(record.get("model_hash") == model_hash for record in store.blessings(model))
+    return any(record.get("model_hash") == model_hash for record in blessings)
 
 
-def blessings_of_run(store: Store, model: str, run_id: str) -> list[dict[str, Any]]:
-    return [record for record in store.blessings(model) if record.get("run_id") == run_id]
+def blessings_of_run(
+    blessings: Iterable[Mapping[str, Any]], run_id: str
+) -> list[Mapping[str, Any]]:
+    return [record for record in blessings if record.get("run_id") == run_id]

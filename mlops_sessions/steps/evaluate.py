@@ -24,11 +24,12 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from mlops_sessions import gitinfo
 from mlops_sessions.config import Config, EvaluateConfig, ModelConfig
 from mlops_sessions.config.model import plain
 from mlops_sessions.console import argtypes
@@ -380,6 +381,47 @@ def _recorded_measurements(
     return measured, note
 
 
+def baseline_facts(store: Store, model: str, spec: str, root: Path) -> baselines.BaselineFacts:
+    """What the store (read through the shared one) and git say about the baseline spec
+    names, for planning.baseline to decide on."""
+    facts = baselines.BaselineFacts(spec, model, runs_at=str(store.runs), repository=str(root))
+    blessing: dict[str, Any] | None = None
+    if spec == "blessed":
+        blessing = store.blessed(model)
+    elif (run_id := baselines.named_run(spec)) is not None:
+        run = store.load_run(run_id)
+        done = evaluation_records.evaluations(store.root, run_id) if run is not None else []
+        latest = _baseline_evaluation(done[-1]) if done else None
+        return replace(facts, run=run, evaluation=latest)
+    elif (ref := baselines.named_ref(spec)) is not None:
+        commit = gitinfo.resolve(root, ref)
+        facts = replace(facts, commit=commit)
+        for record in reversed(store.blessings(model) if commit is not None else []):
+            run = store.load_run(str(record.get("run_id")))
+            if run is not None and baselines.commit_of(run) == commit:
+                blessing = record
+                break
+    if blessing is None:
+        return facts
+    run_id, eval_id = str(blessing.get("run_id")), blessing.get("eval_id")
+    found = None
+    if eval_id:
+        # With a shared store: its verdict.json and metrics.json only (what a baseline needs).
+        store.fetch_evaluation(run_id, str(eval_id))
+        found = evaluation_records.load_evaluation(store.root, run_id, str(eval_id))
+    return replace(
+        facts,
+        blessing=blessing,
+        evaluation=None if found is None else _baseline_evaluation(found),
+        evaluations_at=str(evaluation_records.eval_dir(store.root, run_id)),
+    )
+
+
+def _baseline_evaluation(found: evaluation_records.Evaluation) -> baselines.BaselineEvaluation:
+    dataset = found.metrics.get("dataset_sha256")
+    return baselines.BaselineEvaluation(found.eval_id, found.values, dataset)
+
+
 def _bless(
     store: Store,
     model: str,
@@ -431,7 +473,7 @@ def evaluate_model(
     measured: Any = None
     lost: list[str] = []  # notes of the blessings that lost the race, for the final verdict
     for _ in range(MAX_REJUDGE):
-        baseline = baselines.resolve_baseline(store, model.name, spec, config.root)
+        baseline = baselines.decide_baseline(baseline_facts(store, model.name, spec, config.root))
         inputs = cache_inputs(config, model, evaluate, run_record, baseline)
         key = evaluation_records.cache_key(inputs)
         if not force and measured is None:
@@ -605,7 +647,7 @@ def _judge(
 
     eval_id = new_eval_id()
     created = now()
-    final = baselines.eval_dir(store, run_id) / eval_id
+    final = evaluation_records.eval_dir(store.root, run_id) / eval_id
     common = {
         "schema": SCHEMA,
         "model": model.name,

@@ -93,7 +93,7 @@ def chain(store: Store, record: dict[str, Any], matched: str) -> dict[str, Any]:
     done = evaluations.evaluations(store.root, run_id)
     latest = done[-1] if done else None
     blessed_now = store.blessed(model)
-    blessings = baselines.blessings_of_run(store, model, run_id)
+    blessings = baselines.blessings_of_run(store.blessings(model), run_id)
     return {
         "matched": matched,
         "run_id": run_id,

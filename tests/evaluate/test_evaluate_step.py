@@ -61,8 +61,8 @@ def test_good_model_passes_first_run_and_is_blessed(make_project) -> None:  # ty
     assert blessed["run_id"] == run["run_id"] and blessed["model_hash"] == run["model_hash"]
     assert blessed["git_commit"] == run["lineage"]["git"]["commit"]
     assert blessed["verdict"] == str(evaluation / "verdict.json") and blessed["blessed_at"]
-    assert is_blessed(project.store, "tiny", run["model_hash"])
-    assert not is_blessed(project.store, "tiny", "0" * 64)
+    assert is_blessed(project.store.blessings("tiny"), run["model_hash"])
+    assert not is_blessed(project.store.blessings("tiny"), "0" * 64)
 
 
 def test_weak_model_fails_with_the_reason_on_the_first_line(make_project) -> None:  # type: ignore[no-untyped-def]
@@ -75,7 +75,7 @@ def test_weak_model_fails_with_the_reason_on_the_first_line(make_project) -> Non
     assert "is below the minimum 0.9 by" in first
     assert "tiny: gate FAIL" in out
     assert project.store.blessed("tiny") is None
-    assert not is_blessed(project.store, "tiny", run["model_hash"])
+    assert not is_blessed(project.store.blessings("tiny"), run["model_hash"])
     # The failing verdict is recorded all the same.
     (evaluation,) = (project.store.run_dir(run["run_id"]) / "eval").iterdir()
     verdict = json.loads((evaluation / "verdict.json").read_text())
