@@ -24,7 +24,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -41,11 +41,12 @@ from mlops_sessions.console.common import (
     store_for,
     tracker_for,
 )
+from mlops_sessions.console.evaluation import Outcome, render_text
 from mlops_sessions.contract import DataContext
 from mlops_sessions.errors import StepError
 from mlops_sessions.hashing import sha256_json
 from mlops_sessions.planning import baseline as baselines
-from mlops_sessions.planning.gate import Verdict, decide, fmt
+from mlops_sessions.planning.gate import Verdict, decide
 from mlops_sessions.records import evaluations as evaluation_records
 from mlops_sessions.records.io import SCHEMA, RecordError, now
 from mlops_sessions.records.remote import BlessConflict, RemoteError
@@ -55,47 +56,6 @@ from mlops_sessions.records.store import Store
 EVAL_CACHE_VERSION = 1
 # How many times a blessing that lost the race to another pipeline is judged again.
 MAX_REJUDGE = 5
-
-
-@dataclass
-class Outcome:
-    """One model's evaluation, as the CLI prints it and --json emits it."""
-
-    model: str
-    run_id: str
-    eval_id: str
-    path: Path
-    verdict: Verdict
-    baseline: baselines.Baseline
-    blessed: bool
-    notes: list[str] = field(default_factory=list)
-    reused: bool = False
-
-    @property
-    def passed(self) -> bool:
-        return self.verdict.passed
-
-    @property
-    def files(self) -> evaluation_records.EvaluationFiles:
-        return evaluation_records.EvaluationFiles(self.path)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "model": self.model,
-            "run_id": self.run_id,
-            "eval_id": self.eval_id,
-            "passed": self.passed,
-            "blessed": self.blessed,
-            "reused": self.reused,
-            "verdict": str(self.files.verdict),
-            "report_md": str(self.files.report_md),
-            "report_html": str(self.files.report_html),
-            "baseline": self.baseline.as_dict(),
-            "first_run": self.verdict.first_run,
-            "failures": self.verdict.failure_lines(),
-            "notes": [*self.verdict.notes, *self.notes],
-            "metrics": {c.metric: c.as_dict() for c in self.verdict.checks},
-        }
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -684,50 +644,3 @@ def _judge(
             drift_reference=measured.drift_reference,
         )
     return Outcome(model.name, run_id, eval_id, final, verdict, baseline, False, notes)
-
-
-def render_text(outcomes: list[Outcome]) -> str:
-    """Failures first (one line each), then per model a table and where the reports are."""
-    lines = [f"{o.model}: {line}" for o in outcomes for line in o.verdict.failure_lines()]
-    for outcome in outcomes:
-        verdict = outcome.verdict
-        status = "PASS" if verdict.passed else "FAIL"
-        if lines:
-            lines.append("")
-        lines.append(
-            f"{outcome.model}: gate {status} — run {outcome.run_id}, "
-            f"baseline: {outcome.baseline.label}"
-        )
-        if outcome.reused:
-            lines.append(
-                f"  reused: the verdict of evaluation {outcome.eval_id} (model, data, evaluate "
-                "section and baseline unchanged; --force measures again)"
-            )
-        lines += [f"  note: {note}" for note in [*verdict.notes, *outcome.notes]]
-        rows = [("metric", "value", "threshold", "baseline", "delta", "")]
-        for check in verdict.checks:
-            delta = "—" if check.delta is None else f"{check.delta:+.4g}"
-            mark = "FAIL" if not check.passed else ("ok" if check.has_threshold else "")
-            rows.append(
-                (
-                    check.metric,
-                    fmt(check.value),
-                    check.threshold_text() or "—",
-                    fmt(check.baseline),
-                    delta,
-                    mark,
-                )
-            )
-        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-        for row in rows:
-            lines.append(
-                "  "
-                + "  ".join(
-                    cell.ljust(width) for cell, width in zip(row, widths, strict=True)
-                ).rstrip()
-            )
-        lines.append(f"  report: {outcome.files.report_md}")
-        lines.append(f"          {outcome.files.report_html}")
-        if outcome.blessed:
-            lines.append(f"  blessed: {outcome.model} run {outcome.run_id}")
-    return "\n".join(lines)
