@@ -15,11 +15,29 @@ import contextlib
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from mlops_sessions.config import Config
 from mlops_sessions.errors import StepError
 from mlops_sessions.executors.s3 import data as s3_data
 from mlops_sessions.executors.s3.fetch import FetchResult
-from mlops_sessions.planning.datainputs import ObjectInput
+from mlops_sessions.planning.datainputs import ObjectInput, ObjectPlace
+from mlops_sessions.records import data as data_records
 from mlops_sessions.records.io import lock_path, locked
+
+
+def places(config: Config) -> ObjectPlace:
+    """The data cache's layout in config's store, for the planners (``records.data``)."""
+    root = config.store_path
+    return lambda sha256, uri: data_records.object_file(root, sha256, uri)
+
+
+def declared_objects(config: Config) -> set[tuple[str, str]]:
+    """(sha256, file name) of every ``s3://`` entry of config: the cached copies it uses
+    (what ``mlops store gc`` keeps in ``data/``)."""
+    return {
+        (entry.sha256, data_records.file_name(entry.uri))
+        for entry in config.data.values()
+        if entry.uri is not None and entry.sha256 is not None
+    }
 
 
 def ensure(

@@ -90,7 +90,7 @@ def plan(
     dry_run: bool = False,
     local: bool = False,
 ) -> ImagePlan:
-    from mlops_sessions.planning.training import hash_cache_for
+    from mlops_sessions.drivers.training.plans import hash_cache_for
 
     cache = hash_cache_for(config)
     facts = tag_facts(
@@ -106,6 +106,7 @@ def plan(
         artifact=model_artifact(config, store, image, force),
         hash_cache=cache,
         local=local,
+        git_files=gitinfo,
     )
     if not dry_run:  # a dry run writes nothing, not even the hash memo
         cache.save()

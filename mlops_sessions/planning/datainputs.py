@@ -6,24 +6,27 @@ S3-compatible storage (``uri: s3://bucket/key`` with its ``sha256``). Packages a
 with :func:`importlib.util.find_spec`, which finds a top-level package without running its
 ``__init__`` — planning stays cheap and imports nothing heavy.
 
-An object input resolves to its place in the store's content-addressed cache
-(:mod:`mlops_sessions.records.data`), whether or not it is there yet: planning never
-downloads. :func:`object_inputs` says which objects a step must fetch first (executor
-:mod:`mlops_sessions.executors.s3.data`); the declared sha256 is the input's hash, so the
-run's key is known without the object.
+An object input resolves to its place in the store's content-addressed cache, whether or
+not it is there yet: planning never downloads. The cache's layout is the records' (``records
+.data``), so the caller passes it in as an :data:`ObjectPlace`
+(:func:`mlops_sessions.drivers.datainputs.places`). :func:`object_inputs` says which
+objects a step must fetch first (:mod:`mlops_sessions.drivers.datainputs`); the declared
+sha256 is the input's hash, so the run's key is known without the object.
 """
 
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from mlops_sessions.config import Config, DataInput
 from mlops_sessions.errors import StepError
 from mlops_sessions.hashing import FileHashCache
-from mlops_sessions.records import data as data_records
+
+# Where the store's data cache keeps the checked copy of an object: (sha256, uri) -> path.
+ObjectPlace = Callable[[str, str], Path]
 
 
 @dataclass(frozen=True)
@@ -50,7 +53,10 @@ class ObjectInput:
 
 
 def object_inputs(
-    config: Config, names: Iterable[str], cache: FileHashCache | None = None
+    config: Config,
+    names: Iterable[str],
+    place: ObjectPlace | None,
+    cache: FileHashCache | None = None,
 ) -> dict[str, ObjectInput]:
     """The ``s3://`` entries among names, each saying whether its cached copy is usable.
 
@@ -64,7 +70,7 @@ def object_inputs(
         entry = config.data.get(name)
         if entry is None or entry.uri is None or entry.sha256 is None:
             continue
-        path = object_path(config, entry)
+        path = object_path(name, entry, place)
         found[name] = ObjectInput(
             name=name,
             uri=entry.uri,
@@ -77,20 +83,13 @@ def object_inputs(
     return found
 
 
-def object_path(config: Config, entry: DataInput) -> Path:
+def object_path(name: str, entry: DataInput, place: ObjectPlace | None) -> Path:
     """The place of an ``s3://`` entry's checked copy in the project's store."""
     assert entry.uri is not None and entry.sha256 is not None
-    return data_records.object_file(config.store_path, entry.sha256, entry.uri)
-
-
-def declared_objects(config: Config) -> set[tuple[str, str]]:
-    """(sha256, file name) of every ``s3://`` entry of config: the cached copies it uses
-    (what ``mlops store gc`` keeps in ``data/``)."""
-    return {
-        (entry.sha256, data_records.file_name(entry.uri))
-        for entry in config.data.values()
-        if entry.uri is not None and entry.sha256 is not None
-    }
+    if place is None:
+        # A caller's mistake, not the user's: steps plan through drivers, which pass it.
+        raise ValueError(f"data input '{name}' is in object storage: pass the cache's places")
+    return place(entry.sha256, entry.uri)
 
 
 def offline_refusal(obj: ObjectInput, command: str) -> StepError:
@@ -112,8 +111,12 @@ def declared_hashes(config: Config, names: Iterable[str]) -> Mapping[str, str]:
     }
 
 
-def resolve_inputs(config: Config, names: Iterable[str]) -> dict[str, Path]:
-    """Absolute path of every named data entry; a missing one raises StepError."""
+def resolve_inputs(
+    config: Config, names: Iterable[str], place: ObjectPlace | None = None
+) -> dict[str, Path]:
+    """Absolute path of every named data entry; a missing one raises StepError.
+
+    place: the data cache's layout, needed when an entry is an ``s3://`` object."""
     resolved: dict[str, Path] = {}
     for name in names:
         entry = config.data.get(name)
@@ -123,15 +126,17 @@ def resolve_inputs(config: Config, names: Iterable[str]) -> dict[str, Path]:
                 f"data input '{name}' is not declared under 'data' in {config.source_file} "
                 f"(declared: {declared}); add it there or remove it from train.inputs"
             )
-        resolved[name] = resolve_input(config, name, entry)
+        resolved[name] = resolve_input(config, name, entry, place)
     return resolved
 
 
-def resolve_input(config: Config, name: str, entry: DataInput) -> Path:
+def resolve_input(
+    config: Config, name: str, entry: DataInput, place: ObjectPlace | None = None
+) -> Path:
     """The file of entry here; an ``s3://`` entry's is its place in the cache (maybe not
     fetched yet: see :func:`object_inputs`)."""
     if entry.uri is not None and entry.sha256 is not None:
-        return object_path(config, entry)
+        return object_path(name, entry, place)
     if entry.path is not None:
         path = config.resolve(entry.path)
         if not path.exists():

@@ -37,12 +37,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from mlops_sessions import gitinfo
 from mlops_sessions.config import Config, ImageConfig, ModelConfig
 from mlops_sessions.errors import StepError
 from mlops_sessions.hashing import FileHashCache, sha256_json, sha256_text
 from mlops_sessions.planning import dockerfile as dockerfiles
 from mlops_sessions.planning import serving_deps
+from mlops_sessions.planning.sourcefacts import ProjectFiles
 from mlops_sessions.planning.tags import TagFacts, make_tag
 from mlops_sessions.version import PACKAGE_DIR
 
@@ -316,12 +316,13 @@ def locked_names(lock_text: str) -> list[str]:
     return names
 
 
-def tree_files(directory: Path, *, use_git: bool = True) -> list[Path]:
-    """Files under directory that belong in a build (git's view of code in a checkout).
+def tree_files(directory: Path, git_files: ProjectFiles | None = None) -> list[Path]:
+    """Files under directory that belong in a build (git's view of code in a checkout,
+    given as git_files; without it, or outside a checkout, the directory is walked).
 
     Artifacts (a SavedModel in the store) are git-ignored by design: walk those.
     """
-    listed = gitinfo.list_files(directory) if use_git else None
+    listed = git_files.list_files(directory) if git_files is not None else None
     if listed is None:
         listed = []
         for base, dirs, files in os.walk(directory):
@@ -363,11 +364,15 @@ def plan_image(
     hash_cache: FileHashCache | None = None,
     runtime_text: str | None = None,
     local: bool = False,
+    git_files: ProjectFiles | None = None,
 ) -> ImagePlan:
     """Plan one image build. artifact is the SavedModel for serve/tfserving images.
 
     facts=None plans the content alone — digests, Dockerfile, context — without tags or
     labels (which need git); such a plan is for comparing digests, not for building.
+    git_files is git's view of the project (``gitinfo``, asked by the caller): which code files
+    go into the context, and which of them git does not track (a clean tree with untracked
+    files in the image is not the commit alone). Without it the code is walked.
     runtime_text overrides the computed runtime pins (tests pin them explicitly). local
     marks an image built only to run here (see :func:`make_tag`).
     """
@@ -431,7 +436,7 @@ def plan_image(
                     f"models.{user.name}.train.source {source} is not a directory; fix the path"
                 )
             prefix = _relative_in_root(config, source, f"models.{user.name}.train.source")
-            for path in tree_files(source):
+            for path in tree_files(source, git_files):
                 rel = path.relative_to(source).as_posix()
                 files[f"code/app/{rel}" if prefix == "." else f"code/app/{prefix}/{rel}"] = path
     if artifact is not None and serving:
@@ -440,7 +445,7 @@ def plan_image(
                 f"the SavedModel of run {artifact.run_id} is missing at {artifact.path}; "
                 f"retrain with `mlops train {artifact.model} --force`"
             )
-        for path in tree_files(artifact.path, use_git=False):
+        for path in tree_files(artifact.path):
             files[f"model/model/{path.relative_to(artifact.path).as_posix()}"] = path
         texts["model/run.json"] = _image_run_json(artifact)
         if artifact.drift_reference is not None:
@@ -531,7 +536,7 @@ def plan_image(
     tags: tuple[str, ...] = ()
     labels: dict[str, str] = {}
     if facts is not None and facts.commit and not facts.dirty:
-        facts = _with_untracked(config, facts, files)
+        facts = _with_untracked(config, facts, files, git_files)
     if facts is not None:
         tag = make_tag(image.tag, facts, digest, model=model.name if model else name, local=local)
         tags = (tag,)
@@ -562,17 +567,21 @@ def plan_image(
     )
 
 
-def _with_untracked(config: Config, facts: TagFacts, files: Mapping[str, Path]) -> TagFacts:
+def _with_untracked(
+    config: Config, facts: TagFacts, context: Mapping[str, Path], git_files: ProjectFiles | None
+) -> TagFacts:
     """facts, plus the project files in the context that git does not track."""
     from dataclasses import replace
 
+    if git_files is None:
+        return facts
     root = config.root.resolve()
     project_files = [
         path.resolve().relative_to(root)
-        for arc, path in files.items()
+        for arc, path in context.items()
         if arc.startswith("code/app/") and path.resolve().is_relative_to(root)
     ]
-    found = gitinfo.untracked(root, project_files)
+    found = git_files.untracked(root, project_files)
     return (
         replace(facts, untracked=tuple(str(p.relative_to(root)) for p in found)) if found else facts
     )

@@ -14,9 +14,9 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
-from mlops_sessions import gitinfo
 from mlops_sessions.config import TagPolicy
 from mlops_sessions.errors import StepError
+from mlops_sessions.planning.sourcefacts import GitFacts
 
 # Docker's grammar for a tag: 128 characters of word characters, '.' and '-', not starting
 # with '.' or '-'.
@@ -42,7 +42,7 @@ class TagFacts:
 
 
 def tag_facts(
-    state: gitinfo.GitState,
+    state: GitFacts,
     head_tags: list[str],
     origin_url: str | None,
     now: datetime,

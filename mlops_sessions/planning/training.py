@@ -18,8 +18,10 @@ the key, so editing them does not retrain; the whole model's config hash is stil
 the run's lineage. Data files are hashed through :class:`FileHashCache`, which re-reads a file
 only when its size or mtime changed.
 
-``current_run`` answers "which stored run would ``mlops train`` reuse right now?" — what the
-evaluate step needs — without importing TensorFlow.
+Pure of git and the store: the caller passes the checkout's state (``git``, for the run's
+lineage) and git's view of the files (``git_files``, for the train image's environment);
+``drivers.training.plans`` reads them, and answers "which stored run would ``mlops train``
+reuse right now?" — what the evaluate step needs — without importing TensorFlow.
 """
 
 from __future__ import annotations
@@ -27,17 +29,19 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from mlops_sessions import gitinfo
 from mlops_sessions.config import Config, ModelConfig, TrainConfig, units
 from mlops_sessions.errors import StepError
 from mlops_sessions.hashing import FileHashCache, sha256_json
-from mlops_sessions.planning.datainputs import ObjectInput, object_inputs, resolve_inputs
-from mlops_sessions.records import runs
-from mlops_sessions.records.store import Store
+from mlops_sessions.planning.datainputs import (
+    ObjectInput,
+    ObjectPlace,
+    object_inputs,
+    resolve_inputs,
+)
+from mlops_sessions.planning.sourcefacts import GitFacts, ProjectFiles, UnknownGit
 
 # Bump when the executor's export or the key's composition changes: old runs then miss.
 KEY_FORMAT = 1
@@ -69,7 +73,7 @@ class TrainPlan:
     data_hashes: Mapping[str, str] = field(default_factory=dict)
     requirements_hash: str | None = None
     config_hash: str = ""
-    git: gitinfo.GitState = field(default_factory=lambda: gitinfo.GitState(None, None, None))
+    git: GitFacts = field(default_factory=UnknownGit)
     key_parts: Mapping[str, Any] = field(default_factory=dict)
     # data.<name>.description of each input: shown with the plan, never part of the key.
     data_descriptions: Mapping[str, str] = field(default_factory=dict)
@@ -215,11 +219,6 @@ def apply_overrides(params: Mapping[str, Any], overrides: Mapping[str, Any]) -> 
     return merged
 
 
-def hash_cache_for(config: Config) -> FileHashCache:
-    """The persistent file-hash memo of a project's store."""
-    return FileHashCache(runs.file_hash_table(config.store_path))
-
-
 def train_config(model: ModelConfig) -> TrainConfig:
     if model.train is None:
         raise StepError(f"model '{model.name}' has no 'train' section; add one to train it")
@@ -232,10 +231,19 @@ def plan_training(
     *,
     params_override: Mapping[str, Any] | None = None,
     hash_cache: FileHashCache | None = None,
+    git: GitFacts | None = None,
+    git_files: ProjectFiles | None = None,
+    data_place: ObjectPlace | None = None,
 ) -> TrainPlan:
-    """Resolve inputs, hash everything that can change the result, and compute the key."""
+    """Resolve inputs, hash everything that can change the result, and compute the key.
+
+    git is the checkout's state for the lineage (unknown when not given); git_files git's
+    view of the files, for the train image's environment digest; data_place the data
+    cache's layout (needed for ``s3://`` inputs). hash_cache is the
+    store's file-hash memo (a fresh one in memory when not given; the caller saves it).
+    """
     train = train_config(model)
-    cache = hash_cache if hash_cache is not None else hash_cache_for(config)
+    cache = hash_cache if hash_cache is not None else FileHashCache(None)
     params = apply_overrides(train.params, params_override or {})
     source = config.resolve(train.source)
     if not source.is_dir():
@@ -243,8 +251,8 @@ def plan_training(
             f"model '{model.name}': train.source {source} is not a directory; point it at the "
             "folder that holds the training code (relative to mlops.yaml)"
         )
-    inputs = resolve_inputs(config, train.inputs)
-    objects = object_inputs(config, train.inputs, cache)
+    inputs = resolve_inputs(config, train.inputs, data_place)
+    objects = object_inputs(config, train.inputs, data_place, cache)
     data_hashes = {
         name: objects[name].sha256 if name in objects else hash_data(cache, path)
         for name, path in inputs.items()
@@ -252,7 +260,7 @@ def plan_training(
     code_hash = cache.tree(source)
     lock_hash = requirements_hash(config, cache)
     image = (train.image or model.image) if train.in_image else None
-    environment = environment_digest(config, image, cache) if image else None
+    environment = environment_digest(config, image, cache, git_files) if image else None
     relevant = {
         "entrypoint": train.entrypoint,
         "seed": train.seed,
@@ -279,7 +287,6 @@ def plan_training(
         # Only container runs have one; venv runs keep the keys they always had.
         **({"environment": environment} if environment else {}),
     }
-    cache.save()
     return TrainPlan(
         model=model.name,
         key=sha256_json(key_parts),
@@ -300,7 +307,7 @@ def plan_training(
         data_hashes=data_hashes,
         requirements_hash=lock_hash,
         config_hash=config.model_hash(model.name),
-        git=gitinfo.state(config.root),
+        git=git if git is not None else UnknownGit(),
         key_parts=key_parts,
         data_descriptions={
             name: config.data[name].description
@@ -311,37 +318,16 @@ def plan_training(
     )
 
 
-def environment_digest(config: Config, image: str, cache: FileHashCache) -> str:
+def environment_digest(
+    config: Config, image: str, cache: FileHashCache, git_files: ProjectFiles | None = None
+) -> str:
     """The environment digest of the image a model trains in (planned, not built)."""
     from mlops_sessions.planning.images import plan_image
 
-    return plan_image(config, image, facts=None, artifact=None, hash_cache=cache).environment_digest
-
-
-def current_run(config: Config, store: Store, model_name: str) -> dict[str, Any] | None:
-    """The complete stored run whose key matches the current inputs, else None."""
-    (model,) = config.select_models([model_name])
-    if model.train is None:
-        return None
-    cache = FileHashCache(runs.file_hash_table(store.root))
-    plan = plan_training(config, model, hash_cache=cache)
-    return reusable_run(store, plan.key)
-
-
-def reusable_run(store: Store, key: str) -> dict[str, Any] | None:
-    """The run recorded for key if it is complete and its SavedModel is present (here, or
-    on the remote store, downloaded only when a step needs it: ``Store.ensure_model``)."""
-    run = store.cached_run(STEP, key)
-    if run is None or run.get("status") != "complete" or run.get("key") != key:
-        return None
-    if not store.model_available(run):
-        return None
-    return run
-
-
-def new_run_id(store: Store, key: str, now: datetime | None = None) -> str:
-    """A unique run id, '<UTC yyyymmddThhmmssZ>-<6 random hex>-<key[:8]>' (records.runs)."""
-    return runs.new_run_id(store.root, key, now)
+    planned = plan_image(
+        config, image, facts=None, artifact=None, hash_cache=cache, git_files=git_files
+    )
+    return planned.environment_digest
 
 
 def requirements_hash(config: Config, cache: FileHashCache) -> str | None:

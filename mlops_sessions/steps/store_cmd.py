@@ -26,11 +26,11 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from mlops_sessions.config import Config
+from mlops_sessions.console.common import emit, load_config, store_for
 from mlops_sessions.errors import ConfigError, StepError
 from mlops_sessions.records import blessings as blessing_records
 from mlops_sessions.records import data as data_records
 from mlops_sessions.records.store import Store
-from mlops_sessions.console.common import emit, load_config, store_for
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -149,7 +149,7 @@ def gc(store: Store, older_than_days: float, *, dry_run: bool = False) -> dict[s
 
 def gc_data(args: argparse.Namespace, config: Config, *, dry_run: bool = False) -> dict[str, Any]:
     """Clean the store's cache of s3:// data inputs; keeps what any profile declares."""
-    from mlops_sessions.planning.datainputs import declared_objects
+    from mlops_sessions.drivers.datainputs import declared_objects
 
     try:
         configs = every_profile(args, config)

@@ -28,14 +28,16 @@ from pathlib import Path
 from typing import Any, TextIO
 from xml.etree import ElementTree
 
+from mlops_sessions import gitinfo
 from mlops_sessions.cachefile import read_json_entry
 from mlops_sessions.config import Config
+from mlops_sessions.console.common import add_models, emit, load_config, store_for
+from mlops_sessions.drivers.training.plans import hash_cache_for
 from mlops_sessions.errors import StepError
 from mlops_sessions.planning.testing import test_cache_key
-from mlops_sessions.planning.training import environment_digest, hash_cache_for
+from mlops_sessions.planning.training import environment_digest
 from mlops_sessions.records.io import now, stamped, write_json_atomic
 from mlops_sessions.records.store import Store
-from mlops_sessions.console.common import add_models, emit, load_config, store_for
 
 # pytest's documented exit codes (pytest.ExitCode); named here so messages can explain them.
 EXIT_OK = 0
@@ -204,7 +206,7 @@ def run_suite(
     """Run (or reuse the recorded pass of) the suite in one environment; returns its result."""
     store = store_for(config)
     hashes = hash_cache_for(config)
-    environment = environment_digest(config, image, hashes) if image else None
+    environment = environment_digest(config, image, hashes, gitinfo) if image else None
     key = test_cache_key(config, command[3:], hashes, environment=environment)
     hashes.save()
     entry = store.cache_entry("test", key)

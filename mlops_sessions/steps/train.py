@@ -25,22 +25,6 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from mlops_sessions.config import Config, ModelConfig
-from mlops_sessions.drivers.training.factory import trainer_for
-from mlops_sessions.drivers.training.local import clean_stale_staging
-from mlops_sessions.errors import StepError
-from mlops_sessions.hashing import FileHashCache
-from mlops_sessions.planning.training import (
-    STEP,
-    TrainPlan,
-    hash_cache_for,
-    new_run_id,
-    plan_training,
-    reusable_run,
-)
-from mlops_sessions.records import runs
-from mlops_sessions.records.io import RecordError
-from mlops_sessions.records.remote import RemoteError
-from mlops_sessions.records.store import Store
 from mlops_sessions.console.common import (
     add_models,
     add_offline,
@@ -50,6 +34,21 @@ from mlops_sessions.console.common import (
     store_for,
     tracker_for,
 )
+from mlops_sessions.drivers.training.factory import trainer_for
+from mlops_sessions.drivers.training.local import clean_stale_staging
+from mlops_sessions.drivers.training.plans import (
+    hash_cache_for,
+    new_run_id,
+    plan_run,
+    reusable_run,
+)
+from mlops_sessions.errors import StepError
+from mlops_sessions.hashing import FileHashCache
+from mlops_sessions.planning.training import STEP, TrainPlan
+from mlops_sessions.records import runs
+from mlops_sessions.records.io import RecordError
+from mlops_sessions.records.remote import RemoteError
+from mlops_sessions.records.store import Store
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -100,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
             dry_run(
                 config,
                 store,
-                plan_training(config, m, params_override=overrides, hash_cache=cache),
+                plan_run(config, m, params_override=overrides, hash_cache=cache),
             )
             for m in models
         ]
@@ -151,7 +150,7 @@ def train_model(
     anything is written (a reused run needs none).
     """
     out = stream if stream is not None else sys.stdout
-    plan = plan_training(config, model, params_override=overrides, hash_cache=cache)
+    plan = plan_run(config, model, params_override=overrides, hash_cache=cache)
     if not force:
         cached = _reusable(store, plan, out)
         if cached is not None:

@@ -42,6 +42,7 @@ def plan_of(project: Project, now: datetime = NOW, image: str = "serve") -> imag
         facts=facts_of(config.root, now),
         artifact=model_artifact(config, store, image, force=False),
         runtime_text="pyyaml==6.0.3\n",
+        git_files=gitinfo,
     )
 
 
@@ -191,6 +192,7 @@ def test_untracked_file_in_the_context_counts_as_dirty(make_project: ProjectFact
         facts=facts_of(config.root, NOW),
         artifact=model_artifact(config, Store(config.store_path), "serve", force=False),
         local=True,
+        git_files=gitinfo,
     )
     assert local.tags[0].endswith(f"-dirty-{local.input_digest[:12]}")
 

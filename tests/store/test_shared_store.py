@@ -142,7 +142,7 @@ def test_a_bless_that_lost_the_race_is_judged_again(
     """CI judges its candidate against the laptop's blessing A; while it judges, another
     pipeline blesses C. CI's conditional write fails, and CI judges again against C."""
     from mlops_sessions.config.loader import load
-    from mlops_sessions.planning import training
+    from mlops_sessions.drivers.training import plans
     from mlops_sessions.steps import evaluate as evaluate_step
 
     laptop = checkout("laptop")
@@ -179,8 +179,8 @@ def test_a_bless_that_lost_the_race_is_judged_again(
     config = load(ci.config)
     model = config.models["toy"]
     store = Store(config.store_path, RacingRemote(bucket.url, endpoint=bucket.endpoint))
-    plan = training.plan_training(config, model, params_override={"hidden": 12})
-    run = training.reusable_run(store, plan.key)
+    plan = plans.plan_run(config, model, params_override={"hidden": 12})
+    run = plans.reusable_run(store, plan.key)
     assert run is not None and run["run_id"] == candidate
     outcome = evaluate_step.evaluate_model(config, store, model, run)
 

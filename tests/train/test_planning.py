@@ -13,11 +13,12 @@ import pytest
 import yaml
 
 from mlops_sessions.config.loader import load
+from mlops_sessions.console.common import parse_params
+from mlops_sessions.drivers.training.plans import plan_run
 from mlops_sessions.errors import StepError
 from mlops_sessions.hashing import FileHashCache
 from mlops_sessions.planning.datainputs import resolve_inputs
 from mlops_sessions.planning.training import apply_overrides, parse_duration, plan_training
-from mlops_sessions.console.common import parse_params
 
 Factory = Callable[..., Any]
 
@@ -195,6 +196,7 @@ def test_unchanged_large_data_file_is_not_reread(toy_project: Factory) -> None:
     first = FileHashCache(table)
     key = plan_training(config, config.models["toy"], hash_cache=first).key
     assert first.hashed == 4  # code, toy.csv, big.bin, lock
+    first.save()  # what the step does after planning
 
     second = FileHashCache(table)  # a new process: the memo comes from disk
     assert plan_training(config, config.models["toy"], hash_cache=second).key == key
@@ -252,17 +254,17 @@ def test_git_lineage_and_ignored_files(toy_project: Factory) -> None:
     git("add", "-A")
     git("commit", "-q", "-m", "init")
     config = load(str(project.config))
-    plan = plan_training(config, config.models["toy"])
+    plan = plan_run(config, config.models["toy"])
     assert plan.git.commit == git("rev-parse", "HEAD") and plan.git.dirty is False
 
     # A git-ignored file in the source directory is not code: same key.
     (root / "src" / "scratch").mkdir()
     (root / "src" / "scratch" / "notes.txt").write_text("scratch\n")
-    assert plan_training(config, config.models["toy"]).key == plan.key
+    assert plan_run(config, config.models["toy"]).key == plan.key
 
     # An uncommitted edit changes the key (the working tree is hashed, not HEAD) and the
     # lineage says the tree is dirty.
     code = root / "src" / "toy_model.py"
     code.write_text(code.read_text() + "\n# edited\n")
-    edited = plan_training(config, config.models["toy"])
+    edited = plan_run(config, config.models["toy"])
     assert edited.key != plan.key and edited.git.dirty is True

@@ -23,9 +23,9 @@ import pytest
 import yaml
 
 from mlops_sessions.config.loader import load
+from mlops_sessions.drivers.training.plans import plan_run
 from mlops_sessions.errors import StepError
 from mlops_sessions.planning import container_run, k8s_validate, train_job
-from mlops_sessions.planning.training import plan_training
 from tests.fixtures.moto import HOST, free_port, isolate_s3_env, moto
 
 boto3 = pytest.importorskip("boto3")
@@ -108,7 +108,7 @@ def test_training_fetches_the_object_once_then_needs_no_s3(
     assert run["lineage"]["data_hashes"] == {"toy": sha}
     assert data_files(project) == [f".{sha}.lock", sha, f"{sha}/toy.csv"]
     config = load(str(project.config))
-    assert plan_training(config, config.models["toy"]).pending_objects == []  # planned: cached
+    assert plan_run(config, config.models["toy"]).pending_objects == []  # planned: cached
 
     # Evaluation reads the same copy; one that went missing is fetched again first.
     from mlops_sessions.frontends.cli import main
@@ -207,7 +207,7 @@ def test_the_key_follows_the_declared_sha256_without_a_download(
     for sha in ("ab" * 32, "cd" * 32, "ab" * 32):
         use_s3_input(project, "s3://nowhere-reachable/toy.csv", sha)
         config = load(str(project.config))
-        plan = plan_training(config, config.models["toy"])
+        plan = plan_run(config, config.models["toy"])
         assert plan.data_hashes == {"toy": sha}
         assert plan.inputs["toy"] == project.store.resolve() / "data" / sha / "toy.csv"
         assert [o.name for o in plan.pending_objects] == ["toy"]
@@ -246,7 +246,7 @@ def test_the_endpoint_and_region_come_from_the_store_settings(tmp_path: Path) ->
     )
     (tmp_path / "m.py").write_text("def train(ctx):\n    return None\n")
     config = load(str(path))
-    plan = plan_training(config, config.models["m"])
+    plan = plan_run(config, config.models["m"])
     obj = plan.objects["d"]
     assert (obj.endpoint, obj.region, obj.cached) == ("http://minio.local:9000", "eu-west-3", False)
 
@@ -259,7 +259,7 @@ def test_a_container_run_sees_the_cached_copy(toy_project: Factory, tmp_path: Pa
         doc["store"] = store
         project.config.write_text(yaml.safe_dump(doc, sort_keys=False))
         config = load(str(project.config))
-        plan = plan_training(config, config.models["toy"])
+        plan = plan_run(config, config.models["toy"])
         output = tmp_path / "out"
         run, spec = container_run.train_run(
             plan, root=config.root, output=output, user="1000:1000", labels={}
@@ -314,7 +314,7 @@ def test_the_job_carries_the_uri_and_every_pod_the_credentials(tmp_path: Path) -
 
     config = load(str(job_project(tmp_path)))
     model = config.models["shop"]
-    plan = plan_training(config, model)
+    plan = plan_run(config, model)
     run_id = "20261201T120000Z-abc123-" + plan.key[:8]
     spec = train_job.pod_spec(config, model, plan, run_id)
     assert spec["inputs"] == {

@@ -4,8 +4,9 @@ Steps: (1) an image already carrying the plan's input-digest label — locally, 
 planned tag in the registry — is reused and only re-tagged; (2) hermetic builds get their
 wheels from ``pip download`` on the host (cached under ``.mlops/wheels/<digest>/`` by
 :mod:`mlops_sessions.drivers.imaging`); (3) the build context is written as one tar
-straight from the plan's file list (nothing copied); (4) the engine builds it with no network when the build is hermetic, streaming each step's
-output; a failed step becomes a StepError quoting the step and its last output lines.
+straight from the plan's file list (nothing copied); (4) the engine builds it with no
+network when the build is hermetic, streaming each step's output; a failed step becomes a
+StepError quoting the step and its last output lines.
 
 A serve image installs the lock's serving subset (:mod:`mlops_sessions.planning.serving_deps`),
 resolved here from the ``Requires-Dist`` metadata of the very wheels downloaded for the
