@@ -1,6 +1,6 @@
-"""Image driver shared by the build, scan, push, train and test steps: which images a
-command names, the model artifact a serve image carries, the image plan (with the git
-facts it is made of), and one build, scan or push that records its result.
+"""Image driver shared by the build, scan, push, train and test steps: the model artifact a
+serve image carries, the image plan (with the git facts it is made of), and one build, scan
+or push that records its result.
 
 The Docker executors act and return facts; this module keeps the hermetic wheel cache and
 writes the image records (``records.builds``), publishing them to ``store.remote`` as they
@@ -8,7 +8,6 @@ are written so another machine's render and deploy see the pushed image."""
 
 from __future__ import annotations
 
-import argparse
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -23,23 +22,6 @@ from mlops_sessions.records import builds
 from mlops_sessions.records import evaluations as evaluation_records
 from mlops_sessions.records.io import now
 from mlops_sessions.records.store import Store
-
-
-def add_images(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("images", nargs="*", metavar="IMAGE", help="images (default: all)")
-    parser.add_argument("--dry-run", action="store_true", help="print the plan and touch nothing")
-
-
-def select_images(config: Config, names: list[str]) -> list[str]:
-    if not config.images:
-        raise StepError("this config declares no images; add one under 'images'")
-    unknown = [n for n in names if n not in config.images]
-    if unknown:
-        raise StepError(
-            f"unknown image(s): {', '.join(unknown)}; this config declares: "
-            f"{', '.join(config.images)}"
-        )
-    return names or list(config.images)
 
 
 def model_artifact(config: Config, store: Store, image: str, force: bool) -> ModelArtifact | None:

@@ -13,10 +13,11 @@ import contextlib
 import sys
 from typing import Any
 
-from mlops_sessions.drivers.imaging import add_images, build_one, plan, select_images
+from mlops_sessions.console.common import emit, load_config, store_for
+from mlops_sessions.console.image_options import add_images, select_images
+from mlops_sessions.drivers.imaging import build_one, plan
 from mlops_sessions.planning.images import ImagePlan
 from mlops_sessions.records.store import Store
-from mlops_sessions.console.common import emit, load_config, store_for
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -12,8 +12,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 
-from mlops_sessions.drivers.imaging import add_images, built_record, push_image, select_images
 from mlops_sessions.console.common import emit, load_config, store_for
+from mlops_sessions.console.image_options import add_images, select_images
+from mlops_sessions.drivers.imaging import built_record, push_image
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
