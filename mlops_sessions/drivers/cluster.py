@@ -1,7 +1,7 @@
-"""What deploy, rollback, status, promote and abort share: the Kubernetes API options,
-logging in to the cluster a model deploys to, the rollout deadline, the release facts the
-policy judges, the live analyser of a progressive rollout and its interrupt handling.
-Not a command itself."""
+"""What the cluster commands (deploy, rollback, status, promote, abort) drive with: logging
+in to the cluster a model deploys to, the rollout deadline, the release facts the policy
+judges (resolved from the store), the live analyser of a progressive rollout and its
+interrupt handling. Their command-line options are :mod:`mlops_sessions.console.cluster_options`."""
 
 from __future__ import annotations
 
@@ -12,43 +12,11 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from mlops_sessions.config import Config, ModelConfig
-from mlops_sessions.console import argtypes
 from mlops_sessions.planning import release_policy
 from mlops_sessions.planning.k8s_common import seconds
 from mlops_sessions.planning.live_analysis import AnalysisResult, Window
 from mlops_sessions.records import builds
-
-
-def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options shared by deploy, rollback and status."""
-    group = parser.add_argument_group("Kubernetes API")
-    group.add_argument(
-        "--kubeconfig",
-        type=argtypes.path_text,
-        default=None,
-        help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config, in-cluster)",
-    )
-    group.add_argument(
-        "--api-timeout",
-        type=argtypes.positive_float,
-        default=15.0,
-        metavar="SECONDS",
-        help="timeout of one API request (default: 15)",
-    )
-    group.add_argument(
-        "--api-retries",
-        type=argtypes.positive_int,
-        default=6,
-        metavar="N",
-        help="attempts for an API call failing with 409/429/5xx/timeout (default: 6)",
-    )
-    group.add_argument(
-        "--api-backoff",
-        type=argtypes.non_negative_float,
-        default=0.5,
-        metavar="SECONDS",
-        help="first retry delay, doubling with jitter up to 8s (default: 0.5)",
-    )
+from mlops_sessions.records.store import Store
 
 
 def connect_for(model: ModelConfig, args: argparse.Namespace) -> Any:
@@ -80,11 +48,8 @@ def rollout_seconds(model: ModelConfig) -> tuple[float, float]:
 ModelAnalyser = Callable[[ModelConfig, Window], AnalysisResult]
 
 
-def release_facts(config: Config, model: ModelConfig) -> release_policy.ReleaseFacts:
+def release_facts(config: Config, model: ModelConfig, store: Store) -> release_policy.ReleaseFacts:
     """What the store says about model and its images, for the release policy."""
-    from mlops_sessions.console.common import store_for
-
-    store = store_for(config)
     blessed = store.blessed(model.name)
     names = release_policy.image_names(model)
     return release_policy.ReleaseFacts(
@@ -136,24 +101,6 @@ def rollout_timing(model: ModelConfig, lease_margin: float | None = None) -> Any
     timeout, poll = rollout_seconds(model)
     margin = LEASE_MARGIN_S if lease_margin is None else max(1, int(lease_margin))
     return Timing(rollout_timeout=timeout, poll=poll, lease_margin_s=margin)
-
-
-def add_interrupt_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--lease-margin",
-        type=argtypes.positive_float,
-        default=None,
-        metavar="SECONDS",
-        help="how long the deploy lock outlives a driver that died mid-rollout, on top of "
-        "deploy.rollout_timeout (default: 30); the driver renews it while alive",
-    )
-    parser.add_argument(
-        "--on-interrupt",
-        choices=("abort", "leave"),
-        default="abort",
-        help="what SIGINT/SIGTERM does to a running rollout: abort it (100%% stable, "
-        "recorded; default) or leave it as it is for `mlops deploy --resume`",
-    )
 
 
 @contextlib.contextmanager

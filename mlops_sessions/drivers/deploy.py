@@ -19,32 +19,30 @@ The flow (``deploy`` and ``rollback`` both come through :func:`apply_revision`):
 
 from __future__ import annotations
 
-import copy
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from mlops_sessions.drivers.history import ClusterHistory, Record, StoreHistory, now
 from mlops_sessions.errors import StepError
-from mlops_sessions.executors.kube.client import Cluster, KubeError
-from mlops_sessions.executors.kube.history import ClusterHistory, Record, StoreHistory, now
+from mlops_sessions.executors.kube import apply as kube_apply
+from mlops_sessions.executors.kube.client import FIELD_MANAGER, Cluster, KubeError
 from mlops_sessions.executors.kube.readiness import wait
+from mlops_sessions.planning import field_owners
 from mlops_sessions.planning.deploy_plan import (
-    Change,
     Manifest,
-    ObjectRef,
     deployments,
     diff_text,
     digest_of,
     images,
     manifest_hash,
     next_revision,
-    plan_changes,
     ref,
-    secret_uses,
     stamp,
     traffic_weights,
 )
+from mlops_sessions.records import keys
 from mlops_sessions.records.store import Store
 
 Progress = Callable[[str], None]
@@ -90,75 +88,6 @@ class Outcome:
         if self.record is not None:
             out["record"] = {k: v for k, v in self.record.items() if k != "manifests"}
         return out
-
-
-def _with_namespace(obj: Manifest, namespace: str) -> Manifest:
-    out = copy.deepcopy(obj)
-    out.setdefault("metadata", {}).setdefault("namespace", namespace)
-    return out
-
-
-def check_secrets(cluster: Cluster, objects: Sequence[Manifest]) -> None:
-    """Refuse, before anything is written, when a referenced Secret or key is missing."""
-    problems = []
-    seen: dict[str, Manifest | None] = {}
-    for use in secret_uses(objects):
-        if use.secret not in seen:
-            seen[use.secret] = cluster.get(ObjectRef("v1", "Secret", cluster.namespace, use.secret))
-        secret = seen[use.secret]
-        if secret is None:
-            problems.append(
-                f"Secret {use.secret!r} (used by {use.used_by}) does not exist in namespace "
-                f"{cluster.namespace!r}"
-            )
-        elif use.key is not None and use.key not in {
-            **(secret.get("data") or {}),
-            **(secret.get("stringData") or {}),
-        }:
-            problems.append(f"Secret {use.secret!r} has no key {use.key!r} (used by {use.used_by})")
-    if problems:
-        names = sorted({p.split("'")[1] for p in problems})
-        raise StepError(
-            "nothing was applied: the cluster lacks secrets the pods need:\n  - "
-            + "\n  - ".join(problems)
-            + f"\n    hint: create them first, e.g. `kubectl -n {cluster.namespace} create secret "
-            f"generic {names[0]} --from-literal=KEY=VALUE`"
-        )
-
-
-def _live(cluster: Cluster, refs: Sequence[ObjectRef]) -> dict[ObjectRef, Manifest | None]:
-    return {key: cluster.get(key) for key in refs}
-
-
-def _plan(
-    cluster: Cluster, stamped: Sequence[Manifest], previous_refs: Sequence[ObjectRef]
-) -> list[Change]:
-    refs = list(dict.fromkeys([ref(o) for o in stamped] + list(previous_refs)))
-    return plan_changes(stamped, _live(cluster, refs), previous_refs)
-
-
-def _execute(cluster: Cluster, changes: Sequence[Change], progress: Progress | None) -> None:
-    for change in changes:
-        if change.action == "create" and change.desired is not None:
-            cluster.create(change.desired)
-        elif change.action == "patch":
-            cluster.patch(change.ref, change.patch)
-        elif change.action == "delete":
-            cluster.delete(change.ref)
-        else:
-            continue
-        if progress is not None:
-            progress(
-                f"{change.action}d {change.ref}"
-                if change.action != "patch"
-                else f"patched {change.ref}"
-            )
-
-
-def _changed_deployments(changes: Sequence[Change]) -> list[ObjectRef]:
-    return [
-        c.ref for c in changes if c.ref.kind == "Deployment" and c.action in ("create", "patch")
-    ]
 
 
 def _record(
@@ -236,7 +165,9 @@ def apply_revision(
     from mlops_sessions.executors.kube.lease import deploy_lock
 
     # Held through the rollout wait and, on failure, the wait for the restored revision.
-    with deploy_lock(cluster, req.app, hold_s=2 * req.rollout_timeout):
+    with deploy_lock(
+        cluster, req.app, lease=keys.deploy_lease(req.app), hold_s=2 * req.rollout_timeout
+    ):
         return _apply(cluster, store, req, dry_run=False, progress=progress)
 
 
@@ -248,8 +179,8 @@ def _apply(
     dry_run: bool,
     progress: Progress | None,
 ) -> Outcome:
-    objects = [_with_namespace(o, cluster.namespace) for o in req.manifests]
-    check_secrets(cluster, objects)
+    objects = [kube_apply.with_namespace(o, cluster.namespace) for o in req.manifests]
+    kube_apply.check_secrets(cluster, objects)
     cluster_history = ClusterHistory(cluster, req.app)
     store_history = StoreHistory(store, req.app, cluster.context, cluster.namespace)
     records, current = cluster_history.read()
@@ -258,8 +189,11 @@ def _apply(
     previous = _find(records, current) or _find(local, current)
     previous_refs = [ref(m) for m in previous["manifests"]] if previous else []
 
-    changes = _plan(cluster, [stamp(o, revision) for o in objects], previous_refs)
+    changes = kube_apply.plan(cluster, [stamp(o, revision) for o in objects], previous_refs)
     summary = [c.as_dict() for c in changes]
+    _refuse_immutable(changes, cluster.namespace)
+    if dry_run:  # the preview every deploy makes first: said once, before anything is written
+        _say_taken_back(changes, progress)
     if dry_run:
         diff = "".join(diff_text(c) for c in changes if c.action != "unchanged")
         return Outcome("dry-run", current, summary, diff or "")
@@ -281,14 +215,14 @@ def _apply(
 
     failure: str | None = None
     try:
-        _execute(cluster, changes, progress)
+        kube_apply.execute(cluster, changes, progress)
     except KubeError as exc:
         failure = f"apply failed: {exc}"
     if failure is None:
         try:
             result = wait(
                 cluster,
-                _changed_deployments(changes),
+                kube_apply.changed_deployments(changes),
                 req.rollout_timeout,
                 poll=req.poll,
                 progress=progress,
@@ -325,30 +259,36 @@ def _apply(
     )
 
 
-def apply_objects(
-    cluster: Cluster,
-    objects: Sequence[Manifest],
-    revision: int,
-    *,
-    timeout: float,
-    poll: float,
-    progress: Progress | None = None,
-    delete: Sequence[ObjectRef] = (),
-) -> str | None:
-    """Create/patch objects stamped with revision, delete the refs in ``delete`` that are
-    not among them, and wait for the changed Deployments: the failure, or None.
+def _refuse_immutable(changes: Sequence[Any], namespace: str) -> None:
+    """Stop before any write when a patch would change a field Kubernetes keeps fixed."""
+    for change in changes:
+        if change.action != "patch" or change.live is None:
+            continue
+        path = field_owners.immutable_change(change.ref.kind, change.live, change.patch)
+        if path is None:
+            continue
+        owners = field_owners.owners_of(change.live, path, FIELD_MANAGER)
+        made_by = f" (it was set by field manager {', '.join(map(repr, owners))})" if owners else ""
+        raise StepError(
+            f"{change.ref}: its {path} differs from what mlops renders{made_by}, and Kubernetes "
+            "cannot change that field on a live object; nothing was written. Delete the object "
+            f"(kubectl -n {namespace} delete {change.ref.kind.lower()} {change.ref.name}) and "
+            "deploy again: the deploy creates it anew"
+        )
 
-    The building block of a progressive rollout (:mod:`drivers.rollout`),
-    which applies one revision in stages: objects left out are not touched.
-    """
-    applied = [_with_namespace(o, cluster.namespace) for o in objects]
-    try:
-        changes = _plan(cluster, [stamp(o, revision) for o in applied], list(delete))
-        _execute(cluster, changes, progress)
-        result = wait(cluster, _changed_deployments(changes), timeout, poll=poll, progress=progress)
-    except KubeError as exc:
-        return f"apply failed: {exc}"
-    return None if result.ok else result.reason
+
+def _say_taken_back(changes: Sequence[Any], progress: Progress | None) -> None:
+    """Name every field this apply sets back that another field manager had changed."""
+    for change in changes:
+        if change.action != "patch" or change.live is None:
+            continue
+        for field_change in field_owners.taken_back(change.live, change.patch, FIELD_MANAGER):
+            hint = field_owners.hint_for(field_change.path)
+            line = f"{change.ref}: {field_change.message(hint)}"
+            if progress is not None:
+                progress(line)
+            else:
+                print(f"mlops deploy: {line}", file=sys.stderr)
 
 
 def new_record(
@@ -360,7 +300,11 @@ def new_record(
 ) -> Record:
     """The record of a revision about to be applied (status ``applying``)."""
     return _record(
-        req, revision, [_with_namespace(o, cluster.namespace) for o in objects], cluster, previous
+        req,
+        revision,
+        [kube_apply.with_namespace(o, cluster.namespace) for o in objects],
+        cluster,
+        previous,
     )
 
 
@@ -385,15 +329,15 @@ def _restore(
     if previous is None:
         return None, "no previous revision to restore (first deploy); the new objects stay"
     number = int(previous["revision"])
-    objects = [_with_namespace(o, cluster.namespace) for o in previous["manifests"]]
+    objects = [kube_apply.with_namespace(o, cluster.namespace) for o in previous["manifests"]]
     try:
-        changes = _plan(
+        changes = kube_apply.plan(
             cluster, [stamp(o, number) for o in objects], [ref(o) for o in failed_objects]
         )
-        _execute(cluster, changes, progress)
+        kube_apply.execute(cluster, changes, progress)
         result = wait(
             cluster,
-            _changed_deployments(changes),
+            kube_apply.changed_deployments(changes),
             req.rollout_timeout,
             poll=req.poll,
             progress=progress,
@@ -425,7 +369,8 @@ def live_status(
     records, current = history(cluster, store, app)
     record = _find(records, current)
     objects = [
-        _with_namespace(o, cluster.namespace) for o in (record["manifests"] if record else fallback)
+        kube_apply.with_namespace(o, cluster.namespace)
+        for o in (record["manifests"] if record else fallback)
     ]
     tracks = []
     for dep in deployments(objects):

@@ -23,32 +23,30 @@ SIGTERM, set by the step): by default an interrupt aborts cleanly.
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
-from mlops_sessions.drivers.deploy import (
-    ApplyRequest,
-    apply_objects,
-    find_record,
-    new_record,
+from mlops_sessions.drivers.deploy import ApplyRequest, find_record, new_record
+from mlops_sessions.drivers.history import ClusterHistory, Record, StoreHistory, now
+from mlops_sessions.drivers.rollout_records import (
+    RolloutRecords,
+    unfinished_text,
 )
 from mlops_sessions.errors import StepError
+from mlops_sessions.executors.kube.apply import apply_objects
 from mlops_sessions.executors.kube.client import Cluster, KubeError
-from mlops_sessions.executors.kube.history import ClusterHistory, Record, StoreHistory, now
 from mlops_sessions.executors.kube.lease import DeployLocked, deploy_lock, holder_of, renew
 from mlops_sessions.planning import rollout as plan
+from mlops_sessions.planning import rollout_objects as objects_plan
 from mlops_sessions.planning.deploy_plan import ObjectRef, next_revision, ref
 from mlops_sessions.planning.live_analysis import AnalysisResult, Outcome, Window
-from mlops_sessions.records import rollouts
+from mlops_sessions.records import keys
 from mlops_sessions.records.store import Store
-from mlops_sessions.reports import rollout as rollout_report
 
 Analyse = Callable[[Window], AnalysisResult]
 Progress = Callable[[str], None]
@@ -124,75 +122,6 @@ class ReleaseOutcome:
 # --- the records -------------------------------------------------------------------------
 
 
-class RolloutRecords:
-    """The rollout state on the cluster (ConfigMap) and in the store, written together."""
-
-    def __init__(self, cluster: Cluster, store: Store, app: str) -> None:
-        self.cluster = cluster
-        self.app = app
-        self.ref = ObjectRef("v1", "ConfigMap", cluster.namespace, rollouts.configmap_name(app))
-        self.target = rollouts.target_dir(store.root, app, cluster.context, cluster.namespace)
-
-    def read(self) -> tuple[plan.RolloutState | None, dict[str, Any] | None]:
-        """(the recorded state, the pending operator request)."""
-        live = self.cluster.get(self.ref)
-        data = (live or {}).get("data") or {}
-        state = rollouts.decode(data.get(rollouts.STATE_KEY))
-        request = rollouts.decode(data.get(rollouts.REQUEST_KEY))
-        return (plan.RolloutState.from_dict(state) if state else None), request
-
-    def save(self, state: plan.RolloutState, event: str) -> None:
-        # The store first: a state the cluster holds is never missing from the store.
-        data = state.as_dict()
-        rollouts.save_state(self.target, data, event)
-        self._write({rollouts.STATE_KEY: rollouts.encode(data)})
-
-    def request(self, action: str, by: str, revision: int) -> None:
-        self._write({rollouts.REQUEST_KEY: rollouts.encode(rollouts.request(action, by, revision))})
-
-    def clear_request(self) -> None:
-        self._write({rollouts.REQUEST_KEY: ""})
-
-    def report(self, state: plan.RolloutState) -> str:
-        path = rollouts.save_report(
-            self.target, state.revision, rollout_report.markdown(state.as_dict())
-        )
-        return str(path)
-
-    def _write(self, values: dict[str, str]) -> None:
-        if self.cluster.get(self.ref) is None:
-            self.cluster.create(
-                {
-                    "apiVersion": "v1",
-                    "kind": "ConfigMap",
-                    "metadata": {
-                        "name": self.ref.name,
-                        "namespace": self.ref.namespace,
-                        "labels": {
-                            "app": self.app,
-                            "app.kubernetes.io/managed-by": "mlops-sessions",
-                        },
-                    },
-                    "data": values,
-                }
-            )
-            return
-        self.cluster.patch(self.ref, {"data": values})
-
-
-def running_record(cluster: Cluster, store: Store, app: str) -> Record | None:
-    """The revision that runs now, from the cluster's record (completed by the store's)."""
-    records, current = ClusterHistory(cluster, app).read()
-    local = StoreHistory(store, app, cluster.context, cluster.namespace).records()
-    return find_record(records, current) or find_record(local, current)
-
-
-def unfinished(cluster: Cluster, store: Store, app: str) -> plan.RolloutState | None:
-    """The recorded rollout of app when it has not ended (progressing or promoting)."""
-    state, _ = RolloutRecords(cluster, store, app).read()
-    return state if state is not None and not state.done else None
-
-
 # --- the driver --------------------------------------------------------------------------
 
 
@@ -235,12 +164,16 @@ def release(
     app = release_plan.app
     _announce(cluster, app, "changing")
     with deploy_lock(
-        cluster, app, hold_s=timing.rollout_timeout, margin_s=timing.lease_margin_s
+        cluster,
+        app,
+        lease=keys.deploy_lease(app),
+        hold_s=timing.rollout_timeout,
+        margin_s=timing.lease_margin_s,
     ) as holder:
         records = RolloutRecords(cluster, store, app)
         state, _ = records.read()
         if state is not None and not state.done:
-            raise StepError(_unfinished_text(state))
+            raise StepError(unfinished_text(state))
         cluster_history = ClusterHistory(cluster, app)
         store_history = StoreHistory(store, app, cluster.context, cluster.namespace)
         recorded, current = cluster_history.read()
@@ -309,7 +242,7 @@ def release(
             f"rollout of revision {revision}: stable keeps {_short(release_plan.stable_image)}, "
             f"canary {_short(release_plan.canary_image)}, steps {list(release_plan.steps)}"
         )
-        return _drive(ctx, state)
+        return drive(ctx, state)
 
 
 def resume(
@@ -347,87 +280,22 @@ def resume(
         )
     _wait_for_dead_driver(cluster, app, state, timing, progress)
     with deploy_lock(
-        cluster, app, hold_s=timing.rollout_timeout, margin_s=timing.lease_margin_s
+        cluster,
+        app,
+        lease=keys.deploy_lease(app),
+        hold_s=timing.rollout_timeout,
+        margin_s=timing.lease_margin_s,
     ) as holder:
-        ctx = _context(cluster, store, app, state, holder, timing, analyse, interrupt, progress)
-        state = dataclasses.replace(state, driver=holder, updated_at=timing.clock())
-        records.save(state, "resumed")
+        ctx = context_for(cluster, store, app, state, holder, timing, analyse, interrupt, progress)
+        state, _ = _step(ctx, state, plan.Resumed(holder))
         ctx.say(
             f"resuming revision {state.revision} at step {state.step + 1}/{len(state.steps)} "
             f"({state.phase})"
         )
-        return _drive(ctx, state)
+        return drive(ctx, state)
 
 
-def operator_request(
-    cluster: Cluster,
-    store: Store,
-    app: str,
-    action: str,
-    by: str,
-    timing: Timing,
-    *,
-    wait_s: float,
-    progress: Progress | None = None,
-) -> ReleaseOutcome:
-    """``mlops promote`` / ``mlops abort``: ask the driving process, or act when none lives."""
-    records = RolloutRecords(cluster, store, app)
-    state, _ = records.read()
-    if state is None or state.done:
-        last = f"; the last one {state.phase}: {state.reason}" if state is not None else ""
-        raise StepError(f"no rollout of {app!r} is in progress{last}")
-    holder = _live_driver(cluster, app, state)
-    if holder is not None:
-        records.request(action, by, state.revision)
-        if progress is not None:
-            progress(f"asked {holder} to {action} revision {state.revision}; waiting")
-        deadline = timing.clock() + wait_s
-        while timing.clock() < deadline:
-            state, _ = records.read()
-            if state is None:
-                raise StepError(f"the rollout record of {app!r} disappeared")
-            if state.done:
-                return _outcome(records, state, _restored_to(cluster, store, app, state.revision))
-            if _live_driver(cluster, app, state) is None:
-                # The driver died before acting (its lease expired): act here instead.
-                if progress is not None:
-                    progress(f"{holder} stopped renewing its lease; taking over")
-                break
-            timing.sleep(max(0.05, min(1.0, timing.poll)))
-        else:
-            raise StepError(
-                f"asked the driving process ({holder}) to {action} the rollout of {app!r}, but "
-                f"it has not finished within {wait_s:g}s; `mlops status {app}` shows where it is"
-            )
-        records.clear_request()
-    with deploy_lock(
-        cluster, app, hold_s=timing.rollout_timeout, margin_s=timing.lease_margin_s
-    ) as me:
-        ctx = _context(cluster, store, app, state, me, timing, None, None, progress)
-        now_ = timing.clock()
-        if state.terminal:
-            pass  # ended but not acted upon (its driver died): finish what it decided
-        elif action == "promote":
-            state = plan.promote(state, now_, by=by) if state.phase == plan.PROGRESSING else state
-        else:
-            state = plan.abort(state, f"aborted by {by}", now_, by=by)
-        state = dataclasses.replace(state, driver=me)
-        records.save(state, action)
-        return _drive(ctx, state)
-
-
-def _live_driver(cluster: Cluster, app: str, state: plan.RolloutState) -> str | None:
-    """The holder of app's lease when it is the rollout's driver and its lease has not
-    expired (it is alive, or died less than a lease margin ago)."""
-    holder, expiry = holder_of(cluster, app)
-    if holder is None or holder != state.driver:
-        return None
-    if expiry is not None and expiry <= datetime.now(timezone.utc):
-        return None
-    return holder
-
-
-def _context(
+def context_for(
     cluster: Cluster,
     store: Store,
     app: str,
@@ -469,42 +337,34 @@ def _context(
     )
 
 
-def _drive(ctx: _Context, state: plan.RolloutState) -> ReleaseOutcome:
+def drive(ctx: _Context, state: plan.RolloutState) -> ReleaseOutcome:
+    """Run the state machine to its end: report each event, carry out the actions."""
     timing = ctx.timing
     tick = max(0.02, min(1.0, state.limits.interval_s / 10, timing.poll))
     last_renew = timing.clock()
     while not state.terminal:
         state = _take_requests(ctx, state)
         if ctx.interrupt.event.is_set() and ctx.interrupt.action == "leave":
-            ctx.records.save(state, "interrupted")
+            state, _ = _step(ctx, state, plan.Interrupted(ctx.interrupt.signal_name, "leave"))
             line = (
                 f"{ctx.app}: interrupted by {ctx.interrupt.signal_name or 'a signal'} at step "
                 f"{state.step + 1}/{len(state.steps)}; the rollout is left as it is: "
                 f"`mlops deploy --resume` continues it, `mlops abort {ctx.app}` ends it"
             )
             return ReleaseOutcome("interrupted", state.revision, state.as_dict(), line)
-        if state.terminal:
+        move = plan.next_move(state)
+        if move == plan.FINISH:
             break
-        if state.phase == plan.PROMOTING:
+        if move == plan.PROMOTE:
             ctx.say(f"promoting revision {state.revision}: {state.reason}")
-            failure = _promote(ctx)
-            state = (
-                plan.promoted(state, timing.clock())
-                if failure is None
-                else plan.fail(state, f"promotion failed: {failure}", timing.clock())
-            )
-            ctx.records.save(state, state.phase)
+            state, _ = _step(ctx, state, plan.PromotionDone(_promote(ctx)))
             continue
-        if state.needs_apply():
+        if move == plan.APPLY_STEP:
             failure = _apply_step(ctx, state)
             if failure is not None:
-                state = plan.fail(
-                    state, f"step {state.step + 1} could not be applied: {failure}", timing.clock()
-                )
-                ctx.records.save(state, "failed")
+                state, _ = _step(ctx, state, plan.ApplyFailed(failure))
                 break
-            state = plan.weight_applied(state, timing.clock())
-            ctx.records.save(state, "step")
+            state, _ = _step(ctx, state, plan.WeightApplied())
             ctx.say(
                 f"step {state.step + 1}/{len(state.steps)}: canary {state.canary_weight}% "
                 f"for {state.limits.interval_s:g}s"
@@ -514,30 +374,37 @@ def _drive(ctx: _Context, state: plan.RolloutState) -> ReleaseOutcome:
         due = state.due_at
         assert due is not None
         if moment >= due:
-            window = state.window()
-            result = _analyse(ctx, window)
-            state = plan.judge(state, result, timing.clock())
-            if state.phase == plan.ABORTED:
-                # Traffic first, the record right after: a bad canary loses its share
-                # within one apply of the verdict (the revision is recorded already).
-                _all_stable_now(ctx)
-            ctx.records.save(state, f"window-{result.outcome.value}")
+            result = _analyse(ctx, state.window())
+            state, _ = _step(ctx, state, plan.WindowAnalysed(result))
             ctx.say(f"{result.outcome.value}: {state.reason}")
             continue
         timing.sleep(min(tick, due - moment))
         if timing.clock() - last_renew >= max(0.5, timing.lease_margin_s / 3):
-            renew(ctx.cluster, ctx.app, ctx.holder)
+            renew(ctx.cluster, ctx.app, ctx.holder, lease=keys.deploy_lease(ctx.app))
             last_renew = timing.clock()
     return _finish(ctx, state)
+
+
+def _step(
+    ctx: _Context, state: plan.RolloutState, event: plan.Event
+) -> tuple[plan.RolloutState, bool]:
+    """Report event to the state machine and carry out its actions: (next state, whether
+    anything changed)."""
+    after, actions = plan.advance(state, event, ctx.timing.clock())
+    for action in actions:
+        if action.kind == plan.RECORD:
+            ctx.records.save(after, action.detail)
+        elif action.kind == plan.ROUTE_ALL_STABLE:
+            _all_stable_now(ctx)
+        # plan.LEAVE: the caller stops driving and says how to go on.
+    return after, bool(actions)
 
 
 def _take_requests(ctx: _Context, state: plan.RolloutState) -> plan.RolloutState:
     """An interrupt or an operator's request, turned into a transition."""
     now_ = ctx.timing.clock()
     if ctx.interrupt.event.is_set() and ctx.interrupt.action == "abort" and not state.terminal:
-        name = ctx.interrupt.signal_name or "a signal"
-        state = plan.abort(state, f"interrupted by {name}: aborted", now_, by="signal")
-        ctx.records.save(state, "interrupted")
+        state, _ = _step(ctx, state, plan.Interrupted(ctx.interrupt.signal_name, "abort"))
         return state
     # Operator requests are read at most once a second (a GET per tick would load the API
     # server for nothing); an interrupt above is seen every tick.
@@ -549,13 +416,7 @@ def _take_requests(ctx: _Context, state: plan.RolloutState) -> plan.RolloutState
         return state
     ctx.records.clear_request()
     by = str(request.get("by") or "operator")
-    if request.get("action") == "abort" and not state.terminal:
-        state = plan.abort(state, f"aborted by {by}", now_, by=by)
-    elif request.get("action") == "promote" and state.phase == plan.PROGRESSING:
-        state = plan.promote(state, now_, by=by)
-    else:
-        return state
-    ctx.records.save(state, str(request.get("action")))
+    state, _ = _step(ctx, state, plan.OperatorRequest(str(request.get("action")), by))
     return state
 
 
@@ -574,7 +435,7 @@ def _rollout_info(ctx: _Context) -> dict[str, Any]:
 
 def _apply_step(ctx: _Context, state: plan.RolloutState) -> str | None:
     info = _rollout_info(ctx)
-    objects = plan.during(
+    objects = objects_plan.during(
         info["canary_manifests"], state.canary_weight, int(info["canary_replicas"]), info["ab"]
     )
     revision = int(ctx.record["revision"])
@@ -595,7 +456,7 @@ def _apply_step(ctx: _Context, state: plan.RolloutState) -> str | None:
         ctx.canary_up = True
     return apply_objects(
         ctx.cluster,
-        plan.only(objects, [("VirtualService", "")]),
+        objects_plan.only(objects, [("VirtualService", "")]),
         revision,
         timeout=timing.rollout_timeout,
         poll=timing.poll,
@@ -607,7 +468,7 @@ def _promote(ctx: _Context) -> str | None:
     final = list(ctx.record["manifests"])
     revision = int(ctx.record["revision"])
     stale = _stale_refs([*ctx.previous["manifests"], *_canary_manifests(ctx)], final)
-    stages = plan.promotion_stages(final)
+    stages = objects_plan.promotion_stages(final)
     for index, (name, objects) in enumerate(stages):
         ctx.say(f"promotion: {name}")
         failure = apply_objects(
@@ -640,10 +501,10 @@ def _stale_refs(before: Sequence[Manifest], after: Sequence[Manifest]) -> list[O
 
 def _all_stable_now(ctx: _Context) -> str | None:
     """One VirtualService patch: 100 % stable, no A/B route (the abort's first move)."""
-    restore = plan.steady_state(ctx.previous["manifests"])
+    restore = objects_plan.steady_state(ctx.previous["manifests"])
     failure = apply_objects(
         ctx.cluster,
-        plan.only(restore, [("VirtualService", "")]),
+        objects_plan.only(restore, [("VirtualService", "")]),
         int(ctx.previous["revision"]),
         timeout=ctx.timing.rollout_timeout,
         poll=ctx.timing.poll,
@@ -655,7 +516,7 @@ def _all_stable_now(ctx: _Context) -> str | None:
 
 def _abort(ctx: _Context) -> str | None:
     """100 % stable at once, then the previous revision's objects, the canary at 0."""
-    restore = plan.steady_state(ctx.previous["manifests"])
+    restore = objects_plan.steady_state(ctx.previous["manifests"])
     number = int(ctx.previous["revision"])
     timing = ctx.timing
     first = _all_stable_now(ctx)
@@ -684,7 +545,7 @@ def _finish(ctx: _Context, state: plan.RolloutState) -> ReleaseOutcome:
         state = plan.settle(state, ctx.timing.clock())
         ctx.records.save(state, "promoted")
         line = f"{ctx.app}: revision {revision} promoted ({state.reason})"
-        return _outcome(ctx.records, state, None, line)
+        return outcome_of(ctx.records, state, None, line)
     failure = _abort(ctx)
     previous = int(ctx.previous["revision"])
     note = (
@@ -708,19 +569,10 @@ def _finish(ctx: _Context, state: plan.RolloutState) -> ReleaseOutcome:
         ctx.store_history.save(record, "failed")
     state = plan.settle(state, ctx.timing.clock())
     ctx.records.save(state, state.phase)
-    return _outcome(ctx.records, state, previous)
+    return outcome_of(ctx.records, state, previous)
 
 
-def _restored_to(cluster: Cluster, store: Store, app: str, revision: int) -> int | None:
-    """What the rollout's revision record says was restored (None: promoted)."""
-    recorded, _ = ClusterHistory(cluster, app).read()
-    local = StoreHistory(store, app, cluster.context, cluster.namespace).records()
-    record = find_record(recorded, revision) or find_record(local, revision) or {}
-    value = record.get("restored_to")
-    return int(value) if value is not None else None
-
-
-def _outcome(
+def outcome_of(
     records: RolloutRecords,
     state: plan.RolloutState,
     restored_to: int | None,
@@ -766,7 +618,7 @@ def _wait_for_dead_driver(
 ) -> None:
     """A resumed rollout's previous driver may have died holding the lease: wait for it to
     expire (it stops being renewed when the driver dies), never take it over early."""
-    holder, expiry = holder_of(cluster, app)
+    holder, expiry = holder_of(cluster, keys.deploy_lease(app))
     if holder is None or holder != state.driver or expiry is None:
         return  # free, or someone else's: deploy_lock decides
     left = (expiry - datetime.now(timezone.utc)).total_seconds()
@@ -776,7 +628,7 @@ def _wait_for_dead_driver(
         progress(f"the interrupted driver {holder} holds the deploy lock; waiting {left:.0f}s")
     deadline = timing.clock() + left + 1
     while timing.clock() < deadline:
-        holder_now, expiry_now = holder_of(cluster, app)
+        holder_now, expiry_now = holder_of(cluster, keys.deploy_lease(app))
         if holder_now != holder:
             return
         if expiry_now is not None and expiry_now <= datetime.now(timezone.utc):
@@ -786,27 +638,6 @@ def _wait_for_dead_driver(
         f"the deploy lock of {app!r} is still renewed by {holder}: the rollout's driver "
         "is alive; let it finish, or `mlops abort` it"
     )
-
-
-def _unfinished_text(state: plan.RolloutState) -> str:
-    return (
-        f"a rollout of {state.model!r} (revision {state.revision}) is {state.phase} at step "
-        f"{state.step + 1}/{len(state.steps)} and its driver is gone: `mlops deploy --resume` "
-        f"continues it, `mlops abort {state.model}` ends it (100% stable)"
-    )
-
-
-def refuse_unfinished(cluster: Cluster, state: plan.RolloutState) -> StepError:
-    """The error for a deploy that meets an unfinished rollout: one still driven, or one
-    whose driver is gone."""
-    holder, expiry = holder_of(cluster, state.model)
-    if holder is not None and (expiry is None or expiry > datetime.now(timezone.utc)):
-        return DeployLocked(
-            f"a rollout of {state.model!r} (revision {state.revision}) is in progress at step "
-            f"{state.step + 1}/{len(state.steps)}, driven by {holder}: wait for it, or "
-            f"`mlops promote {state.model}` / `mlops abort {state.model}`"
-        )
-    return StepError(_unfinished_text(state))
 
 
 def _announce(cluster: Cluster, app: str, verb: str) -> None:
@@ -820,31 +651,3 @@ def _announce(cluster: Cluster, app: str, verb: str) -> None:
 
 def _short(image: str) -> str:
     return image.rsplit("@sha256:", 1)[-1][:12] if "@sha256:" in image else image
-
-
-def rollout_status(cluster: Cluster, store: Store, app: str) -> dict[str, Any] | None:
-    """The recorded rollout, for ``mlops status``: phase, step, weights, the last
-    measurement of each metric per track, counters and the reason."""
-    state, request = RolloutRecords(cluster, store, app).read()
-    if state is None:
-        return None
-    target = rollouts.target_dir(store.root, app, cluster.context, cluster.namespace)
-    report = rollouts.report_file(target, state.revision)
-    return {
-        "revision": state.revision,
-        "phase": state.phase,
-        "step": state.step + 1,
-        "steps": list(state.steps),
-        "weights": dict(state.weights),
-        "stable_digest": state.stable_digest,
-        "canary_digest": state.canary_digest,
-        "failures": state.failures,
-        "inconclusive_in_row": state.inconclusive_in_row,
-        "errors_in_row": state.errors_in_row,
-        "windows": len(state.measurements),
-        "last": state.last_measurements(),
-        "reason": state.reason,
-        "driver": state.driver,
-        "request": request,
-        "report": str(report) if Path(report).exists() else None,
-    }

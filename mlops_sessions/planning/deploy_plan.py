@@ -33,7 +33,6 @@ LAST_APPLIED = f"{ANNOTATION_PREFIX}/last-applied"
 REVISION = f"{ANNOTATION_PREFIX}/revision"
 # How many revisions the history ConfigMap keeps (ConfigMaps are limited to 1 MiB).
 HISTORY_LIMIT = 10
-HISTORY_SUFFIX = "-mlops-history"
 
 Action = Literal["create", "patch", "unchanged", "delete"]
 
@@ -234,6 +233,10 @@ def diff_text(change: Change) -> str:
     """A unified YAML diff of what the change does, for ``--dry-run``."""
     before = _shown(change.live, change.desired) if change.live is not None else None
     after = _shown(change.desired, None) if change.desired is not None else None
+    if before is not None and after is not None:
+        # What the server leaves out of its answers (zero values) is no change: covers()
+        # decides so, and the diff must agree with the decision.
+        after = _without_omitted(after, before)
     old = _to_yaml(before).splitlines(keepends=True) if before is not None else []
     new = _to_yaml(after).splitlines(keepends=True) if after is not None else []
     label = str(change.ref)
@@ -273,8 +276,29 @@ def _project(obj: Any, shape: Any) -> Any:
     return obj
 
 
+def _without_omitted(obj: Any, live: Any) -> Any:
+    """obj without the zero values live does not have (Go's ``omitempty`` on the server)."""
+    if isinstance(obj, Mapping) and isinstance(live, Mapping):
+        return {
+            key: _without_omitted(value, live[key]) if key in live else value
+            for key, value in obj.items()
+            if key in live or not is_zero(value)
+        }
+    if isinstance(obj, list) and isinstance(live, list) and len(obj) == len(live):
+        return [_without_omitted(a, b) for a, b in zip(obj, live, strict=True)]
+    return obj
+
+
+class _PlainDumper(yaml.SafeDumper):
+    """Writes a repeated object out again instead of as a YAML alias (``*id001``): a
+    Deployment's selector and its pod labels are often one dict, and a diff must show both."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
 def _to_yaml(obj: Any) -> str:
-    return yaml.safe_dump(obj, sort_keys=True, default_flow_style=False, width=100)
+    return yaml.dump(obj, Dumper=_PlainDumper, sort_keys=True, default_flow_style=False, width=100)
 
 
 # --- rollout ------------------------------------------------------------------------------
@@ -321,10 +345,6 @@ def rollout_state(deployment: Mapping[str, Any]) -> RolloutState:
 
 
 # --- revisions ----------------------------------------------------------------------------
-
-
-def history_name(app: str) -> str:
-    return f"{app}{HISTORY_SUFFIX}"
 
 
 def revision_key(number: int) -> str:

@@ -4,15 +4,17 @@ The DestinationRule names one subset per track (``stable``, ``canary``), selecte
 pods' ``track`` label. The VirtualService sends an A/B slice (a header, or a cookie
 regex) always to the canary, and splits the rest by the weights in ``rollout:``, which
 must add up to 100 (the rules on weights and A/B routes live in
-:mod:`mlops_sessions.config.checks`, which ``validate`` runs too). Both use
+:mod:`mlops_sessions.config.rules`, which ``validate`` runs too). Both use
 ``networking.istio.io/v1``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from mlops_sessions.config import Config, ModelConfig, RolloutConfig, checks
+from mlops_sessions.config import Config, ModelConfig, RolloutConfig, rules
 from mlops_sessions.errors import StepError
 from mlops_sessions.planning.k8s_common import Track, metadata, service_host
 
@@ -22,11 +24,11 @@ API_VERSION = "networking.istio.io/v1"
 def weights(model: ModelConfig) -> dict[Track, int]:
     """Traffic per track in percent; stable's weight defaults to what the canary leaves.
 
-    That they add up to 100 is the config's rule (:func:`checks.weight_findings`), which
+    That they add up to 100 is the config's rule (:func:`rules.weight_findings`), which
     ``validate`` runs too; render refuses a Config that skipped it.
     """
     rollout = _rollout(model)
-    checks.require(checks.weight_findings(model))
+    rules.require(rules.weight_findings(model))
     canary = rollout.canary.weight if rollout.canary is not None else None
     if rollout.canary is not None and canary is None:
         # Only with rollout.steps (the config's rule): the steady state between rollouts,
@@ -53,49 +55,93 @@ def destination_rule(
     }
 
 
-def virtual_service(config: Config, model: ModelConfig) -> dict[str, Any]:
-    rollout = _rollout(model)
+# The route names: Istio takes the first route that matches, so their order is the policy
+# (gRPC by port first, then the A/B slice, then the weighted split for the rest).
+GRPC_AB_ROUTE = "grpc-ab-canary"
+GRPC_WEIGHTED_ROUTE = "grpc-weighted"
+AB_ROUTE = "ab-canary"
+WEIGHTED_ROUTE = "weighted"
+
+
+@dataclass(frozen=True)
+class RouteTarget:
+    """Where a model's traffic goes: its Service host, REST port and gRPC port (if any)."""
+
+    host: str
+    port: int
+    grpc_port: int | None = None
+
+    @classmethod
+    def of(cls, model: ModelConfig) -> RouteTarget:
+        return cls(service_host(model), model.serve.port, model.serve.grpc_port or None)
+
+    @classmethod
+    def read(cls, vs: Mapping[str, Any]) -> RouteTarget:
+        """The target a rendered VirtualService routes to (a recorded revision's, which has no
+        config to build from): the weighted route's stable destination, the gRPC route's port."""
+        routes = list((vs.get("spec") or {}).get("http") or [])
+        weighted = next((r for r in routes if r.get("name") == WEIGHTED_ROUTE), routes[-1])
+        stable = next(
+            d["destination"]
+            for d in weighted["route"]
+            if d["destination"].get("subset") == "stable"
+        )
+        grpc = next((r for r in routes if r.get("name") == GRPC_WEIGHTED_ROUTE), None)
+        grpc_port = int(grpc["match"][0]["port"]) if grpc is not None else None
+        return cls(str(stable["host"]), int(stable["port"]["number"]), grpc_port)
+
+
+def http_routes(
+    target: RouteTarget, split: Mapping[str, int], ab: Sequence[Mapping[str, Any]] = ()
+) -> list[dict[str, Any]]:
+    """The VirtualService's HTTP routes: the one builder, used by render and by the rollout.
+
+    split: percent per track (stable first); ab: the A/B matches always sent to the canary
+    (empty: no A/B route).
+    """
     http: list[dict[str, Any]] = []
-    matches = ab_matches(rollout)
-    grpc_port = model.serve.grpc_port
-    if grpc_port:
+    if target.grpc_port:
         # gRPC first, matched by port (Istio takes the first matching route): the same A/B
         # slice and weights, to the gRPC port. The rules below, without a port match, then
         # carry the rest (REST) as before.
-        if matches:
+        if ab:
             http.append(
                 {
-                    "name": "grpc-ab-canary",
-                    "match": [{**match, "port": grpc_port} for match in matches],
-                    "route": [_destination(model, "canary", 100, grpc_port)],
+                    "name": GRPC_AB_ROUTE,
+                    "match": [{**match, "port": target.grpc_port} for match in ab],
+                    "route": [_destination(target, "canary", 100, target.grpc_port)],
                 }
             )
         http.append(
             {
-                "name": "grpc-weighted",
-                "match": [{"port": grpc_port}],
+                "name": GRPC_WEIGHTED_ROUTE,
+                "match": [{"port": target.grpc_port}],
                 "route": [
-                    _destination(model, track, weight, grpc_port)
-                    for track, weight in weights(model).items()
+                    _destination(target, track, weight, target.grpc_port)
+                    for track, weight in split.items()
                 ],
             }
         )
-    if matches:
+    if ab:
         http.append(
             {
-                "name": "ab-canary",
-                "match": matches,
-                "route": [_destination(model, "canary", 100)],
+                "name": AB_ROUTE,
+                "match": [dict(match) for match in ab],
+                "route": [_destination(target, "canary", 100)],
             }
         )
     http.append(
         {
-            "name": "weighted",
-            "route": [
-                _destination(model, track, weight) for track, weight in weights(model).items()
-            ],
+            "name": WEIGHTED_ROUTE,
+            "route": [_destination(target, track, weight) for track, weight in split.items()],
         }
     )
+    return http
+
+
+def virtual_service(config: Config, model: ModelConfig) -> dict[str, Any]:
+    rollout = _rollout(model)
+    split = {str(track): weight for track, weight in weights(model).items()}
     return {
         "apiVersion": API_VERSION,
         "kind": "VirtualService",
@@ -103,7 +149,7 @@ def virtual_service(config: Config, model: ModelConfig) -> dict[str, Any]:
         "spec": {
             "hosts": list(rollout.hosts),
             "gateways": list(rollout.gateways),
-            "http": http,
+            "http": http_routes(RouteTarget.of(model), split, ab_matches(rollout)),
         },
     }
 
@@ -115,7 +161,7 @@ def ab_matches(rollout: RolloutConfig) -> list[dict[str, Any]]:
         return []
     # Header or cookie, a valid RE2-compatible cookie regex: the config's rules, checked
     # by `mlops validate` through the same function.
-    checks.require(checks.ab_route_findings(ab, ("rollout", "ab")))
+    rules.require(rules.ab_route_findings(ab, ("rollout", "ab")))
     matches: list[dict[str, Any]] = []
     if ab.header is not None:
         # Header names are matched lower-case by Istio (HTTP/2 lower-cases them anyway).
@@ -128,13 +174,13 @@ def ab_matches(rollout: RolloutConfig) -> list[dict[str, Any]]:
 
 
 def _destination(
-    model: ModelConfig, subset: Track, weight: int, port: int | None = None
+    target: RouteTarget, subset: str, weight: int, port: int | None = None
 ) -> dict[str, Any]:
     return {
         "destination": {
-            "host": service_host(model),
+            "host": target.host,
             "subset": subset,
-            "port": {"number": port or model.serve.port},
+            "port": {"number": port or target.port},
         },
         "weight": weight,
     }

@@ -27,10 +27,9 @@ from typing import Any
 
 import yaml
 
-from mlops_sessions.config import Config, ModelConfig, checks
+from mlops_sessions.config import Config, ModelConfig, rules
 from mlops_sessions.errors import StepError
-from mlops_sessions.planning import istio_routing, k8s_pod, k8s_secrets
-from mlops_sessions.planning import rollout as rollout_plan
+from mlops_sessions.planning import istio_routing, k8s_pod, k8s_secrets, rollout_objects
 from mlops_sessions.planning.k8s_common import (
     ANNOTATION_PREFIX,
     CONFIG_DIR,
@@ -100,7 +99,7 @@ def render(config: Config, model: ModelConfig, artifacts: RenderInputs) -> list[
     The config's rules come first, through the functions `mlops validate` runs, so render
     refuses exactly the configs validate refuses (a Config built without the loader too).
     """
-    checks.require(checks.model_findings(config, model))
+    rules.require(rules.model_findings(config, model))
     _check_images(model, artifacts)
     deploy = model.deploy
     tracks: tuple[Track, ...] = TRACKS if _has_canary(model) else ("stable",)
@@ -131,10 +130,10 @@ def render(config: Config, model: ModelConfig, artifacts: RenderInputs) -> list[
     for obj in objects:
         if namespace is not None:
             obj["metadata"]["namespace"] = namespace
-    if rollout_plan.progressive(model):
+    if rollout_objects.progressive(model):
         # Between rollouts: 100 % stable, the canary at 0 replicas and no A/B route to it;
         # the rollout driver scales it up and steps the split (planning.rollout).
-        objects = rollout_plan.steady_state(objects)
+        objects = rollout_objects.steady_state(objects)
     k8s_secrets.refuse_literal_secrets(objects)
     # Label dicts are shared between a Deployment and its pod template while building;
     # callers get independent objects they may modify.

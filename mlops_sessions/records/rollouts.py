@@ -40,15 +40,10 @@ from mlops_sessions.records.io import (
     write_text_atomic,
 )
 
-CONFIGMAP_SUFFIX = "-mlops-rollout"
 STATE_KEY = "state"
 REQUEST_KEY = "request"
 REQUESTS = ("promote", "abort")
 _DIR = re.compile(r"^r\d{6}$")
-
-
-def configmap_name(model: str) -> str:
-    return f"{model}{CONFIGMAP_SUFFIX}"
 
 
 def rollouts_dir(root: Path) -> Path:

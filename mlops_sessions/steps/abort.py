@@ -2,7 +2,7 @@
 
 Front end only. The process driving the rollout does it when one is alive (asked through
 the rollout's ConfigMap); otherwise this command does it under the deploy Lease
-(:func:`drivers.rollout.operator_request`). The revision is recorded as failed
+(:func:`drivers.rollout_operator.operator_request`). The revision is recorded as failed
 with the measurements so far, and what was restored.
 """
 
@@ -12,9 +12,10 @@ import argparse
 import sys
 from typing import Any
 
-from mlops_sessions.drivers.cluster import add_cluster_arguments, connect_for, rollout_timing
-from mlops_sessions.errors import StepError
+from mlops_sessions.console.cluster_options import add_cluster_arguments
 from mlops_sessions.console.common import emit, load_config, store_for
+from mlops_sessions.drivers.cluster import connect_for, rollout_timing
+from mlops_sessions.errors import StepError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mlops_sessions.drivers import rollout as driver
+    from mlops_sessions.drivers import rollout_operator
     from mlops_sessions.executors.kube.lease import holder_identity
 
     config = load_config(args)
@@ -35,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
         raise StepError("several models are declared; name one: mlops abort MODEL")
     cluster = connect_for(model, args)
     timing = rollout_timing(model)
-    outcome = driver.operator_request(
+    outcome = rollout_operator.operator_request(
         cluster,
         store_for(config),
         model.name,

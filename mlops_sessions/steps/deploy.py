@@ -27,10 +27,10 @@ import sys
 from typing import Any
 
 from mlops_sessions.config import Config, ModelConfig
+from mlops_sessions.console.cluster_options import add_cluster_arguments, add_interrupt_argument
+from mlops_sessions.console.common import add_models, emit, load_config, store_for
 from mlops_sessions.drivers.cluster import (
     ModelAnalyser,
-    add_cluster_arguments,
-    add_interrupt_argument,
     analyser_for,
     connect_for,
     interrupts,
@@ -39,12 +39,11 @@ from mlops_sessions.drivers.cluster import (
     rollout_timing,
 )
 from mlops_sessions.errors import StepError
-from mlops_sessions.planning import istio_routing, release_policy
+from mlops_sessions.planning import istio_routing, release_policy, rollout_objects
 from mlops_sessions.planning import rollout as rollout_plan
 from mlops_sessions.planning.manifests import RenderInputs
-from mlops_sessions.console.common import add_models, emit, load_config, store_for
 
-__all__ = ["add_arguments", "release_facts", "run"]
+__all__ = ["add_arguments", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -80,6 +79,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, *, analyse: ModelAnalyser | None = None) -> int:
     """analyse: the live analysis of a window (default: Prometheus); tests pass a fake."""
+    from mlops_sessions.drivers import render_inputs
     from mlops_sessions.planning import k8s_inputs, k8s_validate, manifests
 
     config = load_config(args)
@@ -88,11 +88,11 @@ def run(args: argparse.Namespace, *, analyse: ModelAnalyser | None = None) -> in
     plans = []
     # Every model is checked and rendered before anything is applied to any cluster.
     for model in models:
-        inputs = k8s_inputs.inputs_for(config, model, overrides)
+        inputs = render_inputs.inputs_for(config, model, overrides)
         problems = release_policy.problems(
             model,
             inputs,
-            release_facts(config, model),
+            release_facts(config, model, store_for(config)),
             overridden=overrides,
             profile=config.profile,
         )
@@ -106,13 +106,13 @@ def run(args: argparse.Namespace, *, analyse: ModelAnalyser | None = None) -> in
         k8s_validate.validate_objects(objects, model.deploy.kubernetes_version)
         plans.append((model, inputs, objects, tuple(problems)))
 
-    if args.resume and not any(rollout_plan.progressive(m) for m, *_ in plans):
+    if args.resume and not any(rollout_objects.progressive(m) for m, *_ in plans):
         raise StepError("--resume continues a progressive rollout, but no selected model has "
                         "rollout.steps")  # fmt: skip
     results = []
     failed = []
     for model, inputs, objects, forced in plans:
-        if rollout_plan.progressive(model) and not args.dry_run:
+        if rollout_objects.progressive(model) and not args.dry_run:
             release = progressive_deploy(config, model, inputs, objects, forced, args, analyse)
             if release is not None:
                 results.append({"model": model.name, **release.as_dict()})
@@ -178,6 +178,7 @@ def progressive_deploy(
     """A release through rollout.steps; None when the usual apply is the right one (a first
     deploy, or the build that already runs)."""
     from mlops_sessions.drivers import rollout as driver
+    from mlops_sessions.drivers import rollout_records
 
     cluster = connect_for(model, args)
     store = store_for(config)
@@ -196,11 +197,11 @@ def progressive_deploy(
                 interrupt=interrupt,
                 progress=progress,
             )
-    pending = driver.unfinished(cluster, store, model.name)
+    pending = rollout_records.unfinished(cluster, store, model.name)
     if pending is not None:
-        raise driver.refuse_unfinished(cluster, pending)
-    running = driver.running_record(cluster, store, model.name)
-    running_image = rollout_plan.running_image(running, model.name)
+        raise rollout_records.refuse_unfinished(cluster, pending)
+    running = rollout_records.running_record(cluster, store, model.name)
+    running_image = rollout_objects.running_image(running, model.name)
     if running is None or running_image is None:
         return None  # nothing runs: straight to stable
     if rollout_plan.digest(running_image) == rollout_plan.digest(inputs.stable_image):
@@ -211,7 +212,7 @@ def progressive_deploy(
     plan = driver.ReleasePlan(
         app=model.name,
         final=objects,
-        canary=rollout_plan.canary_set(objects, running["manifests"]),
+        canary=rollout_objects.canary_set(objects, running["manifests"]),
         ab=istio_routing.ab_matches(model.rollout),
         canary_replicas=model.rollout.canary.replicas,
         steps=tuple(model.rollout.steps),

@@ -4,7 +4,7 @@ Front end only. The remaining steps are skipped; the promotion itself is the one
 rollout ends with (stable rolls out the canary's build, then 100 % stable, then the canary
 to 0), done by the process driving the rollout when one is alive (asked through the
 rollout's ConfigMap), else by this command under the deploy Lease
-(:func:`drivers.rollout.operator_request`). The release policy judges the
+(:func:`drivers.rollout_operator.operator_request`). The release policy judges the
 canary's build as it would judge a deploy of it: ``--force`` overrides, and says so.
 """
 
@@ -14,16 +14,12 @@ import argparse
 import sys
 from typing import Any
 
-from mlops_sessions.drivers.cluster import (
-    add_cluster_arguments,
-    connect_for,
-    release_facts,
-    rollout_timing,
-)
+from mlops_sessions.console.cluster_options import add_cluster_arguments
+from mlops_sessions.console.common import emit, load_config, store_for
+from mlops_sessions.drivers.cluster import connect_for, release_facts, rollout_timing
 from mlops_sessions.errors import StepError
 from mlops_sessions.planning import release_policy
 from mlops_sessions.planning.manifests import RenderInputs
-from mlops_sessions.console.common import emit, load_config, store_for
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mlops_sessions.drivers import rollout as driver
+    from mlops_sessions.drivers import rollout_operator, rollout_records
     from mlops_sessions.drivers.deploy import find_record, history
     from mlops_sessions.executors.kube.lease import holder_identity
 
@@ -46,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     model = _pick(config, args.model)
     cluster = connect_for(model, args)
     store = store_for(config)
-    state = driver.unfinished(cluster, store, model.name)
+    state = rollout_records.unfinished(cluster, store, model.name)
     if state is None:
         raise StepError(f"no rollout of {model.name!r} is in progress; nothing to promote")
     records, _ = history(cluster, store, model.name)
@@ -60,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         config_hash=str(lineage.get("config_hash") or ""),
     )
     problems = release_policy.problems(
-        model, inputs, release_facts(config, model), profile=config.profile
+        model, inputs, release_facts(config, model, store_for(config)), profile=config.profile
     )
     if problems and not args.force:
         raise StepError(
@@ -71,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     if problems:
         print(f"mlops promote: --force overrides: {'; '.join(problems)}", file=sys.stderr)
     timing = rollout_timing(model)
-    outcome = driver.operator_request(
+    outcome = rollout_operator.operator_request(
         cluster,
         store,
         model.name,

@@ -15,15 +15,11 @@ import sys
 from typing import Any
 
 from mlops_sessions.config import Config, ModelConfig
-from mlops_sessions.drivers.cluster import (
-    add_cluster_arguments,
-    connect_for,
-    rollout_seconds,
-    rollout_timing,
-)
-from mlops_sessions.errors import StepError
 from mlops_sessions.console import argtypes
+from mlops_sessions.console.cluster_options import add_cluster_arguments
 from mlops_sessions.console.common import emit, load_config, store_for
+from mlops_sessions.drivers.cluster import connect_for, rollout_seconds, rollout_timing
+from mlops_sessions.errors import StepError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -116,13 +112,13 @@ def run(args: argparse.Namespace) -> int:
 def _abort_rollout_first(cluster: Any, store: Any, model: ModelConfig) -> None:
     """A rollback during a progressive rollout aborts the rollout first (100 % stable,
     recorded), so the rollback never races the rollout's driver."""
-    from mlops_sessions.drivers import rollout as driver
+    from mlops_sessions.drivers import rollout_operator, rollout_records
     from mlops_sessions.executors.kube.lease import holder_identity
 
-    if driver.unfinished(cluster, store, model.name) is None:
+    if rollout_records.unfinished(cluster, store, model.name) is None:
         return
     timing = rollout_timing(model)
-    outcome = driver.operator_request(
+    outcome = rollout_operator.operator_request(
         cluster,
         store,
         model.name,

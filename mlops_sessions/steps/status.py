@@ -11,8 +11,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from mlops_sessions.drivers.cluster import add_cluster_arguments, connect_for
+from mlops_sessions.console.cluster_options import add_cluster_arguments
 from mlops_sessions.console.common import add_models, emit, load_config, store_for
+from mlops_sessions.drivers.cluster import connect_for
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,7 +37,7 @@ def _fallback(model: str) -> list[dict[str, Any]]:
 
 def run(args: argparse.Namespace) -> int:
     from mlops_sessions.drivers.deploy import live_status
-    from mlops_sessions.drivers.rollout import rollout_status
+    from mlops_sessions.drivers.rollout_records import rollout_status
 
     config = load_config(args)
     reports = []

@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from mlops_sessions.executors.kube.lease import lease_body, lease_name
+from mlops_sessions.executors.kube.lease import lease_body
+from mlops_sessions.records import keys
 
 LEASE = "coordination.k8s.io/v1/leases"
 OTHER = "ci-runner@build-7 pid 4242"
@@ -17,7 +18,7 @@ def hold_lease(cluster: Any, acquired: datetime, seconds: int = 600) -> None:
 
     with config.new_client_from_config(config_file=str(cluster.kubeconfig)) as api:
         client.CoordinationV1Api(api).create_namespaced_lease(
-            "ml", lease_body(lease_name("digits"), "ml", OTHER, seconds, acquired)
+            "ml", lease_body(keys.deploy_lease("digits"), "ml", OTHER, seconds, acquired)
         )
 
 

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 import yaml
 
+from mlops_sessions.drivers import render_inputs
 from mlops_sessions.frontends.cli import main
-from mlops_sessions.planning import k8s_inputs
 
 DIGEST_A = "a" * 64
 DIGEST_B = "b" * 64
@@ -49,7 +49,7 @@ def write_config(root: Path, doc: dict[str, Any] | None = None) -> Path:
 
 
 def record_build(root: Path, image: str, digest: str, **lineage: str) -> None:
-    path = k8s_inputs.build_record(root / ".mlops", image)
+    path = render_inputs.build_record(root / ".mlops", image)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"image": f"reg.example.com/ranker@sha256:{digest}", **lineage}))
 
@@ -110,7 +110,7 @@ def test_no_digest_names_both_ways_to_fix_it(
     assert main(["render", "-c", str(config)]) == 1
     err = capsys.readouterr().err
     assert "no image digest recorded for image 'serve'" in err
-    assert str(k8s_inputs.build_record(tmp_path / ".mlops", "serve")) in err
+    assert str(render_inputs.build_record(tmp_path / ".mlops", "serve")) in err
     assert "--image serve=REGISTRY/REPO@sha256:<digest>" in err
     assert not (tmp_path / "k8s").exists()
 
@@ -151,7 +151,7 @@ def test_a_broken_build_record_is_reported(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str
 ) -> None:
     config = write_config(tmp_path)
-    path = k8s_inputs.build_record(tmp_path / ".mlops", "serve")
+    path = render_inputs.build_record(tmp_path / ".mlops", "serve")
     path.parent.mkdir(parents=True)
     path.write_text(content)
     assert main(["render", "-c", str(config)]) == 1

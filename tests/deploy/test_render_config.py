@@ -241,9 +241,9 @@ def test_grpc_port_is_exposed_and_routed_with_the_same_split() -> None:
         assert [d["weight"] for d in grpc["route"]] == [d["weight"] for d in rest["route"]]
         assert {d["destination"]["port"]["number"] for d in grpc["route"]} == {8500}
     # A rollout step moves both splits.
-    from mlops_sessions.planning import rollout
+    from mlops_sessions.planning import rollout_objects
 
-    vs = rollout.with_weights(
+    vs = rollout_objects.with_weights(
         objs["VirtualService"], {"stable": 70, "canary": 30}, routes[2]["match"]
     )[0]["spec"]["http"]
     assert [r["name"] for r in vs] == ["grpc-ab-canary", "grpc-weighted", "ab-canary", "weighted"]

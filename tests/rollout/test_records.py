@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mlops_sessions.records import rollouts
+from mlops_sessions.records import keys, rollouts
 from mlops_sessions.records.io import RecordError
 
 
@@ -45,4 +45,4 @@ def test_configmap_values_round_trip_and_hand_edits_are_ignored() -> None:
     assert request["action"] == "abort" and request["revision"] == 2
     with pytest.raises(ValueError, match="unknown rollout request"):
         rollouts.request("pause", "x", 2)
-    assert rollouts.configmap_name("digits") == "digits-mlops-rollout"
+    assert keys.rollout_configmap("digits") == "digits-mlops-rollout"

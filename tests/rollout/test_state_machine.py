@@ -13,8 +13,9 @@ from dataclasses import dataclass
 import pytest
 
 from mlops_sessions.config import LIVE_METRICS, Threshold, ThresholdBaseline
-from mlops_sessions.planning import gate
+from mlops_sessions.planning import gate, istio_routing
 from mlops_sessions.planning import rollout as r
+from mlops_sessions.planning import rollout_objects as ro
 from mlops_sessions.planning.live_analysis import AnalysisResult, Outcome, Window
 
 STABLE = "reg/app@sha256:" + "a" * 64
@@ -382,9 +383,9 @@ def routes(objs: list[dict]) -> list[dict]:  # type: ignore[type-arg]
 
 
 def test_during_a_step_the_split_is_the_steps_and_the_ab_cohort_goes_to_the_canary() -> None:
-    during = r.during(objects(), 50, 3, AB)
+    during = ro.during(objects(), 50, 3, AB)
     http = routes(during)
-    assert http[0]["name"] == r.AB_ROUTE and http[0]["match"] == AB
+    assert http[0]["name"] == istio_routing.AB_ROUTE and http[0]["match"] == AB
     assert [d["destination"]["subset"] for d in http[0]["route"]] == ["canary"]
     assert {d["destination"]["subset"]: d["weight"] for d in http[1]["route"]} == {
         "stable": 50,
@@ -394,7 +395,7 @@ def test_during_a_step_the_split_is_the_steps_and_the_ab_cohort_goes_to_the_cana
 
 
 def test_steady_state_is_all_stable_without_ab_and_the_canary_at_zero() -> None:
-    steady = r.steady_state(r.during(objects(), 50, 3, AB))
+    steady = ro.steady_state(ro.during(objects(), 50, 3, AB))
     http = routes(steady)
     assert [h["name"] for h in http] == ["weighted"]
     assert {d["destination"]["subset"]: d["weight"] for d in http[0]["route"]} == {
@@ -405,7 +406,7 @@ def test_steady_state_is_all_stable_without_ab_and_the_canary_at_zero() -> None:
 
 
 def test_promotion_rolls_stable_first_then_routes_then_scales_the_canary_down() -> None:
-    stages = r.promotion_stages(r.steady_state(objects()))
+    stages = ro.promotion_stages(ro.steady_state(objects()))
     names = [[o["metadata"]["name"] + "/" + o["kind"] for o in objs] for _, objs in stages]
     assert names[0] == ["digits-stable/Deployment"]
     assert names[1] == ["digits/VirtualService"]

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from mlops_sessions.planning import k8s_inputs
+from mlops_sessions.drivers import render_inputs
 from tests.store.conftest import Bucket
 from tests.train import test_cluster_train as job_tests
 from tests.train.test_cluster_train import TRAIN_IMAGE, ClusterProject, cluster_project
@@ -171,7 +171,7 @@ def test_an_input_that_differs_from_the_key_fails_at_once_and_deletes_the_tfjob(
 def test_an_oom_killed_worker_names_the_memory_limit(
     project: ClusterProject, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    record = k8s_inputs.build_record(project.root / ".mlops", "trainer")
+    record = render_inputs.build_record(project.root / ".mlops", "trainer")
     record.write_text(json.dumps({"image": TRAIN_IMAGE.replace("shop/train", "shop/oomkill")}))
     project.write(extra=TFJOB)
     code, _, err = project.train(capsys)
@@ -184,7 +184,7 @@ def test_an_oom_killed_worker_names_the_memory_limit(
 def test_an_image_that_cannot_be_pulled_fails_fast_and_the_tfjob_is_deleted(
     project: ClusterProject, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    record = k8s_inputs.build_record(project.root / ".mlops", "trainer")
+    record = render_inputs.build_record(project.root / ".mlops", "trainer")
     record.write_text(json.dumps({"image": TRAIN_IMAGE.replace("shop/train", "shop/unpullable")}))
     project.write(extra=TFJOB)
     started = time.monotonic()

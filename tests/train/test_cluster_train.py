@@ -26,8 +26,8 @@ from typing import Any
 
 import pytest
 
+from mlops_sessions.drivers import render_inputs
 from mlops_sessions.frontends.cli import main
-from mlops_sessions.planning import k8s_inputs
 from tests.conftest import clean_env, require_real
 from tests.deploy.conftest import kmock
 from tests.store import conftest as store_fixtures
@@ -189,7 +189,7 @@ def cluster_project(
     (root / "data").mkdir()
     rows = [f"{i % 7 / 7:.3f},{i % 5 / 5:.3f},{int(i % 7 > 3)}" for i in range(96)]
     (root / "data" / "points.csv").write_text("\n".join(rows) + "\n")
-    record = k8s_inputs.build_record(root / ".mlops", "trainer")
+    record = render_inputs.build_record(root / ".mlops", "trainer")
     record.parent.mkdir(parents=True)
     record.write_text(json.dumps({"image": TRAIN_IMAGE}))
     cluster = make_cluster(tmp_path / "cluster", root)
@@ -302,7 +302,7 @@ def test_an_input_that_differs_from_the_key_fails_at_once_without_retries(
 def test_an_image_that_cannot_be_pulled_fails_fast_with_the_fix(
     project: ClusterProject, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    record = k8s_inputs.build_record(project.root / ".mlops", "trainer")
+    record = render_inputs.build_record(project.root / ".mlops", "trainer")
     record.write_text(json.dumps({"image": TRAIN_IMAGE.replace("shop/train", "shop/unpullable")}))
     project.write()
     started = time.monotonic()
@@ -317,7 +317,7 @@ def test_an_image_that_cannot_be_pulled_fails_fast_with_the_fix(
 def test_an_oom_killed_pod_names_the_memory_limit(
     project: ClusterProject, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    record = k8s_inputs.build_record(project.root / ".mlops", "trainer")
+    record = render_inputs.build_record(project.root / ".mlops", "trainer")
     record.write_text(json.dumps({"image": TRAIN_IMAGE.replace("shop/train", "shop/oomkill")}))
     project.write()
     code, _, err = project.train(capsys)
@@ -427,7 +427,7 @@ def test_two_workers_train_the_example_through_the_job_and_pass_the_gate(
         "credentials_secret": "store-creds",
     }
     (root / "mlops.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
-    record = k8s_inputs.build_record(root / ".mlops", "trainer")
+    record = render_inputs.build_record(root / ".mlops", "trainer")
     record.parent.mkdir(parents=True)
     record.write_text(json.dumps({"image": TRAIN_IMAGE}))
     cluster = (TFJobCluster if operator == "tfjob" else JobCluster)(tmp_path / "cluster", root)

@@ -3,7 +3,7 @@ cluster Trainers.
 
 Called only after the train step found no stored run for the key, so an unchanged key
 never creates a Job.
-Here: the shared rules (:func:`config.checks.train_backend_findings`), the train image by
+Here: the shared rules (:func:`config.rules.train_backend_findings`), the train image by
 digest (its pushed build, like render and deploy pin the serve image), the Job's objects
 (:mod:`planning.train_job`; a Kubeflow TFJob from :mod:`planning.train_tfjob` with
 ``train.operator: tfjob`), then :class:`executors.kube.job.JobRunner` (or its TFJob
@@ -26,10 +26,11 @@ from collections.abc import Iterator
 from types import FrameType
 from typing import TYPE_CHECKING, Any, ClassVar, TextIO
 
-from mlops_sessions.config import Config, ModelConfig, checks, units
+from mlops_sessions.config import Config, ModelConfig, rules, units
+from mlops_sessions.drivers import render_inputs
 from mlops_sessions.drivers.training.base import Trainer
 from mlops_sessions.errors import StepError
-from mlops_sessions.planning import k8s_inputs, train_job, train_tfjob
+from mlops_sessions.planning import train_job, train_tfjob
 from mlops_sessions.planning.training import TrainPlan
 from mlops_sessions.records import runs
 from mlops_sessions.records.io import now
@@ -102,12 +103,12 @@ def train_image(config: Config, model: ModelConfig) -> str:
             f"model '{model.name}': train.backend kubernetes runs the train image; set "
             "train.image to an image of kind 'train'"
         )
-    if not k8s_inputs.build_record(config.store_path, name).is_file():
+    if not render_inputs.build_record(config.store_path, name).is_file():
         raise StepError(
             f"model '{model.name}': no pushed build of the train image '{name}' is recorded; "
             f"the cluster pulls it by digest: run `mlops build {name}` then `mlops push {name}`"
         )
-    return k8s_inputs.find_build(config, name, {}).image
+    return render_inputs.find_build(config, name, {}).image
 
 
 def describe_job(config: Config, model: ModelConfig, kind: str) -> dict[str, Any]:
@@ -159,7 +160,7 @@ def train_on_cluster(
     from mlops_sessions.executors.kube.client import connect
 
     config, store, model = trainer.config, trainer.store, trainer.model
-    checks.require(checks.train_backend_findings(config, model))
+    rules.require(rules.train_backend_findings(config, model))
     if store.sync is None:
         raise StepError(
             f"model '{model.name}': a Kubernetes training Job writes its run to store.remote, "

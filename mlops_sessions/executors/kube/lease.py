@@ -2,7 +2,8 @@
 
 Two deploys of the same model racing (two CI pipelines, a person and a pipeline) would each
 read the same history, pick the same revision number and interleave their writes. Before
-it reads anything, ``apply_revision`` creates the Lease ``<app>-mlops-deploy``; the API
+it reads anything, the deploy driver creates the app's Lease (its name is a record name,
+:func:`mlops_sessions.records.keys.deploy_lease`, passed in by the driver); the API
 server refuses a second create (409 AlreadyExists), so exactly one deploy holds it. The
 Lease names its holder and lasts the rollout timeout plus a margin: a deploy whose process
 died is not waited for forever, its lease is taken over once it has expired. The holder
@@ -26,17 +27,12 @@ from mlops_sessions.errors import StepError
 from mlops_sessions.executors.kube.client import Cluster, KubeError
 from mlops_sessions.planning.deploy_plan import ObjectRef
 
-LEASE_SUFFIX = "-mlops-deploy"
 MARGIN_S = 120  # on top of the rollout timeout: restoring the previous revision takes time
 _TIME = "%Y-%m-%dT%H:%M:%S.%fZ"  # a Kubernetes MicroTime
 
 
 class DeployLocked(StepError):
     """Another deploy of the same app holds the lease."""
-
-
-def lease_name(app: str) -> str:
-    return f"{app}{LEASE_SUFFIX}"
 
 
 def holder_identity() -> str:
@@ -87,7 +83,7 @@ def expires_at(lease: dict[str, Any]) -> datetime | None:
 
 @contextlib.contextmanager
 def deploy_lock(
-    cluster: Cluster, app: str, *, hold_s: float, margin_s: int = MARGIN_S
+    cluster: Cluster, app: str, *, lease: str, hold_s: float, margin_s: int = MARGIN_S
 ) -> Iterator[str]:
     """Hold the app's deploy lease for the block; yields the holder identity.
 
@@ -99,7 +95,7 @@ def deploy_lock(
         # Two deploys in one process (threads) must not take each other's lease for
         # their own, nor delete it on release.
         holder += f" thread {threading.get_ident()}"
-    name = lease_name(app)
+    name = lease
     seconds = int(hold_s) + margin_s
     key = ObjectRef("coordination.k8s.io/v1", "Lease", cluster.namespace, name)
     body = lease_body(name, cluster.namespace, holder, seconds, datetime.now(timezone.utc))
@@ -131,9 +127,9 @@ def deploy_lock(
         _release(cluster, key, holder)
 
 
-def renew(cluster: Cluster, app: str, holder: str) -> None:
+def renew(cluster: Cluster, app: str, holder: str, *, lease: str) -> None:
     """Move the lease's renewTime to now: the holder is alive (a rollout's heartbeat)."""
-    key = ObjectRef("coordination.k8s.io/v1", "Lease", cluster.namespace, lease_name(app))
+    key = ObjectRef("coordination.k8s.io/v1", "Lease", cluster.namespace, lease)
     stamp = datetime.now(timezone.utc).strftime(_TIME)
     current = cluster.get(key)
     if current is None or (current.get("spec") or {}).get("holderIdentity") != holder:
@@ -144,9 +140,9 @@ def renew(cluster: Cluster, app: str, holder: str) -> None:
     cluster.patch(key, {"spec": {"renewTime": stamp}})
 
 
-def holder_of(cluster: Cluster, app: str) -> tuple[str | None, datetime | None]:
-    """(holder, expiry) of the app's lease; (None, None) when nobody holds it."""
-    key = ObjectRef("coordination.k8s.io/v1", "Lease", cluster.namespace, lease_name(app))
+def holder_of(cluster: Cluster, lease: str) -> tuple[str | None, datetime | None]:
+    """(holder, expiry) of the lease; (None, None) when nobody holds it."""
+    key = ObjectRef("coordination.k8s.io/v1", "Lease", cluster.namespace, lease)
     current = cluster.get(key)
     if current is None:
         return None, None
