@@ -6,8 +6,8 @@ Modules, in the order data flows through them:
 - interpolate: ${VAR} substitution on the effective document;
 - loader: read the file, pick the profile, validate (schema, then checks), build;
 - locate: JSON path -> file:line:col for every problem, and the did-you-mean hints;
-- checks: the cross-field rules: every rule a later step enforces on the config, in
-  functions the planners call too;
+- rules: the cross-field rules, one module per area behind one registry: every rule a
+  later step enforces on the config, which render and deploy run too;
 - units: the one parser for durations and CPU/memory quantities;
 - build: schema-valid document -> the frozen dataclasses of model;
 - model: the dataclasses themselves (re-exported here: from mlops_sessions.config

@@ -10,7 +10,7 @@ Steps, each collecting problems rather than stopping at the first:
    each value's ``x-mlops-kind``: :mod:`mlops_sessions.config.kinds`), unless this exact
    effective document already passed under this exact schema (see ``_verdict_file``);
 5. build the frozen :class:`~mlops_sessions.config.Config` and run the cross-field checks
-   (:mod:`mlops_sessions.config.checks`): on the document, and the typed rules that
+   (:mod:`mlops_sessions.config.rules`): on the document, and the typed rules that
    render and deploy enforce through the same functions.
 
 Anything wrong raises a single :class:`~mlops_sessions.errors.ConfigError`.
@@ -37,9 +37,9 @@ from mlops_sessions.config import (
     API_VERSION,
     Config,
     build,
-    checks,
     interpolate,
     kinds,
+    rules,
     s3uri,
     yamlpos,
 )
@@ -235,11 +235,11 @@ def loads(
         raise ConfigError(problems)
     # The schema passed: the document builds. Cross-field checks on the document and the
     # typed rules the later steps enforce (the same functions they call) all report at once.
-    problems = checks.cross_field(document, locator, root or Path.cwd())
+    problems = rules.cross_field(document, locator, root or Path.cwd())
     config = build.config(document, root=(root or Path.cwd()), file=file, profile=profile)
     problems += [
         locator.problem(finding.path, finding.message, finding.hint)
-        for finding in checks.config_findings(config)
+        for finding in rules.config_findings(config)
     ]
     if problems:
         raise ConfigError(problems)

@@ -354,7 +354,7 @@ class TrackWeight:
 @dataclass(frozen=True)
 class Canary:
     # None: not written. Required without rollout.steps; with steps the steps set it and
-    # it must be absent (config.checks.rollout_findings).
+    # it must be absent (config.rules.rollout_findings).
     weight: int | None = None
     image: str | None = None
     replicas: int = 1

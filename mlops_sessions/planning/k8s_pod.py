@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from mlops_sessions.config import Config, ModelConfig, Probe, Resources, checks
+from mlops_sessions.config import Config, ModelConfig, Probe, Resources, rules
 from mlops_sessions.planning.k8s_common import (
     ANNOTATION_PREFIX,
     CONFIG_DIR,
@@ -253,7 +253,7 @@ def _fetch_container(model: ModelConfig, build: Build) -> dict[str, Any]:
     """
     source = model.deploy.model_source
     # A uri and a checksum: the config's rule, checked by `mlops validate` the same way.
-    checks.require(checks.model_source_findings(model))
+    rules.require(rules.model_source_findings(model))
     assert source.uri is not None and source.sha256 is not None
     timeout = seconds(source.timeout or DEFAULT_FETCH_TIMEOUT, minimum=1)
     args = [
@@ -312,7 +312,7 @@ def resources(
         if res.limits.memory is not None:
             limits["memory"] = str(res.limits.memory)
     if gpus and res.gpu_limit > 0:
-        checks.require(checks.gpu_findings(res, where))
+        rules.require(rules.gpu_findings(res, where))
         # Extended resources are set as limits; Kubernetes copies them into requests.
         limits[res.gpu_resource] = str(res.gpu_limit)
     out: dict[str, Any] = {}
@@ -388,8 +388,8 @@ def _container_security(model: ModelConfig) -> dict[str, Any]:
 
 
 def _apparmor_field(model: ModelConfig, profile: str) -> dict[str, str]:
-    checks.require(checks.apparmor_findings(model))
-    field = checks.apparmor_profile(profile)
+    rules.require(rules.apparmor_findings(model))
+    field = rules.apparmor_profile(profile)
     assert field is not None  # apparmor_findings refused every other profile
     return field
 

@@ -20,7 +20,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from mlops_sessions.config import checks
+from mlops_sessions.config import rules
 from mlops_sessions.errors import StepError
 
 ISTIO_GROUP = "networking.istio.io/"
@@ -35,12 +35,12 @@ def supported_versions() -> list[str]:
     The same list ``mlops validate`` checks deploy.kubernetes_version against.
     """
     _kubernetes_validate()  # the install hint when the extra is missing
-    return list(checks.supported_kubernetes_versions())
+    return list(rules.supported_kubernetes_versions())
 
 
 def check_version(version: str) -> str:
     """The major.minor of version when supported; StepError naming the choices otherwise."""
-    minor = checks.kubernetes_version_minor(version)
+    minor = rules.kubernetes_version_minor(version)
     supported = supported_versions()
     if minor not in supported:
         import kubernetes_validate

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlops_sessions.config import Config, ModelConfig, TrainConfig, checks
+from mlops_sessions.config import Config, ModelConfig, TrainConfig, rules
 from mlops_sessions.errors import StepError
 from mlops_sessions.planning.k8s_common import ANNOTATION_PREFIX, metadata, seconds
 from mlops_sessions.planning.k8s_pod import (
@@ -151,7 +151,7 @@ def _in_project(config: Config, path: Path, what: str) -> str:
 def pod_spec(config: Config, model: ModelConfig, plan: TrainPlan, run_id: str) -> dict[str, Any]:
     """The JSON the pods read: plan, inputs (source + sha256), run.json skeleton, store."""
     if config.store_remote is None:
-        checks.require(checks.train_backend_findings(config, model))
+        rules.require(rules.train_backend_findings(config, model))
     assert config.store_remote is not None  # train_backend_findings refuses its absence
     inputs: dict[str, dict[str, str]] = {}
     for name, path in plan.inputs.items():
@@ -194,7 +194,7 @@ def objects(
 
 def render(config: Config, model: ModelConfig, target: JobTarget) -> list[Manifest]:
     """The Service (several workers) and the Job, validated against the shared rules."""
-    checks.require(checks.train_backend_findings(config, model))
+    rules.require(rules.train_backend_findings(config, model))
     train = train_of(model)
     out: list[Manifest] = []
     if train.workers > 1:
@@ -378,5 +378,5 @@ def _apparmor_annotation(model: ModelConfig, container: str = CONTAINER) -> dict
     profile = model.deploy.security.apparmor_profile
     if profile is None or kubernetes_version(model) >= APPARMOR_FIELD_SINCE:
         return {}
-    checks.require(checks.apparmor_findings(model))
+    rules.require(rules.apparmor_findings(model))
     return {f"container.apparmor.security.beta.kubernetes.io/{container}": profile}

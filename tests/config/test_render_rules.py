@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from mlops_sessions.config import Pdb, checks
+from mlops_sessions.config import Pdb, rules
 from mlops_sessions.config.loader import loads
 from mlops_sessions.errors import ConfigError, StepError
 from mlops_sessions.planning.manifests import RenderInputs, render
@@ -274,7 +274,7 @@ def test_render_refuses_a_config_that_skipped_the_loader(rule: str) -> None:
         config_hash="0" * 64,
     )
     # The function validate runs says it, located by its path in the document...
-    (finding,) = checks.model_findings(config, model)
+    (finding,) = rules.model_findings(config, model)
     assert words in finding.message
     # ...and render refuses through the same function.
     with pytest.raises(StepError, match=r"models\.a\.deploy") as caught:

@@ -66,7 +66,7 @@ def _string_match(rule: Mapping[str, str], value: str | None) -> bool:
         return value.startswith(rule["prefix"])
     if "regex" in rule:
         # Envoy matches the whole value with RE2; Python's re is close enough for the
-        # RE2-compatible patterns render allows (config.checks refuses the rest).
+        # RE2-compatible patterns render allows (config.rules refuses the rest).
         return re.fullmatch(rule["regex"], value) is not None
     return False
 
