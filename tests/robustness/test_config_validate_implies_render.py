@@ -30,7 +30,7 @@ import yaml
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from mlops_sessions.config import Config, checks
+from mlops_sessions.config import Config, rules
 from mlops_sessions.config.loader import loads, schema
 from mlops_sessions.errors import ConfigError, StepError
 from mlops_sessions.planning import k8s_validate
@@ -381,6 +381,6 @@ def test_the_property_fails_when_validate_lets_a_render_rule_through(
     doc["models"]["m"]["deploy"]["resources"]["limits"]["gpu"] = 2
     with pytest.raises(ConfigError, match="must be equal"):
         loads(yaml.safe_dump(doc), root=REPO, env={})
-    monkeypatch.setattr(checks, "config_findings", lambda config: [])
+    monkeypatch.setattr(rules, "config_findings", lambda config: [])
     with pytest.raises(pytest.fail.Exception, match="validate passed, render refused"):
         check_validate_implies_render(doc, None)
