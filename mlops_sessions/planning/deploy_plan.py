@@ -1,4 +1,4 @@
-"""Apply planning: what to change on the cluster, whether a rollout is done, which revision.
+"""Apply planning: what to change on the cluster, whether a Deployment is ready, which revision.
 
 Pure and offline (kopf's ``detect_*`` habit): the Kubernetes executor fetches live objects
 and hands them here as plain dicts; this module decides. It knows
@@ -301,19 +301,20 @@ def _to_yaml(obj: Any) -> str:
     return yaml.dump(obj, Dumper=_PlainDumper, sort_keys=True, default_flow_style=False, width=100)
 
 
-# --- rollout ------------------------------------------------------------------------------
+# --- Deployment readiness ---------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class RolloutState:
-    """Where one Deployment's rollout stands: done, failed (with why) or still going."""
+class Readiness:
+    """Whether one Deployment is ready: done, failed (with why) or still going. (Not the
+    progressive rollout, which is planning.rollout.)"""
 
     done: bool
     failed: str | None
     message: str
 
 
-def rollout_state(deployment: Mapping[str, Any]) -> RolloutState:
+def readiness(deployment: Mapping[str, Any]) -> Readiness:
     """kubectl's ``rollout status`` rules on one live Deployment."""
     meta = deployment.get("metadata") or {}
     spec = deployment.get("spec") or {}
@@ -322,26 +323,24 @@ def rollout_state(deployment: Mapping[str, Any]) -> RolloutState:
     generation = int(meta.get("generation") or 0)
     observed = int(status.get("observedGeneration") or 0)
     if generation == 0 or observed < generation:
-        return RolloutState(False, None, f"{name}: waiting for the controller to see the update")
+        return Readiness(False, None, f"{name}: waiting for the controller to see the update")
     for condition in status.get("conditions") or []:
         if condition.get("type") == "Progressing" and (
             condition.get("reason") == "ProgressDeadlineExceeded"
         ):
             why = condition.get("message") or "progress deadline exceeded"
-            return RolloutState(False, f"{name}: {why}", f"{name}: {why}")
+            return Readiness(False, f"{name}: {why}", f"{name}: {why}")
     wanted = int(spec.get("replicas", 1))
     updated = int(status.get("updatedReplicas") or 0)
     total = int(status.get("replicas") or 0)
     available = int(status.get("availableReplicas") or 0)
     if updated < wanted:
-        return RolloutState(False, None, f"{name}: {updated} of {wanted} replicas updated")
+        return Readiness(False, None, f"{name}: {updated} of {wanted} replicas updated")
     if total > updated:
-        return RolloutState(
-            False, None, f"{name}: {total - updated} old replicas pending termination"
-        )
+        return Readiness(False, None, f"{name}: {total - updated} old replicas pending termination")
     if available < updated:
-        return RolloutState(False, None, f"{name}: {available} of {updated} replicas available")
-    return RolloutState(True, None, f"{name}: rolled out ({available} available)")
+        return Readiness(False, None, f"{name}: {available} of {updated} replicas available")
+    return Readiness(True, None, f"{name}: rolled out ({available} available)")
 
 
 # --- revisions ----------------------------------------------------------------------------

@@ -13,8 +13,8 @@ from mlops_sessions.planning.deploy_plan import (
     merge_patch,
     pick_target,
     plan_changes,
+    readiness,
     ref,
-    rollout_state,
     secret_uses,
     stamp,
     traffic_weights,
@@ -91,24 +91,24 @@ def test_rollout_rules():
     dep = deployment()
     dep["metadata"]["generation"] = 2
     dep["status"] = {"observedGeneration": 1}
-    assert "waiting for the controller" in rollout_state(dep).message
+    assert "waiting for the controller" in readiness(dep).message
     dep["status"] = {"observedGeneration": 2, "updatedReplicas": 1, "replicas": 3}
-    assert rollout_state(dep).message == "d: 1 of 2 replicas updated"
+    assert readiness(dep).message == "d: 1 of 2 replicas updated"
     dep["status"] = {"observedGeneration": 2, "updatedReplicas": 2, "replicas": 3}
-    assert rollout_state(dep).message == "d: 1 old replicas pending termination"
+    assert readiness(dep).message == "d: 1 old replicas pending termination"
     dep["status"] = {
         "observedGeneration": 2,
         "updatedReplicas": 2,
         "replicas": 2,
         "availableReplicas": 1,
     }
-    assert not rollout_state(dep).done
+    assert not readiness(dep).done
     dep["status"]["availableReplicas"] = 2
-    assert rollout_state(dep).done
+    assert readiness(dep).done
     dep["status"]["conditions"] = [
         {"type": "Progressing", "reason": "ProgressDeadlineExceeded", "message": "too slow"}
     ]
-    assert rollout_state(dep).failed == "d: too slow"
+    assert readiness(dep).failed == "d: too slow"
 
 
 def test_pick_target_prefers_the_last_good_different_revision():

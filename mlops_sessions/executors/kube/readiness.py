@@ -1,7 +1,7 @@
-"""Wait for Deployments to roll out, against a deadline (deploy.rollout_timeout).
+"""Wait for Deployments to be ready, against a deadline (deploy.rollout_timeout).
 
-Polls each Deployment through :class:`~mlops_sessions.executors.kube.Cluster` (reads are
-retried there) and judges it with :func:`~mlops_sessions.planning.deploy_plan.rollout_state`:
+Polls each Deployment through :class:`~mlops_sessions.executors.kube.client.Cluster` (reads are
+retried there) and judges it with :func:`~mlops_sessions.planning.deploy_plan.readiness`:
 observed generation caught up, every replica updated, no old replica left, all available.
 A ``ProgressDeadlineExceeded`` condition fails at once; the deadline fails with the last
 state seen, so the user reads *why* (e.g. "1 of 2 replicas available").
@@ -14,11 +14,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from mlops_sessions.executors.kube.client import Cluster
-from mlops_sessions.planning.deploy_plan import ObjectRef, rollout_state
+from mlops_sessions.planning.deploy_plan import ObjectRef, readiness
 
 
 @dataclass(frozen=True)
-class RolloutResult:
+class ReadinessResult:
     ok: bool
     reason: str | None
     states: dict[str, str]
@@ -33,7 +33,7 @@ def wait(
     poll: float = 1.0,
     progress: Callable[[str], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
-) -> RolloutResult:
+) -> ReadinessResult:
     """Block until every Deployment in refs has rolled out, one failed, or timeout passes."""
     start = clock()
     deadline = start + timeout
@@ -45,13 +45,13 @@ def wait(
         for key in pending:
             live = cluster.get(key)
             if live is None:
-                return RolloutResult(
+                return ReadinessResult(
                     False, f"{key} disappeared during the rollout", states, clock() - start
                 )
-            state = rollout_state(live)
+            state = readiness(live)
             states[str(key)] = state.message
             if state.failed is not None:
-                return RolloutResult(
+                return ReadinessResult(
                     False, f"rollout failed: {state.failed}", states, clock() - start
                 )
             if not state.done:
@@ -61,10 +61,10 @@ def wait(
                 progress(state.message)
         pending = still
         if not pending:
-            return RolloutResult(True, None, states, clock() - start)
+            return ReadinessResult(True, None, states, clock() - start)
         if clock() >= deadline:
             waiting = "; ".join(states[str(k)] for k in pending)
-            return RolloutResult(
+            return ReadinessResult(
                 False,
                 f"rollout did not finish within {timeout:g}s (deploy.rollout_timeout): {waiting}",
                 states,
