@@ -80,7 +80,7 @@ DOCUMENT_RULES: tuple[Check, ...] = (
     deploy.rollout_problems,
     images.image_problems,
     deploy.deploy_problems,
-    images.gpu_image_problems,
+    images.tensorflow_pin_problems,
     data.object_input_problems,
 )
 
@@ -95,9 +95,10 @@ MODEL_RULES: tuple[Callable[[Config, ModelConfig], list[Finding]], ...] = (
     lambda config, model: serving.apparmor_findings(model),
     lambda config, model: serving.duration_findings(model),
     lambda config, model: serving.pdb_findings(model),
-    images.serving_gpu_findings,
+    images.gpu_base_findings,
     lambda config, model: resources.toleration_findings(model),
     training.train_backend_findings,
+    training.train_gpu_findings,
     lambda config, model: naming.label_key_findings(model),
     lambda config, model: serving.kubernetes_version_findings(model),
     lambda config, model: deploy.rollout_findings(model),

@@ -10,7 +10,7 @@ from typing import Any
 
 from mlops_sessions.config.locate import Locator
 from mlops_sessions.config.model import Config, ModelConfig
-from mlops_sessions.config.rules.base import Finding, models_of, trains_in_image
+from mlops_sessions.config.rules.base import Finding, Path_
 from mlops_sessions.errors import Problem
 
 
@@ -69,27 +69,10 @@ _TF_PIN = re.compile(
 )
 
 
-def gpu_image_problems(doc: dict[str, Any], locator: Locator, root: Path) -> list[Problem]:
-    """GPU training must run on a GPU-capable base; the base's TF must match the lock."""
+def tensorflow_pin_problems(doc: dict[str, Any], locator: Locator, root: Path) -> list[Problem]:
+    """Train and serve use one TensorFlow: each base's version must match the lock's pin."""
     out: list[Problem] = []
     images = doc.get("images") or {}
-    for name, model in models_of(doc):
-        train = model.get("train") or {}
-        gpus = (train.get("resources") or {}).get("gpu", 0)
-        image_name = train.get("image") or model.get("image")
-        if not (trains_in_image(train) and gpus and image_name in images):
-            continue
-        base = images[image_name].get("base", {})
-        has_gpu = base.get("variant") in ("gpu", "gpu-jupyter") or bool(base.get("gpu"))
-        if not has_gpu:
-            out.append(
-                locator.problem(
-                    ("models", name, "train", "resources", "gpu"),
-                    f"{gpus} GPU(s) requested but image '{image_name}' has a CPU-only base",
-                    f"set images.{image_name}.base.variant to 'gpu' "
-                    "(or gpu: true for a named CUDA image)",
-                )
-            )
     requirements = (doc.get("python") or {}).get("requirements")
     pinned = None
     if requirements:
@@ -116,16 +99,28 @@ def gpu_image_problems(doc: dict[str, Any], locator: Locator, root: Path) -> lis
     return out
 
 
-def serving_gpu_findings(config: Config, model: ModelConfig) -> list[Finding]:
-    """GPUs requested for serving need a serve image whose base has CUDA."""
+def gpu_base_findings(config: Config, model: ModelConfig) -> list[Finding]:
+    """The one rule for GPU work and images: GPUs requested for training in the train image,
+    or for serving, need an image whose base has CUDA."""
+    out: list[Finding] = []
+    train = model.train
+    if train is not None and train.in_image and train.resources.gpu:
+        where: Path_ = ("models", model.name, "train", "resources", "gpu")
+        out += _cuda_bases(config, [train.image or model.image], train.resources.gpu, where)
     gpus = model.deploy.resources.gpu_limit
-    if gpus <= 0:
-        return []
-    names = [model.image]
-    if model.rollout is not None and model.rollout.canary is not None:
-        names.append(model.rollout.canary.image or model.image)
-    resources = ("models", model.name, "deploy", "resources")
-    where = (*resources, "gpu") if model.deploy.resources.gpu else (*resources, "limits", "gpu")
+    if gpus > 0:
+        names = [model.image]
+        if model.rollout is not None and model.rollout.canary is not None:
+            names.append(model.rollout.canary.image or model.image)
+        resources = ("models", model.name, "deploy", "resources")
+        where = (*resources, "gpu") if model.deploy.resources.gpu else (*resources, "limits", "gpu")
+        out += _cuda_bases(config, names, gpus, where, serving=True)
+    return out
+
+
+def _cuda_bases(
+    config: Config, names: list[str | None], gpus: int, where: Path_, *, serving: bool = False
+) -> list[Finding]:
     out: list[Finding] = []
     for name in dict.fromkeys(n for n in names if n is not None):
         image = config.images.get(name)
@@ -133,9 +128,10 @@ def serving_gpu_findings(config: Config, model: ModelConfig) -> list[Finding]:
             out.append(
                 Finding(
                     where,
-                    f"{gpus} GPU(s) requested for serving but image '{name}' has a CPU-only base",
+                    f"{gpus} GPU(s) requested{' for serving' if serving else ''} but image "
+                    f"'{name}' has a CPU-only base",
                     f"set images.{name}.base.variant to 'gpu' (or gpu: true for a named CUDA "
-                    "image), or drop the GPUs from deploy.resources",
+                    "image)" + (", or drop the GPUs from deploy.resources" if serving else ""),
                 )
             )
     return out

@@ -30,15 +30,7 @@ def resource_problems(doc: dict[str, Any], locator: Locator, root: Path) -> list
                 continue
             base = ("models", name, section, "resources")
             limits = res.get("limits") or {}
-            # deploy's GPU rule is gpu_findings (render calls it too); train's is this one.
-            if section == "train" and "gpu" in limits and limits["gpu"] < res.get("gpu", 0):
-                out.append(
-                    locator.problem(
-                        (*base, "limits", "gpu"),
-                        f"GPU limit {limits['gpu']} is below the request {res.get('gpu', 0)}",
-                        "raise limits.gpu or lower gpu; Kubernetes needs limit >= request",
-                    )
-                )
+            # GPUs are gpu_findings' (one rule for training and serving, typed).
             for field, label, measure in _LIMITED:
                 if (
                     field in limits
@@ -55,8 +47,9 @@ def resource_problems(doc: dict[str, Any], locator: Locator, root: Path) -> list
     return out
 
 
-def gpu_findings(res: Resources, base: Path_) -> list[Finding]:
-    """GPUs on Kubernetes: a limit below the request, or a request that differs from it."""
+def gpu_findings(res: Resources, base: Path_, *, on_kubernetes: bool = True) -> list[Finding]:
+    """The one GPU quantity rule: a limit below the request; on Kubernetes (serving, a
+    training Job) also a request that differs from the limit."""
     limit = res.limits.gpu if res.limits is not None else None
     if limit is None:
         return []
@@ -68,7 +61,7 @@ def gpu_findings(res: Resources, base: Path_) -> list[Finding]:
                 "raise limits.gpu or lower gpu; Kubernetes needs limit >= request",
             )
         ]
-    if res.gpu and res.gpu != limit:
+    if on_kubernetes and res.gpu and res.gpu != limit:
         return [
             Finding(
                 (*base, "limits", "gpu"),

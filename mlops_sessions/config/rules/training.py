@@ -8,6 +8,17 @@ from mlops_sessions.config.rules.base import Finding, Path_
 from mlops_sessions.config.rules.resources import gpu_findings, toleration_list
 
 
+def train_gpu_findings(config: Config, model: ModelConfig) -> list[Finding]:
+    """GPU limit and request of a training that does not run on Kubernetes (a Kubernetes
+    Job's are judged by :func:`train_backend_findings`, which its planners call too)."""
+    train = model.train
+    if train is None or train.effective_backend == "kubernetes":
+        return []
+    return gpu_findings(
+        train.resources, ("models", model.name, "train", "resources"), on_kubernetes=False
+    )
+
+
 def train_backend_findings(config: Config, model: ModelConfig) -> list[Finding]:
     """``train.backend`` and the keys only a Kubernetes Job reads (the Job planner and the
     train step call this too, through :func:`require`)."""
