@@ -5,10 +5,12 @@ The flow (``deploy`` and ``rollback`` both come through :func:`apply_revision`):
 0. when something is to change, take the app's deploy lock
    (:mod:`~mlops_sessions.executors.kube.lease`) and plan again under it, so two deploys of
    one model never interleave; a dry run or a no-op takes no lock;
-1. check every Secret the pods reference exists (with its key) — before any write;
-2. read the history (ConfigMap ``<app>-mlops-history``) and the live objects, and plan the
-   changes (:mod:`~mlops_sessions.planning.deploy_plan`); with nothing to change, stop:
-   a repeated deploy writes nothing;
+1. check every Secret the pods reference exists (with its key), before any write (this
+   step, 4 and 5 are the adapters of :mod:`mlops_sessions.executors.kube.apply`);
+2. read the history (ConfigMap ``<app>-mlops-history`` and the store, through
+   :mod:`~mlops_sessions.drivers.history`) and the live objects, and plan the changes
+   (:mod:`~mlops_sessions.planning.deploy_plan`); with nothing to change, stop: a repeated
+   deploy writes nothing;
 3. record the revision as ``applying`` in the store, then on the cluster;
 4. create / merge-patch / delete, each call retried on transient errors;
 5. wait for the changed Deployments to roll out until deploy.rollout_timeout;

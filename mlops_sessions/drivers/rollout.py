@@ -1,8 +1,12 @@
 """Drive a progressive rollout on the cluster: the canary's steps, the live analysis, and
 the promotion or the abort at the end.
 
-The decisions are :mod:`mlops_sessions.planning.rollout`'s (a pure state machine); this
-module only acts on them, under the model's deploy Lease (:mod:`executors.kube.lease`):
+The decisions are :mod:`mlops_sessions.planning.rollout`'s (a pure state machine: the
+driver reports each event to ``advance`` and carries out the actions it returns, and asks
+``next_move`` what to do when nothing happened); this module only acts on them, under the
+model's deploy Lease (:mod:`mlops_sessions.executors.kube.lease`). The objects each step
+applies come from :mod:`mlops_sessions.planning.rollout_objects`; the records are kept by
+:mod:`mlops_sessions.drivers.rollout_records`:
 
 1. the revision is recorded first (status ``progressing``, its manifests the promoted set,
    plus the canary set it steps through), then the rollout state, in the ConfigMap
