@@ -4,7 +4,8 @@ Each target directory holds ``revisions/rNNNNNN.json`` (one numbered revision: s
 images and digests, commit, model hash, weights, manifests) and an append-only
 ``events.jsonl`` (what happened to which revision, when). The revision is written *before*
 the first write to the cluster, so an interrupted deploy is never unrecorded. The cluster's
-own copy (a ConfigMap) is kept by ``executors.kube.history`` in the format
+own copy (a ConfigMap named by :func:`records.keys.history_configmap`) is kept by
+``drivers.history`` through ``executors.kube.history``, in the format
 :func:`encode_revision` / :func:`decode_revision` define here.
 """
 
