@@ -47,7 +47,7 @@ import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 
 from mlops_sessions.config.loader import load  # noqa: E402
-from mlops_sessions.planning import k8s_inputs  # noqa: E402
+from mlops_sessions.drivers import render_inputs  # noqa: E402
 from mlops_sessions.planning.train_job import tf_config  # noqa: E402
 from mlops_sessions.planning.training import plan_training  # noqa: E402
 from tests.train.job_cluster import JobCluster, _free_port  # noqa: E402
@@ -89,7 +89,7 @@ def on_cluster(config: Path, endpoint: str, bucket: str, operator: str) -> None:
         "credentials_secret": "store-creds",
     }
     config.write_text(yaml.safe_dump(document, sort_keys=False))
-    record = k8s_inputs.build_record(config.parent / ".mlops", "trainer")
+    record = render_inputs.build_record(config.parent / ".mlops", "trainer")
     record.parent.mkdir(parents=True, exist_ok=True)
     record.write_text(json.dumps({"image": IMAGE}))
 
