@@ -433,6 +433,8 @@ def _node(name: str, gpus: int) -> dict[str, Any]:
         "kubernetes.io/os": "linux",
         "kubernetes.io/arch": "amd64",
         "type": "kwok",
+        # The node pool the tests' configs select (deploy.node_selector: {pool: serving}).
+        "pool": "serving",
     }
     spec: dict[str, Any] = {}
     if gpus:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-pytestmark = [pytest.mark.cluster]
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 
 def test_first_deploy_is_accepted_and_rolled_out_by_the_real_controller(
@@ -60,10 +60,18 @@ def test_a_config_only_change_reroutes_without_restarting_pods(
     project.build("v1", "model-aaa")
     assert mlops("deploy").code == 0
     ns = project.namespace
-    generations = {
-        t: kube_cluster.deployment(ns, f"digits-{t}")["metadata"]["generation"]
-        for t in ("stable", "canary")
-    }
+
+    def replica_sets() -> dict[str, str]:
+        # The controller's own count of pod-template changes. (metadata.generation is no
+        # guide: a real API server bumps it on a Deployment's annotation changes too.)
+        return {
+            t: kube_cluster.deployment(ns, f"digits-{t}")["metadata"]["annotations"][
+                "deployment.kubernetes.io/revision"
+            ]
+            for t in ("stable", "canary")
+        }
+
+    before = replica_sets()
     pods = {p["metadata"]["uid"] for p in kube_cluster.pods(ns)}
     project.write(stable=50, canary=50)
     result = mlops("deploy", "--json")
@@ -71,10 +79,7 @@ def test_a_config_only_change_reroutes_without_restarting_pods(
     changes = {c["object"]: c["action"] for c in result.json()["deployments"][0]["changes"]}
     assert changes[f"VirtualService/{ns}/digits"] == "patch"
     assert kube_cluster.weights(ns, "digits") == {"stable": 50, "canary": 50}
-    assert {
-        t: kube_cluster.deployment(ns, f"digits-{t}")["metadata"]["generation"]
-        for t in ("stable", "canary")
-    } == generations
+    assert replica_sets() == before
     assert {p["metadata"]["uid"] for p in kube_cluster.pods(ns)} == pods
 
 
@@ -145,7 +150,7 @@ def test_rollback_to_the_previous_and_to_a_named_revision(
     assert kube_cluster.deployment(ns, "digits-stable")["status"]["updatedReplicas"] == 2
 
     started = time.monotonic()
-    named = mlops("rollback", "--revision", "1", "--json")
+    named = mlops("rollback", "--to", "1", "--json")
     named_took = time.monotonic() - started
     assert named.code == 0, named.err
     assert kube_cluster.image(ns, "digits-stable") == first
@@ -203,3 +208,74 @@ def test_two_concurrent_deploys_never_interleave(
         f"/apis/coordination.k8s.io/v1/namespaces/{project.namespace}/leases/digits-mlops-deploy"
     )
     assert lease is None or not lease["spec"].get("holderIdentity")
+
+
+def test_fields_another_manager_changed_are_set_back_and_named_others_are_left_alone(
+    kube_cluster: Any, project: Any, mlops: Any
+) -> None:
+    project.build("v1", "model-aaa")
+    assert mlops("deploy").code == 0
+    ns = project.namespace
+    base = f"/apis/apps/v1/namespaces/{ns}/deployments/digits-stable"
+    merge = "application/merge-patch+json"
+    # `kubectl scale` (the scale subresource) and `kubectl edit`, each as its own manager.
+    kube_cluster.send(
+        "PATCH", f"{base}/scale?fieldManager=kubectl", {"spec": {"replicas": 5}}, merge
+    )
+    kube_cluster.send(
+        "PATCH",
+        f"{base}?fieldManager=kubectl-edit",
+        {"metadata": {"annotations": {"team/owner": "alice"}, "labels": {"track": "blue"}}},
+        merge,
+    )
+    preview = mlops("deploy", "--dry-run")
+    assert preview.code == 0, preview.err
+    said = preview.out + preview.err
+    assert "spec.replicas: setting back 5 (set by field manager 'kubectl') to 2" in said
+    assert "set deploy.replicas, or deploy.autoscaling" in said
+    assert (
+        "metadata.labels.track: setting back 'blue' (set by field manager 'kubectl-edit')" in said
+    )
+    result = mlops("deploy")
+    assert result.code == 0, result.err
+    dep = kube_cluster.deployment(ns, "digits-stable")
+    assert dep["spec"]["replicas"] == 2
+    assert dep["metadata"]["labels"]["track"] == "stable"
+    assert dep["metadata"]["annotations"]["team/owner"] == "alice"  # not ours: kept
+
+
+def test_an_immutable_field_stops_the_deploy_before_any_write_with_the_fix(
+    kube_cluster: Any, project: Any, mlops: Any
+) -> None:
+    ns = project.namespace
+    # A Deployment of the same name made by hand earlier, with another selector.
+    kube_cluster.send(
+        "POST",
+        f"/apis/apps/v1/namespaces/{ns}/deployments?fieldManager=kubectl",
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "digits-stable"},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": {"app": "legacy"}},
+                "template": {
+                    "metadata": {"labels": {"app": "legacy"}},
+                    "spec": {"containers": [{"name": "c", "image": "x/y:1"}]},
+                },
+            },
+        },
+    )
+    generation = kube_cluster.deployment(ns, "digits-stable")["metadata"]["generation"]
+    project.build("v1", "model-aaa")
+    result = mlops("deploy")
+    assert result.code == 1
+    (line,) = [x for x in result.err.splitlines() if "spec.selector" in x]
+    assert "field manager 'kubectl'" in line and "nothing was written" in line
+    assert f"kubectl -n {ns} delete deployment digits-stable" in line
+    # Nothing of the product's was created, and the stranger was not touched.
+    assert kube_cluster.get(f"/api/v1/namespaces/{ns}/serviceaccounts/digits") is None
+    assert kube_cluster.get(f"/api/v1/namespaces/{ns}/configmaps/digits-serve") is None
+    assert kube_cluster.deployment(ns, "digits-stable")["metadata"]["generation"] == generation
+    kube_cluster.send("DELETE", f"/apis/apps/v1/namespaces/{ns}/deployments/digits-stable")
+    assert mlops("deploy").code == 0

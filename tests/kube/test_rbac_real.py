@@ -14,7 +14,7 @@ import yaml
 
 from tests.kube.conftest import image_ref
 
-pytestmark = [pytest.mark.cluster]
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 
 def _deployer_kubeconfig(kube_cluster: Any, project: Any, tmp_path: Path, mlops: Any) -> Path:
@@ -101,34 +101,17 @@ def test_the_rendered_role_allows_exactly_what_deploy_rollback_and_status_use(
     granted = allowed(role or {})
     assert used <= granted, f"used but not granted: {sorted(used - granted)}"
     unused = granted - used
-    # Deletes of kinds a deploy drops when the config drops them (a whole model's objects,
-    # a switched-off section): granted, not exercised by this flow.
-    assert {verb for _, _, verb in unused} <= {"delete"}, sorted(unused)
-    assert ("apps", "deployments", "delete") in used
-
-
-def test_a_missing_permission_is_one_line_naming_the_verb_the_resource_and_the_fix(
-    kube_cluster: Any, project: Any, mlops: Any, tmp_path: Path
-) -> None:
-    deployer = _deployer_kubeconfig(kube_cluster, project, tmp_path, mlops)
-    project.build("v1", "model-aaa")
-    assert mlops("deploy", kubeconfig=deployer).code == 0
-    ns = project.namespace
-    path = f"/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/roles/mlops-deployer"
-    role = kube_cluster.get(path)
-    assert role is not None
-    for rule in role["rules"]:
-        if "virtualservices" in rule["resources"]:
-            rule["resources"].remove("virtualservices")
-    role["rules"].append(
-        {"apiGroups": ["networking.istio.io"], "resources": ["virtualservices"], "verbs": ["get"]}
-    )
-    kube_cluster.send("PUT", path, role)
-    project.write(stable=60, canary=40)
-    result = mlops("deploy", kubeconfig=deployer)
-    assert result.code == 1
-    assert "Traceback" not in result.err
-    lines = [line for line in result.err.splitlines() if "forbidden" in line.lower()]
-    assert lines, result.err
-    assert "patch" in lines[0] and "virtualservices" in lines[0]
-    assert "mlops render" in lines[0] and "rbac/" in lines[0]
+    # What this flow does not exercise but a deploy does when the config asks for it:
+    # deleting a kind the config drops, patching an object whose settings changed (a
+    # Service's port, the ServiceAccount's annotations), renewing the Lease in a long
+    # rollout. Every other permission was used.
+    assert {verb for _, _, verb in unused} <= {"delete", "patch"}, sorted(unused)
+    for must in [
+        ("apps", "deployments", "patch"),
+        ("apps", "deployments", "delete"),
+        ("networking.istio.io", "virtualservices", "patch"),
+        ("", "configmaps", "patch"),
+        ("coordination.k8s.io", "leases", "create"),
+        ("coordination.k8s.io", "leases", "delete"),
+    ]:
+        assert must in used, must

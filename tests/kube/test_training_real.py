@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-pytestmark = [pytest.mark.cluster]
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 TRAIN = Path(__file__).resolve().parent.parent / "train"
 PATHS = {
@@ -55,8 +55,8 @@ def test_the_rendered_training_job_runs_to_completion_under_the_real_job_control
     objects = _create(kube_cluster, TRAIN / "golden_job" / golden, namespace)
     job = next(o for o in objects if o["kind"] == "Job")
     workers = int(job["spec"]["completions"])
-    # Defaulted by the server, not by us: the Indexed Job's pod failure handling.
-    assert job["spec"]["completionMode"] == "Indexed"
+    # Several workers find each other by index (TF_CONFIG); one needs no index.
+    assert job["spec"]["completionMode"] == ("Indexed" if workers > 1 else "NonIndexed")
     name = job["metadata"]["name"]
 
     def pods() -> list[dict[str, Any]]:
@@ -66,10 +66,11 @@ def test_the_rendered_training_job_runs_to_completion_under_the_real_job_control
         )
 
     placed = _wait(pods, f"{workers} scheduled pods of Job {name}")
-    indexes = sorted(
-        p["metadata"]["annotations"]["batch.kubernetes.io/job-completion-index"] for p in placed
-    )
-    assert indexes == [str(i) for i in range(workers)]
+    if workers > 1:
+        indexes = sorted(
+            p["metadata"]["annotations"]["batch.kubernetes.io/job-completion-index"] for p in placed
+        )
+        assert indexes == [str(i) for i in range(workers)]
     nodes = {p["spec"]["nodeName"] for p in placed}
     assert nodes == ({"kwok-gpu-0"} if golden.endswith("-gpu.yaml") else {"kwok-cpu-0"})
 
@@ -94,7 +95,9 @@ def test_the_rendered_tfjob_is_accepted_by_the_published_crd(
         f"/apis/kubeflow.org/v1/namespaces/{namespace}/tfjobs/{tfjob['metadata']['name']}"
     )
     assert stored is not None
-    # The CRD's structural schema prunes unknown fields: what we sent must all survive.
+    # The CRD's structural schema prunes unknown fields, and its defaults add some (such as
+    # runPolicy.suspend): everything we sent must have survived, as sent.
+    from mlops_sessions.planning.deploy_plan import covers
+
     sent = yaml.safe_load((TRAIN / "golden_tfjob" / golden).read_text())
-    assert stored["spec"]["tfReplicaSpecs"] == sent["spec"]["tfReplicaSpecs"]
-    assert stored["spec"].get("runPolicy") == sent["spec"].get("runPolicy")
+    assert covers(stored["spec"], sent["spec"]), (stored["spec"], sent["spec"])
