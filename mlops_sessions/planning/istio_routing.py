@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from mlops_sessions.config import Config, ModelConfig, RolloutConfig, rules
+from mlops_sessions.config import Config, ModelConfig, RolloutConfig
 from mlops_sessions.errors import StepError
 from mlops_sessions.planning.k8s_common import Track, metadata, service_host
 
@@ -24,11 +24,10 @@ API_VERSION = "networking.istio.io/v1"
 def weights(model: ModelConfig) -> dict[Track, int]:
     """Traffic per track in percent; stable's weight defaults to what the canary leaves.
 
-    That they add up to 100 is the config's rule (:func:`rules.weight_findings`), which
-    ``validate`` runs too; render refuses a Config that skipped it.
+    That they add up to 100 is the config's rule (:func:`rules.weight_findings`): this
+    planner trusts a checked Config (``validate`` and render's rule registry ran it).
     """
     rollout = _rollout(model)
-    rules.require(rules.weight_findings(model))
     canary = rollout.canary.weight if rollout.canary is not None else None
     if rollout.canary is not None and canary is None:
         # Only with rollout.steps (the config's rule): the steady state between rollouts,
@@ -159,9 +158,8 @@ def ab_matches(rollout: RolloutConfig) -> list[dict[str, Any]]:
     ab = rollout.ab
     if ab is None:
         return []
-    # Header or cookie, a valid RE2-compatible cookie regex: the config's rules, checked
-    # by `mlops validate` through the same function.
-    rules.require(rules.ab_route_findings(ab, ("rollout", "ab")))
+    # Header or cookie, a valid RE2-compatible cookie regex: the config's rules
+    # (rules.ab_route_findings), already run on the checked Config.
     matches: list[dict[str, Any]] = []
     if ab.header is not None:
         # Header names are matched lower-case by Istio (HTTP/2 lower-cases them anyway).

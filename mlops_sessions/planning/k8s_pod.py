@@ -220,9 +220,7 @@ def _server_container(model: ModelConfig, build: Build) -> dict[str, Any]:
                 else []
             ),
         ],
-        "resources": resources(
-            model.deploy.resources, where=("models", model.name, "deploy", "resources")
-        ),
+        "resources": resources(model.deploy.resources),
         "securityContext": _container_security(model),
         "volumeMounts": mounts,
         "livenessProbe": _probe("liveness", model.deploy.probes.liveness),
@@ -252,8 +250,7 @@ def _fetch_container(model: ModelConfig, build: Build) -> dict[str, Any]:
     arguments below (see docs/deploy.md).
     """
     source = model.deploy.model_source
-    # A uri and a checksum: the config's rule, checked by `mlops validate` the same way.
-    rules.require(rules.model_source_findings(model))
+    # A uri and a checksum: the config's rule (rules.model_source_findings), already run.
     assert source.uri is not None and source.sha256 is not None
     timeout = seconds(source.timeout or DEFAULT_FETCH_TIMEOUT, minimum=1)
     args = [
@@ -296,10 +293,8 @@ def _fetch_container(model: ModelConfig, build: Build) -> dict[str, Any]:
     return container
 
 
-def resources(
-    res: Resources, *, gpus: bool = True, where: tuple[str | int, ...] = ("deploy", "resources")
-) -> dict[str, Any]:
-    """Kubernetes requests/limits from the config's resources block (at path where)."""
+def resources(res: Resources, *, gpus: bool = True) -> dict[str, Any]:
+    """Kubernetes requests/limits from the config's resources block."""
     requests: dict[str, str] = {}
     limits: dict[str, Any] = {}
     if res.cpu is not None:
@@ -312,7 +307,7 @@ def resources(
         if res.limits.memory is not None:
             limits["memory"] = str(res.limits.memory)
     if gpus and res.gpu_limit > 0:
-        rules.require(rules.gpu_findings(res, where))
+        # Request = limit (rules.gpu_findings) holds on a checked Config.
         # Extended resources are set as limits; Kubernetes copies them into requests.
         limits[res.gpu_resource] = str(res.gpu_limit)
     out: dict[str, Any] = {}
@@ -388,7 +383,6 @@ def _container_security(model: ModelConfig) -> dict[str, Any]:
 
 
 def _apparmor_field(model: ModelConfig, profile: str) -> dict[str, str]:
-    rules.require(rules.apparmor_findings(model))
     field = rules.apparmor_profile(profile)
     assert field is not None  # apparmor_findings refused every other profile
     return field

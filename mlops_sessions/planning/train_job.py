@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlops_sessions.config import Config, ModelConfig, TrainConfig, rules
+from mlops_sessions.config import Config, ModelConfig, TrainConfig
 from mlops_sessions.errors import StepError
 from mlops_sessions.planning.k8s_common import ANNOTATION_PREFIX, metadata, seconds
 from mlops_sessions.planning.k8s_pod import (
@@ -150,8 +150,6 @@ def _in_project(config: Config, path: Path, what: str) -> str:
 
 def pod_spec(config: Config, model: ModelConfig, plan: TrainPlan, run_id: str) -> dict[str, Any]:
     """The JSON the pods read: plan, inputs (source + sha256), run.json skeleton, store."""
-    if config.store_remote is None:
-        rules.require(rules.train_backend_findings(config, model))
     assert config.store_remote is not None  # train_backend_findings refuses its absence
     inputs: dict[str, dict[str, str]] = {}
     for name, path in plan.inputs.items():
@@ -193,8 +191,8 @@ def objects(
 
 
 def render(config: Config, model: ModelConfig, target: JobTarget) -> list[Manifest]:
-    """The Service (several workers) and the Job, validated against the shared rules."""
-    rules.require(rules.train_backend_findings(config, model))
+    """The Service (several workers) and the Job, for a checked Config (the shared rules,
+    rules.train_backend_findings, ran when it was loaded)."""
     train = train_of(model)
     out: list[Manifest] = []
     if train.workers > 1:
@@ -355,7 +353,7 @@ def _container(
         "securityContext": container_security_context(model),
         "volumeMounts": [{"name": "scratch", "mountPath": SCRATCH}],
     }
-    res = resources(train.resources, where=("models", model.name, "train", "resources"))
+    res = resources(train.resources)
     if res:
         container["resources"] = res
     if train.workers > 1 or not shape.indexed_job:
@@ -378,5 +376,4 @@ def _apparmor_annotation(model: ModelConfig, container: str = CONTAINER) -> dict
     profile = model.deploy.security.apparmor_profile
     if profile is None or kubernetes_version(model) >= APPARMOR_FIELD_SINCE:
         return {}
-    rules.require(rules.apparmor_findings(model))
     return {f"container.apparmor.security.beta.kubernetes.io/{container}": profile}

@@ -41,7 +41,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from mlops_sessions.config import Config, ModelConfig, rules
+from mlops_sessions.config import Config, ModelConfig
 from mlops_sessions.planning.k8s_common import seconds
 from mlops_sessions.planning.train_job import (
     KEEP_FINISHED_S,
@@ -84,8 +84,7 @@ def objects(
 
 
 def render(config: Config, model: ModelConfig, target: JobTarget) -> list[Manifest]:
-    """The TFJob, after the shared rules."""
-    rules.require(rules.train_backend_findings(config, model))
+    """The TFJob, for a checked Config (rules.train_backend_findings ran when it loaded)."""
     return [tfjob(config, model, target)]
 
 
