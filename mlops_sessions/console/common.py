@@ -30,7 +30,7 @@ def store_for(config: Config, *, offline: bool = False) -> Store:
     """
     remote = None
     if config.store_remote is not None:
-        from mlops_sessions.executors.s3.store import remote_for
+        from mlops_sessions.console.shared_store import remote_for
 
         spec = config.store_remote
         remote = remote_for(spec.url, spec.endpoint, spec.region)

@@ -143,7 +143,7 @@ def train(
     if not is_chief():
         run_training(plan, scratch / "worker")
         return None
-    from mlops_sessions.executors.s3_store import remote_for
+    from mlops_sessions.console.shared_store import remote_for
 
     store_spec = spec["store"]
     store = Store(

@@ -2,7 +2,8 @@
 
 The records layer stays stdlib-only: it talks to a :class:`Remote` (a Protocol: get, put
 with a condition, list, delete, upload/download a file), which an executor implements over
-S3 (``executors/s3/store.py``) and the steps inject into :class:`~.store.Store`.
+S3 (``executors/s3/store.py``, joined to this protocol by ``console/shared_store.py``) and
+the steps inject into :class:`~.store.Store`.
 
 Layout under the remote's prefix (keys mirror the local store where they can)::
 
@@ -117,7 +118,7 @@ class Listed:
 
 
 class Remote(Protocol):
-    """Object storage as the shared store needs it (implemented in executors/s3/store.py).
+    """Object storage as the shared store needs it (console/shared_store.py over S3).
 
     Keys are relative to the remote's prefix. Errors: :class:`RemoteUnavailable` after the
     implementation's retries, :class:`RemoteError` for refusals and checksum mismatches,

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from mlops_sessions.executors.s3.store import S3Remote
+from mlops_sessions.console.shared_store import remote_for
 from mlops_sessions.records.io import write_json_atomic
 from mlops_sessions.records.remote import RemoteError
 from mlops_sessions.records.store import Store
@@ -58,12 +58,12 @@ BLESS = textwrap.dedent(
     """
     import json, sys, time
     from pathlib import Path
-    from mlops_sessions.executors.s3.store import S3Remote
+    from mlops_sessions.console.shared_store import remote_for
     from mlops_sessions.records.remote import BlessConflict
     from mlops_sessions.records.store import Store
 
     root, url, endpoint, run_id, start = sys.argv[1:]
-    store = Store(Path(root), S3Remote(url, endpoint=endpoint))
+    store = Store(Path(root), remote_for(url, endpoint=endpoint))
     while time.time() < float(start):
         time.sleep(0.001)
     record = {"model": "toy", "run_id": run_id, "eval_id": "e1", "blessed_at": str(start)}
@@ -107,7 +107,7 @@ def test_two_processes_blessing_at_once(tmp_path: Path, bucket: Any) -> None:
         assert f"runs/{run_id}/eval/e1/verdict.json" in keys
     assert [bucket.json(k)["run_id"] for k in bucket.objects("models/toy/blessings/")] == winners
     # The pointer names a model that is complete: it downloads and passes its sha256.
-    reader = Store(tmp_path / "reader", S3Remote(bucket.url, endpoint=bucket.endpoint))
+    reader = Store(tmp_path / "reader", remote_for(bucket.url, endpoint=bucket.endpoint))
     pointer = reader.blessed("toy")
     assert pointer is not None and pointer["run_id"] == winners[0]
     run = reader.load_run(winners[0])
@@ -122,17 +122,18 @@ KILLED_PUSH = textwrap.dedent(
     """
     import os, sys
     from pathlib import Path
-    from mlops_sessions.executors.s3.store import S3Remote
+    from mlops_sessions.console.shared_store import SharedRemote
+    from mlops_sessions.executors.s3.store import S3ObjectStore
     from mlops_sessions.records.store import Store
 
-    class DiesBeforePublishing(S3Remote):
+    class DiesBeforePublishing(S3ObjectStore):
         def put(self, key, data, **kwargs):
             if key.endswith("/run.json"):
                 os._exit(9)  # killed: the model is uploaded, the run is not published
             return super().put(key, data, **kwargs)
 
     root, url, endpoint, run_id, key = sys.argv[1:]
-    store = Store(Path(root), DiesBeforePublishing(url, endpoint=endpoint))
+    store = Store(Path(root), SharedRemote(DiesBeforePublishing(url, endpoint=endpoint)))
     store.record_cache("train", key, run_id, model="toy")
     """
 )
@@ -147,13 +148,13 @@ def test_an_upload_killed_half_way_leaves_nothing_trusted(tmp_path: Path, bucket
     assert proc.returncode == 9, err
     assert f"runs/{run_id}/model.tar.gz" in bucket.objects(), "it died after the upload"
 
-    ci = Store(tmp_path / "ci", S3Remote(bucket.url, endpoint=bucket.endpoint))
+    ci = Store(tmp_path / "ci", remote_for(bucket.url, endpoint=bucket.endpoint))
     assert ci.cached_run("train", key) is None, "no published run: CI trains"
     assert ci.sync is not None and ci.sync.remote_run_ids() == []
     assert not (tmp_path / "ci" / "runs").exists()
 
     # A later push from the laptop completes what the killed one started.
-    laptop = Store(tmp_path / "laptop", S3Remote(bucket.url, endpoint=bucket.endpoint))
+    laptop = Store(tmp_path / "laptop", remote_for(bucket.url, endpoint=bucket.endpoint))
     assert laptop.push()["runs"] == 1
     run = ci.cached_run("train", key)
     assert run is not None and run["run_id"] == run_id
@@ -163,13 +164,13 @@ def test_an_upload_killed_half_way_leaves_nothing_trusted(tmp_path: Path, bucket
 def test_a_damaged_archive_is_refused_by_its_sha256(tmp_path: Path, bucket: Any) -> None:
     run_id = "20260101T000000Z-dddddd-44444444"
     place_run(tmp_path / "laptop", run_id)
-    Store(tmp_path / "laptop", S3Remote(bucket.url, endpoint=bucket.endpoint)).push()
+    Store(tmp_path / "laptop", remote_for(bucket.url, endpoint=bucket.endpoint)).push()
     key = f"team/digits/runs/{run_id}/model.tar.gz"
     whole = bucket.client.get_object(Bucket=bucket.name, Key=key)["Body"].read()
     # What a writer that died mid-stream on a store without atomic PUTs would leave.
     bucket.client.put_object(Bucket=bucket.name, Key=key, Body=whole[: len(whole) // 2])
 
-    ci = Store(tmp_path / "ci", S3Remote(bucket.url, endpoint=bucket.endpoint))
+    ci = Store(tmp_path / "ci", remote_for(bucket.url, endpoint=bucket.endpoint))
     run = ci.load_run(run_id)
     assert run is not None
     with pytest.raises(RemoteError, match="does not match its sha256"):
@@ -179,7 +180,7 @@ def test_a_damaged_archive_is_refused_by_its_sha256(tmp_path: Path, bucket: Any)
 
 
 def test_an_object_whose_bytes_do_not_match_its_checksum_is_refused(bucket: Any) -> None:
-    remote = S3Remote(bucket.url, endpoint=bucket.endpoint)
+    remote = remote_for(bucket.url, endpoint=bucket.endpoint)
     remote.put("models/toy/blessed.json", b'{"run_id": "a"}')
     bucket.client.put_object(
         Bucket=bucket.name,

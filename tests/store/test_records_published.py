@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from mlops_sessions.console.shared_store import remote_for
 from mlops_sessions.drivers import imaging
-from mlops_sessions.executors.kube.history import StoreHistory
-from mlops_sessions.executors.s3_store import RETRIES_ENV, S3Remote
+from mlops_sessions.drivers.history import StoreHistory
+from mlops_sessions.executors.s3.store import RETRIES_ENV
 from mlops_sessions.records import builds, deployments
 from mlops_sessions.records.store import Store
 from tests.fixtures.moto import free_port
@@ -28,7 +29,7 @@ IMAGE = "registry.example.com/shop/serve@sha256:" + "ab" * 32
 
 
 def _store(root: Path, bucket: Bucket) -> Store:
-    return Store(root, S3Remote(bucket.url, endpoint=bucket.endpoint))
+    return Store(root, remote_for(bucket.url, endpoint=bucket.endpoint))
 
 
 def test_a_pushed_image_record_is_shared_at_once(tmp_path: Path, bucket: Bucket) -> None:
@@ -69,7 +70,7 @@ def test_a_remote_that_does_not_answer_keeps_the_record_and_says_how_to_share_it
 ) -> None:
     monkeypatch.setenv(RETRIES_ENV, "0")
     down = Store(
-        tmp_path / "laptop", S3Remote(bucket.url, endpoint=f"http://127.0.0.1:{free_port()}")
+        tmp_path / "laptop", remote_for(bucket.url, endpoint=f"http://127.0.0.1:{free_port()}")
     )
     imaging.record(down, "serve", "latest", {"image": IMAGE})
     StoreHistory(down, "toy", "prod", "ml").save({"revision": 1, "image": IMAGE}, "deploy")

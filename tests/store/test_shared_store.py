@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from mlops_sessions.executors.s3.store import S3Remote
+from mlops_sessions.console.shared_store import SharedRemote, remote_for
+from mlops_sessions.executors.s3.store import S3ObjectStore
 from mlops_sessions.records.store import Store
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -82,7 +83,7 @@ def test_ci_reuses_the_laptops_run_and_judges_against_its_blessing(
 
 def test_503_slowdown_is_retried(slowdown_proxy: tuple[str, Any], bucket: Any) -> None:
     endpoint, faults = slowdown_proxy
-    remote = S3Remote(bucket.url, endpoint=endpoint)
+    remote = remote_for(bucket.url, endpoint=endpoint)
     faults.slowdown = 2
     remote.put("probe.json", b"{}")
     assert faults.answered_503 == 2
@@ -157,7 +158,7 @@ def test_a_bless_that_lost_the_race_is_judged_again(
     assert code == 0, err
     candidate = _run_id(trained)
 
-    class RacingRemote(S3Remote):
+    class RacingRemote(S3ObjectStore):
         """The real client; the first pointer write lets the other pipeline bless first."""
 
         raced = False
@@ -178,7 +179,9 @@ def test_a_bless_that_lost_the_race_is_judged_again(
 
     config = load(ci.config)
     model = config.models["toy"]
-    store = Store(config.store_path, RacingRemote(bucket.url, endpoint=bucket.endpoint))
+    store = Store(
+        config.store_path, SharedRemote(RacingRemote(bucket.url, endpoint=bucket.endpoint))
+    )
     plan = plans.plan_run(config, model, params_override={"hidden": 12})
     run = plans.reusable_run(store, plan.key)
     assert run is not None and run["run_id"] == candidate

@@ -1,7 +1,10 @@
-"""The shared store's object storage: ``records.remote.Remote`` over the S3 API (boto3).
+"""Object storage for the shared store over the S3 API (boto3): keys and bytes in, facts out.
 
-The records package decides WHAT is written where and in which order (records/remote.py);
-this executor only moves bytes, the way ``fetch-model`` (executors/s3/fetch.py) does:
+The records package decides WHAT is written where and in which order (records/remote.py,
+the keys of records/keys.py); this adapter only moves bytes, the way ``fetch-model``
+(executors/s3/fetch.py) does, and imports no records: it returns its own
+:class:`StoredObject` / :class:`ListedObject` and raises its own errors, which
+:mod:`mlops_sessions.console.shared_store` hands to the records as a ``Remote``:
 
 * endpoint: ``MLOPS_STORE_ENDPOINT``, else ``store.endpoint`` from mlops.yaml, else AWS S3
   (boto3 also honours ``AWS_ENDPOINT_URL_S3``); credentials only from boto3's default chain
@@ -10,13 +13,13 @@ this executor only moves bytes, the way ``fetch-model`` (executors/s3/fetch.py) 
 * retries: one tenacity loop per request with botocore's own retries off; connection
   errors, timeouts, 5xx and throttling (503 SlowDown) are retried with exponential backoff
   and jitter (``MLOPS_STORE_RETRIES``, default 4 retries); then the remote is
-  :class:`~mlops_sessions.records.remote.RemoteUnavailable`, a one-line error that names
+  :class:`StoreUnavailable`, a one-line error that names
   the endpoint and ``--offline``;
 * integrity: every object is written with its sha256 in the metadata (``x-amz-meta-sha256``)
   and a read whose bytes do not match is refused; a PUT that dies leaves no object (S3
   objects are whole or absent), and multipart uploads that are not completed are invisible;
 * conditional writes: ``If-Match`` / ``If-None-Match: *`` on PutObject; a 412 (or a 409
-  ConditionalRequestConflict) is :class:`~mlops_sessions.records.remote.PreconditionFailed`,
+  ConditionalRequestConflict) is :class:`ConditionFailed`,
   never retried here (the caller re-reads and decides).
 
 boto3/botocore/tenacity are imported lazily: the ``fetch`` extra.
@@ -28,17 +31,12 @@ import hashlib
 import os
 import re
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from mlops_sessions.errors import StepError
 from mlops_sessions.executors.s3.fetch import _client_error, _describe, _transient
-from mlops_sessions.records.remote import (
-    Listed,
-    PreconditionFailed,
-    RemoteError,
-    RemoteObject,
-    RemoteUnavailable,
-)
 
 ENDPOINT_ENV = "MLOPS_STORE_ENDPOINT"
 RETRIES_ENV = "MLOPS_STORE_RETRIES"
@@ -50,17 +48,44 @@ _URL = re.compile(r"^s3://([A-Za-z0-9][A-Za-z0-9._-]{0,62})(?:/(.*))?$")
 T = TypeVar("T")
 
 
+class StoreError(StepError):
+    """The object store refused something or returned damaged bytes; names object and fix."""
+
+
+class StoreUnavailable(StoreError):
+    """The object store cannot be reached (or kept failing through the retries)."""
+
+
+class ConditionFailed(Exception):
+    """A conditional write lost: the object changed (If-Match) or exists (If-None-Match)."""
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    key: str
+    data: bytes
+    etag: str
+
+
+@dataclass(frozen=True)
+class ListedObject:
+    key: str
+    size: int
+    modified: str  # ISO-8601
+
+
 def parse_remote(url: str) -> tuple[str, str]:
     """(bucket, prefix ending in '/' or empty) of s3://bucket/prefix."""
     match = _URL.match(url)
     if match is None:
-        raise RemoteError(f"store.remote {url!r} is not s3://bucket/prefix")
+        raise StoreError(f"store.remote {url!r} is not s3://bucket/prefix")
     prefix = (match.group(2) or "").strip("/")
     return match.group(1), f"{prefix}/" if prefix else ""
 
 
-class S3Remote:
-    """records.remote.Remote over one bucket and prefix."""
+class S3ObjectStore:
+    """Objects under one bucket and prefix: get, conditional put, upload/download, list,
+    delete (keys relative to the prefix)."""
 
     def __init__(
         self,
@@ -86,7 +111,7 @@ class S3Remote:
                 import boto3.session
                 from botocore.config import Config
             except ImportError as exc:
-                raise RemoteError(
+                raise StoreError(
                     "store.remote needs boto3: pip install 'mlops-sessions[fetch]'"
                 ) from exc
             config = Config(
@@ -134,31 +159,31 @@ class S3Remote:
         )
 
         where = f"{self.url} ({self.endpoint or 'AWS S3'})"
-        if isinstance(error, (PreconditionFailed, RemoteError)):
+        if isinstance(error, (ConditionFailed, StoreError)):
             return error
         if isinstance(error, (NoCredentialsError, PartialCredentialsError)):
-            return RemoteError(
+            return StoreError(
                 f"no credentials for the remote store {where}: set AWS_ACCESS_KEY_ID and "
                 "AWS_SECRET_ACCESS_KEY (in CI: from the secret store), or pass --offline"
             )
         if isinstance(error, ClientError):
             code, status = _client_error(error)
-            if status == 412 or code in ("PreconditionFailed", "ConditionalRequestConflict"):
-                return PreconditionFailed(what)
+            if status == 412 or code in ("ConditionFailed", "ConditionalRequestConflict"):
+                return ConditionFailed(what)
             if code == "NoSuchBucket":
-                return RemoteError(
+                return StoreError(
                     f"no bucket {self.bucket!r} at {self.endpoint or 'AWS S3'} for "
                     f"store.remote {self.url}; create it or fix store.remote"
                 )
             if status == 403 or code in ("AccessDenied", "InvalidAccessKeyId"):
-                return RemoteError(
+                return StoreError(
                     f"the remote store {where} refused the credentials ({what}: HTTP "
                     f"{status} {code}); check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY"
                 )
             if not _transient(error):
-                return RemoteError(f"the remote store {where} refused {what}: HTTP {status} {code}")
+                return StoreError(f"the remote store {where} refused {what}: HTTP {status} {code}")
         if _transient(error) or isinstance(error, BotoCoreError):
-            return RemoteUnavailable(
+            return StoreUnavailable(
                 f"cannot reach the remote store {where} ({what}: {_describe(error)}, "
                 f"{self.retries + 1} attempts); check {ENDPOINT_ENV} / store.endpoint and that "
                 "the server is up, or pass --offline to work from the local cache"
@@ -166,8 +191,8 @@ class S3Remote:
         return error
 
     # --- the Remote protocol ------------------------------------------------------------
-    def get(self, key: str) -> RemoteObject | None:
-        def once() -> RemoteObject | None:
+    def get(self, key: str) -> StoredObject | None:
+        def once() -> StoredObject | None:
             from botocore.exceptions import ClientError
 
             try:
@@ -183,7 +208,7 @@ class S3Remote:
             finally:
                 body.close()
             self._check(key, data, response)
-            return RemoteObject(key, data, str(response.get("ETag", "")))
+            return StoredObject(key, data, str(response.get("ETag", "")))
 
         return self._call(f"GET {key}", once)
 
@@ -238,15 +263,15 @@ class S3Remote:
 
         return self._call(f"GET {key}", once)
 
-    def list(self, prefix: str) -> list[Listed]:
-        def once() -> list[Listed]:
+    def list(self, prefix: str) -> list[ListedObject]:
+        def once() -> list[ListedObject]:
             out = []
             paginator = self.client.get_paginator("list_objects_v2")
             for page in paginator.paginate(Bucket=self.bucket, Prefix=self._key(prefix)):
                 for item in page.get("Contents", []):
                     modified = item.get("LastModified")
                     out.append(
-                        Listed(
+                        ListedObject(
                             str(item["Key"])[len(self.prefix) :],
                             int(item.get("Size", 0)),
                             modified.isoformat() if modified is not None else "",
@@ -273,12 +298,12 @@ class S3Remote:
     def _check_digest(self, key: str, digest: str, response: dict[str, Any]) -> None:
         expected = (response.get("Metadata") or {}).get("sha256")
         if expected and expected != digest:
-            raise RemoteError(
+            raise StoreError(
                 f"{self.url}/{key} does not match the sha256 it was written with (expected "
                 f"{expected[:12]}, got {digest[:12]}): a damaged or interrupted upload; "
                 "nothing was trusted. Re-run the step that writes it"
             )
 
 
-def remote_for(url: str, endpoint: str | None = None, region: str | None = None) -> S3Remote:
-    return S3Remote(url, endpoint=endpoint, region=region)
+def objects_for(url: str, endpoint: str | None = None, region: str | None = None) -> S3ObjectStore:
+    return S3ObjectStore(url, endpoint=endpoint, region=region)
