@@ -73,13 +73,9 @@ def operator_request(
         margin_s=timing.lease_margin_s,
     ) as me:
         ctx = context_for(cluster, store, app, state, me, timing, None, None, progress)
-        now_ = timing.clock()
-        if state.terminal:
-            pass  # ended but not acted upon (its driver died): finish what it decided
-        elif action == "promote":
-            state = plan.promote(state, now_, by=by) if state.phase == plan.PROGRESSING else state
-        else:
-            state = plan.abort(state, f"aborted by {by}", now_, by=by)
+        # An ended rollout that was not acted upon (its driver died) is finished as it was
+        # decided: the state machine ignores a request once the rollout has ended.
+        state, _ = plan.advance(state, plan.OperatorRequest(action, by), timing.clock())
         state = dataclasses.replace(state, driver=me)
         records.save(state, action)
         return drive(ctx, state)
