@@ -1,0 +1,125 @@
+"""A progressive rollout on the real control plane, judged on real traffic.
+
+``mlops deploy`` steps the VirtualService on a real API server through ``rollout.steps``;
+the test router (tests/rollout/router.py) reads that VirtualService from the real API
+server and routes a bounded load by its weights to two real ``mlops serve`` processes
+(stable and canary); a real Prometheus scrapes them, and each step is judged by the real
+analysis. The pods the Deployments own are KWOK's (no container runs), so the traffic goes
+to the serve processes the test started, standing in for the pods (docs/testing.md).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.kube.conftest import image_ref
+from tests.prometheus_server import Prometheus
+from tests.rollout.router import Router, vs_reader
+from tests.rollout.test_live_analysis_e2e import _export_failing
+from tests.rollout.test_rollout_e2e import Load, servers
+from tests.serve.conftest import MODEL, _export_dense
+
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+
+PROJECT = """\
+apiVersion: mlops/v1alpha1
+project: {{name: shop}}
+images:
+  serve:
+    repository: registry.example.com/shop/serve
+    base: {{variant: cpu, tensorflow: "2.21.0"}}
+models:
+  {model}:
+    image: serve
+    deploy: {{namespace: {namespace}, replicas: 1, rollout_timeout: 20s}}
+    rollout:
+      hosts: [tiny.example.com]
+      canary: {{replicas: 1}}
+      steps: [50, 100]
+      analysis:
+        prometheus: {prometheus}
+        interval: 5s
+        min_requests: 10
+        thresholds:
+          error_rate: {{max: 0.02}}
+"""
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("kube-rollout-models")
+    made = {"good": root / "good", "failing": root / "failing"}
+    _export_dense(made["good"])
+    _export_failing(made["failing"])
+    return made
+
+
+def release(root: Path, tag: str) -> None:
+    from mlops_sessions.records.store import Store, write_json_atomic
+
+    store = Store(root / ".mlops")
+    write_json_atomic(
+        store.builds() / "serve" / "latest.json",
+        {"image": image_ref(tag), "model_hash": f"model-{tag}", "run_id": f"run-{tag}"},
+    )
+    store.bless(MODEL, {"model": MODEL, "run_id": f"run-{tag}", "model_hash": f"model-{tag}"})
+
+
+@pytest.mark.parametrize(("canary", "code"), [("good", 0), ("failing", 1)])
+def test_a_rollout_steps_the_real_virtualservice_and_is_judged_on_routed_traffic(
+    tmp_path: Path,
+    models: dict[str, Path],
+    prometheus: Prometheus,
+    kube_cluster: Any,
+    namespace: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    canary: str,
+    code: int,
+) -> None:
+    from mlops_sessions.frontends.cli import main
+
+    monkeypatch.setenv("KUBECONFIG", str(kube_cluster.plane.product_kubeconfig))
+    root = tmp_path / "project"
+    root.mkdir()
+    config = root / "mlops.yaml"
+    config.write_text(PROJECT.format(model=MODEL, namespace=namespace, prometheus=prometheus.url))
+    release(root, "v1")
+    assert main(["deploy", "-c", str(config)]) == 0  # first deploy: straight to stable
+    release(root, "v2")
+    for stable, canary_server in servers(tmp_path, models, canary, prometheus):
+        router = Router(
+            vs_reader(os.fspath(kube_cluster.kubeconfig), MODEL, namespace),
+            {"stable": stable.url, "canary": canary_server.url},
+        )
+        capsys.readouterr()
+        with Load(router):
+            assert main(["deploy", "-c", str(config)]) == code
+        err = capsys.readouterr().err
+
+    state_cm = kube_cluster.get(f"/api/v1/namespaces/{namespace}/configmaps/{MODEL}-mlops-rollout")
+    assert state_cm is not None, err
+    state = json.loads(state_cm["data"]["state"])
+    judged = [(m["window"]["weight"], m["judged"]) for m in state["measurements"]]
+    weights = kube_cluster.weights(namespace, MODEL)
+    stable_image = kube_cluster.image(namespace, f"{MODEL}-stable")
+    if canary == "good":
+        assert state["phase"] == "promoted", err
+        assert judged == [(50, "passed"), (100, "passed")], err
+        assert router.counts["canary"] > 0 and router.counts["stable"] > 0
+        # Promoted: the stable track now runs the new build, rolled out by the real
+        # Deployment controller, and takes all the traffic again.
+        assert stable_image == image_ref("v2")
+        assert weights.get("stable") == 100, weights
+    else:
+        assert state["phase"] == "aborted", err
+        assert judged == [(50, "failed")], err
+        assert stable_image == image_ref("v1")
+        assert weights.get("stable") == 100, weights
+    stable = kube_cluster.deployment(namespace, f"{MODEL}-stable")
+    assert stable["status"].get("updatedReplicas") == stable["spec"]["replicas"]
