@@ -4,6 +4,8 @@ The bottom layer next to config (imports only the standard library and
 ``mlops_sessions.errors``). One module per kind of record; nobody else builds a store path
 by hand:
 
+- ``keys``         the one table of relative record keys (local paths and remote keys
+                   alike) and the cluster's record names (ConfigMaps, Lease)
 - ``io``           atomic writes, the one reader (``RecordError``), the one log reader and
                    its torn-line policy, append-and-point, locks, ``now()``, ``SCHEMA``
 - ``runs``         runs/<run-id>/run.json, run ids, cache/<step>/<key>.json

@@ -1,6 +1,7 @@
 """The ``.mlops/`` artifact store: the facade steps and executors hold.
 
-Layout (see docs/store.md; each kind of record has its module in this package)::
+Layout (see docs/store.md; the keys are records/keys.py's, each kind of record has its
+module in this package)::
 
     .mlops/
       store.json               layout version marker
@@ -42,6 +43,7 @@ from mlops_sessions.records import blessings as blessing_records
 from mlops_sessions.records import builds as build_records
 from mlops_sessions.records import deployments as deployment_records
 from mlops_sessions.records import evaluations as evaluation_records
+from mlops_sessions.records import keys
 from mlops_sessions.records import runs as run_records
 from mlops_sessions.records.io import (
     Record,
@@ -103,7 +105,7 @@ class Store:
 
     @property
     def tmp(self) -> Path:
-        return self.root / "tmp"
+        return keys.local(self.root, keys.TMP)
 
     def run_dir(self, run_id: str) -> Path:
         return run_records.run_dir(self.root, run_id)
@@ -147,7 +149,7 @@ class Store:
                 shutil.rmtree(stage, ignore_errors=True)
 
     def _ensure_marker(self) -> None:
-        marker = self.root / "store.json"
+        marker = keys.local(self.root, keys.STORE_MARKER)
         if not marker.exists():
             write_json_atomic(marker, {"layout": LAYOUT_VERSION})
         gitignore = self.root / ".gitignore"
@@ -280,7 +282,7 @@ class Store:
         """Runs gc must never delete, with why: ever blessed, deployed, or in a pushed image."""
         keep: dict[str, str] = {}
         models = {str(r.get("model")) for r in self.list_runs()}
-        models_dir = self.root / "models"
+        models_dir = keys.local(self.root, keys.MODELS)
         if models_dir.is_dir():
             models |= {p.name for p in models_dir.iterdir() if p.is_dir()}
         by_hash = {str(r.get("model_hash")): str(r["run_id"]) for r in self.list_runs()}
