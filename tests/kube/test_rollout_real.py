@@ -123,3 +123,76 @@ def test_a_rollout_steps_the_real_virtualservice_and_is_judged_on_routed_traffic
         assert weights.get("stable") == 100, weights
     stable = kube_cluster.deployment(namespace, f"{MODEL}-stable")
     assert stable["status"].get("updatedReplicas") == stable["spec"]["replicas"]
+
+
+@pytest.mark.parametrize("ending", ["abort", "promote", "interrupt-then-resume"])
+def test_a_running_rollout_is_ended_or_resumed_from_another_process(
+    tmp_path: Path,
+    models: dict[str, Path],
+    prometheus: Prometheus,
+    kube_cluster: Any,
+    namespace: str,
+    monkeypatch: pytest.MonkeyPatch,
+    ending: str,
+) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from mlops_sessions.frontends.cli import main
+    from tests.conftest import clean_env
+
+    product = str(kube_cluster.plane.product_kubeconfig)
+    monkeypatch.setenv("KUBECONFIG", product)
+    root = tmp_path / "project"
+    root.mkdir()
+    config = root / "mlops.yaml"
+    text = PROJECT.format(model=MODEL, namespace=namespace, prometheus=prometheus.url)
+    config.write_text(text.replace("interval: 5s", "interval: 4s"))
+    release(root, "v1")
+    assert main(["deploy", "-c", str(config)]) == 0
+    release(root, "v2")
+    leave = ["--on-interrupt", "leave"] if ending == "interrupt-then-resume" else []
+    for stable, canary_server in servers(tmp_path, models, "good", prometheus):
+        router = Router(
+            vs_reader(os.fspath(kube_cluster.kubeconfig), MODEL, namespace),
+            {"stable": stable.url, "canary": canary_server.url},
+        )
+        with Load(router):
+            driver = subprocess.Popen(
+                [sys.executable, "-m", "mlops_sessions", "deploy", "-c", str(config), *leave],
+                env=clean_env(KUBECONFIG=product),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            deadline = time.monotonic() + 60
+            while kube_cluster.weights(namespace, MODEL).get("canary") != 50:
+                assert time.monotonic() < deadline, "the rollout never reached its first step"
+                assert driver.poll() is None, driver.communicate()
+                time.sleep(0.2)
+            if ending == "interrupt-then-resume":
+                driver.send_signal(signal.SIGTERM)
+                _, err = driver.communicate(timeout=60)
+                assert driver.returncode != 0
+                assert "--resume` continues it" in err, err
+                # Left as it was: the canary keeps its share until the resumed driver ends.
+                assert kube_cluster.weights(namespace, MODEL).get("canary") == 50
+                code = main(["deploy", "-c", str(config), "--resume"])
+                assert code == 0
+                expected = ("promoted", image_ref("v2"))
+            else:
+                assert main([ending, "-c", str(config)]) == 0
+                _, err = driver.communicate(timeout=60)
+                assert driver.returncode == (0 if ending == "promote" else 1), err
+                expected = (
+                    ("promoted", image_ref("v2"))
+                    if ending == "promote"
+                    else ("aborted", image_ref("v1"))
+                )
+    state_cm = kube_cluster.get(f"/api/v1/namespaces/{namespace}/configmaps/{MODEL}-mlops-rollout")
+    assert state_cm is not None
+    state = json.loads(state_cm["data"]["state"])
+    assert (state["phase"], kube_cluster.image(namespace, f"{MODEL}-stable")) == expected
+    assert kube_cluster.weights(namespace, MODEL).get("stable") == 100
