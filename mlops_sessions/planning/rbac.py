@@ -16,7 +16,7 @@ name of the table to extend.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from mlops_sessions.errors import StepError
@@ -67,11 +67,11 @@ def _rules(objects: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
             )
         verbs[RESOURCES[kind]].update(APPLY_VERBS)
         training = training or kind in TRAINING_KINDS
-    for group, resource, allowed in RECORD_RULES + (TRAINING_RULES if training else ()):
-        verbs[(group, resource)].update(allowed)
+    for group, resource, extra in RECORD_RULES + (TRAINING_RULES if training else ()):
+        verbs[(group, resource)].update(extra)
     by_group: dict[str, list[tuple[str, tuple[str, ...]]]] = defaultdict(list)
-    for (group, resource), allowed in sorted(verbs.items()):
-        by_group[group].append((resource, tuple(sorted(allowed))))
+    for (group, resource), granted in sorted(verbs.items()):
+        by_group[group].append((resource, tuple(sorted(granted))))
     rules: list[dict[str, Any]] = []
     for group in sorted(by_group):
         # One rule per group and verb set keeps the Role short and easy to review.
@@ -84,7 +84,7 @@ def _rules(objects: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
 
 
 def deployer_objects(
-    objects_by_namespace: Mapping[str, list[Mapping[str, Any]]], labels: Mapping[str, str]
+    objects_by_namespace: Mapping[str, Sequence[Mapping[str, Any]]], labels: Mapping[str, str]
 ) -> list[dict[str, Any]]:
     """ServiceAccount, Role and RoleBinding per namespace, for the given rendered objects."""
     out: list[dict[str, Any]] = []
