@@ -15,8 +15,11 @@ import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from mlops_sessions import gitinfo
 from mlops_sessions.cachefile import read_json_entry
+
+# Git's view of the files under a directory (``gitinfo.list_files``): None when the
+# directory is not in a checkout (or is ignored), and the tree is walked instead.
+ListFiles = Callable[[Path], list[Path] | None]
 
 _CHUNK = 1 << 20
 _SKIP_DIRS = {
@@ -48,10 +51,16 @@ def sha256_json(data: object) -> str:
 
 
 class FileHashCache:
-    """sha256 of files, memoised on (path, size, mtime_ns) and persisted between runs."""
+    """sha256 of files, memoised on (path, size, mtime_ns) and persisted between runs.
 
-    def __init__(self, table: Path | None) -> None:
+    list_files is git's view of a code directory, given by whoever reads git (the drivers
+    pass ``gitinfo.list_files``), so hashing itself runs no git; without it a code tree is
+    walked, skipping caches and virtualenvs.
+    """
+
+    def __init__(self, table: Path | None, list_files: ListFiles | None = None) -> None:
         self.table = table
+        self.list_files = list_files
         self.entries: dict[str, list[object]] = {}
         self.hashed = 0  # files actually read (tests use this to prove the cache works)
         if table is not None:
@@ -83,7 +92,7 @@ class FileHashCache:
         directory is not in a checkout or is ignored. Off (for data): every file, since an
         ignored data file still changes the result.
         """
-        files = _files_under(directory) if git_aware else _walk(directory, skip=())
+        files = _files_under(directory, self.list_files) if git_aware else _walk(directory, skip=())
         return _tree_digest(directory, files, self.file)
 
     def path(self, target: Path) -> str:
@@ -136,8 +145,8 @@ def _tree_digest(directory: Path, files: Iterable[Path], file_hash: Callable[[Pa
     return digest.hexdigest()
 
 
-def _files_under(directory: Path) -> Iterable[Path]:
-    listed = gitinfo.list_files(directory)
+def _files_under(directory: Path, list_files: ListFiles | None) -> Iterable[Path]:
+    listed = list_files(directory) if list_files is not None else None
     if listed is not None:
         return [p for p in listed if not (_SKIP_DIRS & set(p.relative_to(directory).parts))]
     return _walk(directory, skip=_SKIP_DIRS)

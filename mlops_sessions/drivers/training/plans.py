@@ -23,8 +23,8 @@ from mlops_sessions.records.store import Store
 
 
 def hash_cache_for(config: Config) -> FileHashCache:
-    """The persistent file-hash memo of a project's store."""
-    return FileHashCache(runs.file_hash_table(config.store_path))
+    """The persistent file-hash memo of a project's store (code trees as git lists them)."""
+    return FileHashCache(runs.file_hash_table(config.store_path), gitinfo.list_files)
 
 
 def plan_run(
@@ -54,7 +54,7 @@ def current_run(config: Config, store: Store, model_name: str) -> dict[str, Any]
     (model,) = config.select_models([model_name])
     if model.train is None:
         return None
-    cache = FileHashCache(runs.file_hash_table(store.root))
+    cache = FileHashCache(runs.file_hash_table(store.root), gitinfo.list_files)
     return reusable_run(store, plan_run(config, model, hash_cache=cache).key)
 
 
