@@ -44,7 +44,7 @@ class RolloutRecords:
         # The store first: a state the cluster holds is never missing from the store.
         data = state.as_dict()
         rollouts.save_state(self.target, data, event)
-        self._write({rollouts.STATE_KEY: rollouts.encode(data)})
+        self._write({rollouts.STATE_KEY: rollouts.encode(data)}, phase=state.phase)
 
     def request(self, action: str, by: str, revision: int) -> None:
         self._write({rollouts.REQUEST_KEY: rollouts.encode(rollouts.request(action, by, revision))})
@@ -58,8 +58,10 @@ class RolloutRecords:
         )
         return str(path)
 
-    def _write(self, values: dict[str, str]) -> None:
+    def _write(self, values: dict[str, str], phase: str | None = None) -> None:
         labels = {"app": self.app, "app.kubernetes.io/managed-by": MANAGED_BY}
+        if phase is not None:
+            labels[plan.PHASE_LABEL] = phase
         merge_data(self.cluster, self.ref, values, labels)
 
 

@@ -37,6 +37,7 @@ from mlops_sessions.config import LIVE_METRICS, Config, ModelConfig, Threshold
 from mlops_sessions.config.model import AlertsConfig, Analysis
 from mlops_sessions.config.units import duration_seconds
 from mlops_sessions.planning import drift, k8s_common, live_analysis
+from mlops_sessions.planning import rollout as rollout_plan
 from mlops_sessions.planning.gate import direction_for, fmt
 
 API_VERSION = "monitoring.coreos.com/v1"
@@ -44,6 +45,15 @@ KIND = "PrometheusRule"
 # The label names kube-state-metrics gives a Deployment's series.
 KSM_AVAILABLE = "kube_deployment_status_replicas_available"
 KSM_SPEC = "kube_deployment_spec_replicas"
+# kube-state-metrics exports a ConfigMap's labels that its --metric-labels-allowlist names,
+# each as label_<name with every other character than [a-zA-Z0-9_] as "_">.
+KSM_CONFIGMAP_LABELS = "kube_configmap_labels"
+
+
+def ksm_label(name: str) -> str:
+    return "label_" + "".join(c if c.isalnum() or c == "_" else "_" for c in name)
+
+
 # A metric's level in a recorded name: per model and track, or per model only.
 PER_TRACK = ("model", "track")
 # Live metrics judged between the tracks (they have no per-track value).
@@ -370,6 +380,21 @@ def _state_alerts(ctx: _Context) -> list[dict[str, Any]]:
                 "any rollout of mlops.yaml takes: its driver may be gone",
                 runbook=f"Run `{status}`: continue with `{ctx.command('deploy --resume')}` or "
                 f"stop with `{ctx.command(f'abort {ctx.name}')}`.",
+            )
+        )
+        namespace = ctx.model.deploy.namespace
+        on_namespace = f'namespace="{namespace}",' if namespace else ""
+        phase = ksm_label(rollout_plan.PHASE_LABEL)
+        out.append(
+            ctx.alert(
+                "MlopsRolloutAborted",
+                f"max by (namespace, configmap) ({KSM_CONFIGMAP_LABELS}{{{on_namespace}"
+                f'configmap="{ctx.name}-mlops-rollout",{phase}="{rollout_plan.ABORTED}"}}) == 1',
+                page=False,
+                summary=f"the last rollout of {ctx.name} was aborted: its canary build is not "
+                "serving, the stable track is",
+                runbook=f"Run `{status}` and read the rollout report it names; fix the canary "
+                f"and deploy again (`{ctx.command('deploy')}`).",
             )
         )
     return out

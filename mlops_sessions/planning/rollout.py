@@ -47,6 +47,10 @@ ABORTED = "aborted"
 FAILED = "failed"
 PHASES = (PROGRESSING, PROMOTING, PROMOTED, ABORTED, FAILED)
 TERMINAL = frozenset({PROMOTED, ABORTED, FAILED})
+# The rollout-state ConfigMap carries its phase as a label too, so that kube-state-metrics
+# (``kube_configmap_labels`` with ``--metric-labels-allowlist``) can export it and an alert
+# can say that the last rollout was aborted (planning/alerts.py).
+PHASE_LABEL = "mlops-sessions.dev/rollout-phase"
 
 
 class RolloutError(StepError):

@@ -105,6 +105,8 @@ def test_a_rollout_steps_the_real_virtualservice_and_is_judged_on_routed_traffic
     state_cm = kube_cluster.get(f"/api/v1/namespaces/{namespace}/configmaps/{MODEL}-mlops-rollout")
     assert state_cm is not None, err
     state = json.loads(state_cm["data"]["state"])
+    # The phase is a label too, for kube-state-metrics and the MlopsRolloutAborted alert.
+    assert state_cm["metadata"]["labels"]["mlops-sessions.dev/rollout-phase"] == state["phase"]
     judged = [(m["window"]["weight"], m["judged"]) for m in state["measurements"]]
     weights = kube_cluster.weights(namespace, MODEL)
     stable_image = kube_cluster.image(namespace, f"{MODEL}-stable")

@@ -307,6 +307,33 @@ def test_replicas_and_a_stuck_rollout_from_kube_state_metrics(
     _test_rules(tmp_path, config, tests)
 
 
+def test_an_aborted_rollout_tickets_until_the_next_rollout_leaves_that_phase(
+    tmp_path: Path, config: Config
+) -> None:
+    """The rollout-state ConfigMap's phase label, as kube-state-metrics exports it."""
+    labels = {"namespace": "ml", "configmap": "digits-mlops-rollout"}
+    phase = alerts.ksm_label("mlops-sessions.dev/rollout-phase")
+    series = [
+        # A label that changes ends the old series at the next scrape (a staleness marker).
+        _series("kube_configmap_labels", {**labels, phase: "progressing"}, "1x20 stale"),
+        _series("kube_configmap_labels", {**labels, phase: "aborted"}, "_x20 1x40 stale"),
+        _series("kube_configmap_labels", {**labels, phase: "promoted"}, "_x60 1x20"),
+    ]
+    ticket = {**labels, "model": "digits", "severity": "warning", "team": "ml"}
+    tests = [
+        {
+            "interval": "15s",
+            "input_series": series,
+            "alert_rule_test": [
+                _alert(config, "MlopsRolloutAborted", "4m", []),
+                _alert(config, "MlopsRolloutAborted", "11m", [ticket]),
+                _alert(config, "MlopsRolloutAborted", "19m", []),
+            ],
+        }
+    ]
+    _test_rules(tmp_path, config, tests)
+
+
 def test_a_model_without_rollout_gets_the_state_alerts_only(tmp_path: Path) -> None:
     """No live thresholds and no alerts section: the defaults still make valid rules."""
     path = tmp_path / "mlops.yaml"

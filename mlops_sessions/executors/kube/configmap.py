@@ -31,8 +31,8 @@ def merge_data(
     values: Mapping[str, str | None],
     labels: Mapping[str, str],
 ) -> None:
-    """Set the given keys (None removes a key), creating the ConfigMap with labels when it
-    does not exist yet; keys not named are left as they are."""
+    """Set the given keys (None removes a key) and labels, creating the ConfigMap when it
+    does not exist yet; keys and labels not named are left as they are."""
     if cluster.get(key) is None:
         cluster.create(
             {
@@ -44,4 +44,4 @@ def merge_data(
             }
         )
         return
-    cluster.patch(key, {"data": dict(values)})
+    cluster.patch(key, {"metadata": {"labels": dict(labels)}, "data": dict(values)})
