@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from mlops_sessions.config import Config
+from mlops_sessions.console import argtypes
+from mlops_sessions.console.common import emit, load_config
 from mlops_sessions.console.generated import write_generated
 from mlops_sessions.errors import StepError
 from mlops_sessions.planning import ci_templates, stamped
-from mlops_sessions.console import argtypes
-from mlops_sessions.console.common import emit, load_config
 
 PRODUCTION_PROFILES = ("prod", "production")
 

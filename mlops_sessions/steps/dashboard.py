@@ -11,10 +11,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from mlops_sessions.console import output
-from mlops_sessions.planning import dashboard
-from mlops_sessions.console import argtypes
+from mlops_sessions.console import argtypes, output
 from mlops_sessions.console.common import emit, load_config
+from mlops_sessions.planning import dashboard
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -10,9 +10,9 @@ from __future__ import annotations
 import argparse
 
 from mlops_sessions.console import output
+from mlops_sessions.console.common import emit, load_config
 from mlops_sessions.errors import StepError
 from mlops_sessions.planning.dockerfile import BUILTIN_DIR, PROJECT_DIR
-from mlops_sessions.console.common import emit, load_config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -14,10 +14,10 @@ import re
 import sys
 from pathlib import Path
 
-from mlops_sessions.errors import StepError
-from mlops_sessions.planning.training import parse_duration
 from mlops_sessions.console import argtypes
 from mlops_sessions.console.common import emit
+from mlops_sessions.errors import StepError
+from mlops_sessions.planning.training import parse_duration
 
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 

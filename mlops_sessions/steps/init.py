@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mlops_sessions.console import output
-from mlops_sessions.errors import StepError
 from mlops_sessions.console.common import emit
+from mlops_sessions.errors import StepError
 
 if TYPE_CHECKING:
     if sys.version_info >= (3, 11):

@@ -9,10 +9,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mlops_sessions.console.generated import write_generated
-from mlops_sessions.planning import makefile, stamped
 from mlops_sessions.console import argtypes
 from mlops_sessions.console.common import emit, load_config
+from mlops_sessions.console.generated import write_generated
+from mlops_sessions.planning import makefile, stamped
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlops_sessions.config import Config, ModelConfig
+from mlops_sessions.console import argtypes
+from mlops_sessions.console.common import load_config, store_for
 from mlops_sessions.errors import StepError
 from mlops_sessions.records import evaluations as evaluation_records
 from mlops_sessions.records.io import read_record
-from mlops_sessions.console import argtypes
-from mlops_sessions.console.common import load_config, store_for
 
 if TYPE_CHECKING:
     from mlops_sessions.server.settings import ServerSettings

@@ -9,7 +9,7 @@ the variable, not an error: prod's namespace may come from the prod CI job alone
 values that use it are not judged then; ``--strict-env`` makes every profile's unset
 variables errors. The checks are the loader's: the
 schema, then the cross-field rules that render and deploy enforce through the same
-functions (:mod:`mlops_sessions.config.checks`).
+functions (:mod:`mlops_sessions.config.rules`).
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
-from mlops_sessions.errors import ConfigError, Problem
 from mlops_sessions.console.common import emit
+from mlops_sessions.errors import ConfigError, Problem
 
 if TYPE_CHECKING:
     from mlops_sessions.config.loader import UnsetVariable
