@@ -173,65 +173,31 @@ def kwok_bin_dir() -> Path:
 
 
 def build_kubernetes() -> Path:
-    """kube-apiserver, kube-controller-manager, kube-scheduler at the pinned release."""
+    """kube-apiserver, kube-controller-manager, kube-scheduler (and kubectl) at the pinned
+    release, stamped with that version as the release's own build would be."""
     bin_dir = kubernetes_bin_dir()
     if all((bin_dir / name).is_file() for name in KUBE_COMMANDS):
         return bin_dir
-    with _build_lock("k8s"):
-        if all((bin_dir / name).is_file() for name in KUBE_COMMANDS):
-            return bin_dir
-        version = kubernetes_version()
-        _check_go_matches_release(module_dir("k8s.io/kubernetes", version))
-        major, minor = version.removeprefix("v").split(".")[:2]
-        stamp = "k8s.io/component-base/version"
-        ldflags = " ".join(
-            [
-                "-s",
-                "-w",
-                f"-X {stamp}.gitVersion={version}",
-                f"-X {stamp}.gitMajor={major}",
-                f"-X {stamp}.gitMinor={minor}",
-                f"-X {stamp}.gitTreeState=clean",
-                f"-X k8s.io/client-go/pkg/version.gitVersion={version}",
-            ]
-        )
-        _build_into(
-            bin_dir,
-            [
-                go_binary(),
-                "build",
-                "-trimpath",
-                "-ldflags",
-                ldflags,
-                *(f"k8s.io/kubernetes/cmd/{name}" for name in KUBE_COMMANDS),
-            ],
-            cwd=K8S_BUILD_MODULE,
-            env=_go_env(),
-        )
-    return bin_dir
+    version = kubernetes_version()
+    _check_go_matches_release(module_dir("k8s.io/kubernetes", version))
+    major, minor = version.removeprefix("v").split(".")[:2]
+    stamp = "k8s.io/component-base/version"
+    ldflags = " ".join([
+        "-s", "-w",
+        f"-X {stamp}.gitVersion={version}", f"-X {stamp}.gitMajor={major}",
+        f"-X {stamp}.gitMinor={minor}", f"-X {stamp}.gitTreeState=clean",
+        f"-X k8s.io/client-go/pkg/version.gitVersion={version}",
+    ])  # fmt: skip
+    command = [go_binary(), "build", "-trimpath", "-ldflags", ldflags,
+               *(f"k8s.io/kubernetes/cmd/{name}" for name in KUBE_COMMANDS)]  # fmt: skip
+    return _once(bin_dir, KUBE_COMMANDS, command, cwd=K8S_BUILD_MODULE)
 
 
 def build_kwok() -> Path:
     """The KWOK controller at the pinned version (its module has no replace lines)."""
-    bin_dir = kwok_bin_dir()
-    if (bin_dir / "kwok").is_file():
-        return bin_dir
-    with _build_lock("kwok"):
-        if not (bin_dir / "kwok").is_file():
-            _build_into(
-                bin_dir,
-                [
-                    go_binary(),
-                    "install",
-                    "-trimpath",
-                    "-ldflags",
-                    "-s -w",
-                    f"sigs.k8s.io/kwok/cmd/kwok@{KWOK_VERSION}",
-                ],
-                cwd=None,
-                env=_go_env(),
-            )
-    return bin_dir
+    command = [go_binary(), "install", "-trimpath", "-ldflags", "-s -w",
+               f"sigs.k8s.io/kwok/cmd/kwok@{KWOK_VERSION}"]  # fmt: skip
+    return _once(kwok_bin_dir(), ("kwok",), command, cwd=None)
 
 
 def etcd_version() -> str:
@@ -249,25 +215,23 @@ def etcd_bin_dir() -> Path:
 
 def build_etcd() -> Path:
     """etcd at the pinned release (Debian's 3.4 is too old for client-go's watch lists)."""
-    bin_dir = etcd_bin_dir()
-    if (bin_dir / "etcd").is_file():
+    command = [go_binary(), "build", "-trimpath", "-ldflags", "-s -w", "go.etcd.io/etcd/server/v3"]
+    return _once(etcd_bin_dir(), ("etcd",), command, cwd=ETCD_BUILD_MODULE, output="etcd")
+
+
+def _once(
+    bin_dir: Path,
+    names: tuple[str, ...],
+    command: list[str],
+    cwd: Path | None,
+    output: str | None = None,
+) -> Path:
+    """bin_dir once every named binary is in it, building them under a lock if not."""
+    if all((bin_dir / name).is_file() for name in names):
         return bin_dir
-    with _build_lock("etcd"):
-        if not (bin_dir / "etcd").is_file():
-            _build_into(
-                bin_dir,
-                [
-                    go_binary(),
-                    "build",
-                    "-trimpath",
-                    "-ldflags",
-                    "-s -w",
-                    "go.etcd.io/etcd/server/v3",
-                ],
-                cwd=ETCD_BUILD_MODULE,
-                env=_go_env(),
-                output="etcd",
-            )
+    with _build_lock(bin_dir.parent.parent.name):
+        if not all((bin_dir / name).is_file() for name in names):
+            _build_into(bin_dir, command, cwd=cwd, env=_go_env(), output=output)
     return bin_dir
 
 

@@ -10,7 +10,6 @@ the RBAC tests).
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 import urllib.error
@@ -22,6 +21,8 @@ from typing import Any
 import pytest
 
 from tests.conftest import require_real
+from tests.deploy.conftest import PROJECT as DEPLOY_PROJECT
+from tests.deploy.conftest import image_ref
 
 _namespaces = itertools.count(1)
 
@@ -133,30 +134,13 @@ def namespace(kube_cluster: Kube) -> str:
     return name
 
 
-PROJECT = """\
-apiVersion: mlops/v1alpha1
-project: {{name: shop}}
-images:
-  serve:
-    kind: serve
-    repository: registry.example.com/shop/serve
-    base: {{variant: cpu, tensorflow: "2.21.0"}}
-models:
-  digits:
-    image: serve
-    deploy:
-      namespace: {namespace}
-      replicas: 2
-      rollout_timeout: {timeout}
-{deploy_extra}    rollout:
-      hosts: [digits.{namespace}.example.com]
-      stable: {{weight: {stable}}}
-      canary: {{weight: {canary}}}
-"""
-
-
-def image_ref(tag: str) -> str:
-    return "registry.example.com/shop/serve@sha256:" + hashlib.sha256(tag.encode()).hexdigest()
+# The deploy tests' project (tests/deploy/conftest.py), in the test's own namespace and
+# with a rollout timeout a real controller needs.
+PROJECT = (
+    DEPLOY_PROJECT.replace("namespace: ml", "namespace: {namespace}")
+    .replace("digits.ml.example.com", "digits.{namespace}.example.com")
+    .replace("rollout_timeout: 2s", "rollout_timeout: {timeout}")
+)
 
 
 class Project:
@@ -179,6 +163,7 @@ class Project:
                 canary=canary,
                 timeout=timeout,
                 deploy_extra=deploy_extra,
+                header="x-digits-canary",
             )
         )
 

@@ -85,12 +85,14 @@ def test_the_rendered_role_allows_exactly_what_deploy_rollback_and_status_use(
     assert mlops("deploy", kubeconfig=deployer).code == 0
     assert mlops("rollback", kubeconfig=deployer).code == 0
     # Without a canary section the canary's Deployment goes: the delete verb is used too.
-    project.config.write_text(
-        project.config.read_text().replace(
-            "      stable: {weight: 50}\n      canary: {weight: 50}\n",
-            "      stable: {weight: 100}\n",
-        )
-    )
+    text = project.config.read_text()
+    for line in (
+        "      canary: {weight: 50}\n",
+        '      ab: {header: x-digits-canary, value: "always"}\n',
+    ):
+        assert line in text
+        text = text.replace(line, "")
+    project.config.write_text(text.replace("stable: {weight: 50}", "stable: {weight: 100}"))
     result = mlops("deploy", kubeconfig=deployer)
     assert result.code == 0, result.err
 

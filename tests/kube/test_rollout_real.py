@@ -20,54 +20,18 @@ import pytest
 from tests.kube.conftest import image_ref
 from tests.prometheus_server import Prometheus
 from tests.rollout.router import Router, vs_reader
-from tests.rollout.test_live_analysis_e2e import _export_failing
-from tests.rollout.test_rollout_e2e import Load, servers
-from tests.serve.conftest import MODEL, _export_dense
+from tests.rollout.test_rollout_e2e import PROJECT as E2E_PROJECT
+from tests.rollout.test_rollout_e2e import Load, models, release, servers
+from tests.serve.conftest import MODEL
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+__all__ = ["models"]  # the exported good and failing models, a module fixture of tests/rollout
 
-PROJECT = """\
-apiVersion: mlops/v1alpha1
-project: {{name: shop}}
-images:
-  serve:
-    repository: registry.example.com/shop/serve
-    base: {{variant: cpu, tensorflow: "2.21.0"}}
-models:
-  {model}:
-    image: serve
-    deploy: {{namespace: {namespace}, replicas: 1, rollout_timeout: 20s}}
-    rollout:
-      hosts: [tiny.example.com]
-      canary: {{replicas: 1}}
-      steps: [50, 100]
-      analysis:
-        prometheus: {prometheus}
-        interval: 5s
-        min_requests: 10
-        thresholds:
-          error_rate: {{max: 0.02}}
-"""
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("kube-rollout-models")
-    made = {"good": root / "good", "failing": root / "failing"}
-    _export_dense(made["good"])
-    _export_failing(made["failing"])
-    return made
-
-
-def release(root: Path, tag: str) -> None:
-    from mlops_sessions.records.store import Store, write_json_atomic
-
-    store = Store(root / ".mlops")
-    write_json_atomic(
-        store.builds() / "serve" / "latest.json",
-        {"image": image_ref(tag), "model_hash": f"model-{tag}", "run_id": f"run-{tag}"},
-    )
-    store.bless(MODEL, {"model": MODEL, "run_id": f"run-{tag}", "model_hash": f"model-{tag}"})
+# The e2e project of tests/rollout, in the test's own namespace.
+PROJECT = E2E_PROJECT.replace("namespace: ml,", "namespace: {namespace},").replace(
+    "rollout_timeout: 5s", "rollout_timeout: 20s"
+)
+assert "{namespace}" in PROJECT
 
 
 @pytest.mark.parametrize(("canary", "code"), [("good", 0), ("failing", 1)])
