@@ -486,6 +486,8 @@ class AlertsConfig:
     labels: Mapping[str, str] = field(default_factory=dict)
     rule_labels: Mapping[str, str] = field(default_factory=dict)
     severity: AlertSeverity = field(default_factory=AlertSeverity)
+    # The oldest a served model may be (from its training run's end); None: no age alert.
+    max_model_age: str | None = None
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,8 @@ KSM_SPEC = "kube_deployment_spec_replicas"
 # kube-state-metrics exports a ConfigMap's labels that its --metric-labels-allowlist names,
 # each as label_<name with every other character than [a-zA-Z0-9_] as "_">.
 KSM_CONFIGMAP_LABELS = "kube_configmap_labels"
+# Exported by `mlops serve` when the model's run record says when its training ended.
+TRAINED_AT = "mlops_serve_model_trained_timestamp_seconds"
 
 
 def ksm_label(name: str) -> str:
@@ -367,6 +369,21 @@ def _state_alerts(ctx: _Context) -> list[dict[str, Any]]:
             f"if the last deploy caused it: `{rollback}`.",
         ),
     ]
+    if ctx.alerts.max_model_age is not None:
+        age = duration_seconds(ctx.alerts.max_model_age)
+        trained = f'{TRAINED_AT}{{model="{ctx.name}"}}'
+        retrain = ctx.command(f"train {ctx.name}")
+        out.append(
+            ctx.alert(
+                "MlopsModelTooOld",
+                f"time() - max by (model, track) ({trained}) > {age:g}",
+                page=False,
+                summary=f"a served model of {ctx.name} was trained more than "
+                f"{ctx.alerts.max_model_age} ago (alerts.max_model_age)",
+                runbook=f"Retrain and ship: `{retrain}`, `{ctx.command(f'evaluate {ctx.name}')}`, "
+                f"then build, push and `{ctx.command('deploy')}`.",
+            )
+        )
     rollout = ctx.model.rollout
     if rollout is not None and rollout.steps and rollout.analysis is not None:
         longest = prom_duration(_longest_rollout_s(ctx.model, rollout.analysis))

@@ -19,6 +19,9 @@ maps to, so error-rate queries on ``code=~"5.."`` cover both protocols.
 - ``mlops_serve_queue_depth{model,version}`` (requests waiting for the model)
 - ``mlops_serve_requests_in_flight`` and ``mlops_serve_ready``
 - ``mlops_serve_model_info{model,version,model_hash,git_commit}`` (always 1)
+- ``mlops_serve_model_trained_timestamp_seconds{model,version,track}``: when the training
+  run that made the model ended (its run.json's ``finished_at``), when known; the
+  ``MlopsModelTooOld`` alert compares it with ``alerts.max_model_age``
 
 Label values come only from the served model's identity and fixed sets of endpoint and
 protocol names, never from request paths, so a client cannot grow the series count.
@@ -232,6 +235,13 @@ class ServerMetrics:
                 "git_commit": identity.git_commit,
             }
         )
+        if identity.trained_at is not None:
+            Gauge(
+                "mlops_serve_model_trained_timestamp_seconds",
+                "When the training run that made the served model ended (Unix time).",
+                ["model", "version", "track"],
+                registry=reg,
+            ).labels(identity.name, identity.version, identity.track).set(identity.trained_at)
         # What a rollout judges besides errors and latency: predicted classes, input bins.
         self.live = LiveStats(
             {"model": identity.name, "version": identity.version, "track": identity.track},

@@ -31,6 +31,8 @@ class ModelIdentity:
     # The rollout track this server is ("stable"/"canary"; "" outside a rollout): a label
     # on the request and live series, so a rollout compares the two tracks.
     track: str = ""
+    # When the training run that made the model ended (Unix time), from its run.json.
+    trained_at: float | None = None
 
 
 @dataclass(frozen=True)

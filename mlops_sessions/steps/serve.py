@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -182,6 +183,20 @@ def _identity_source(
     return path, record, run_id
 
 
+def _timestamp(stamp: object) -> float | None:
+    """A record's ISO-8601 time as Unix seconds; None when absent or unreadable (the age
+    metric is then left out rather than wrong)."""
+    if not isinstance(stamp, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.timestamp()
+
+
 def run(args: argparse.Namespace) -> int:
     config = load_config(args)
     model = _pick_model(config, args.model)
@@ -211,6 +226,7 @@ def run(args: argparse.Namespace) -> int:
         model_hash=str(record.get("model_hash") or ""),
         git_commit=str(git.get("commit") or ""),
         track=args.track or "",
+        trained_at=_timestamp(record.get("finished_at")),
     )
     settings = dataclasses.replace(
         ServerSettings.from_config(

@@ -334,6 +334,46 @@ def test_an_aborted_rollout_tickets_until_the_next_rollout_leaves_that_phase(
     _test_rules(tmp_path, config, tests)
 
 
+def test_a_model_older_than_max_model_age_tickets_and_the_server_exports_its_age(
+    tmp_path: Path, config: Config
+) -> None:
+    import dataclasses
+
+    from prometheus_client import generate_latest
+
+    from mlops_sessions.server.metrics import ServerMetrics
+    from mlops_sessions.server.settings import ModelIdentity
+
+    aged = dataclasses.replace(
+        config, alerts=dataclasses.replace(config.alerts, max_model_age="1h")
+    )
+    # What the server exports, with the series name the rule reads.
+    identity = ModelIdentity("digits", "run-1", tmp_path, track="stable", trained_at=0.0)
+    text = generate_latest(ServerMetrics(identity, max_batch_size=8).registry).decode()
+    assert (
+        'mlops_serve_model_trained_timestamp_seconds{model="digits",track="stable",'
+        'version="run-1"} 0.0'
+    ) in text
+    # Trained at time 0: promtool's clock starts there, so the age is the evaluation time.
+    labels = {"model": "digits", "version": "run-1", "track": "stable"}
+    series = [_series(alerts.TRAINED_AT, labels, "0x600")]
+    ticket = {"model": "digits", "track": "stable", "severity": "warning", "team": "ml"}
+    tests = [
+        {
+            "interval": "15s",
+            "input_series": series,
+            "alert_rule_test": [
+                _alert(aged, "MlopsModelTooOld", "50m", []),
+                _alert(aged, "MlopsModelTooOld", "70m", [ticket]),
+            ],
+        }
+    ]
+    _test_rules(tmp_path, aged, tests)
+    # Not declared: no age alert at all.
+    rules = [r for g in alerts.rule_groups(config, config.models["digits"]) for r in g["rules"]]
+    assert "MlopsModelTooOld" not in {r.get("alert") for r in rules}
+
+
 def test_a_model_without_rollout_gets_the_state_alerts_only(tmp_path: Path) -> None:
     """No live thresholds and no alerts section: the defaults still make valid rules."""
     path = tmp_path / "mlops.yaml"
