@@ -102,7 +102,8 @@ def test_other_files_are_kept_and_gitignore_is_extended(tmp_path: Path, mlops: A
 def test_init_into_a_file_is_a_clear_error(tmp_path: Path, mlops: Any) -> None:
     (tmp_path / "x").write_text("")
     done = mlops(tmp_path, "init", "x")
-    assert done.returncode == 1 and "exists and is not a directory" in done.stderr
+    assert done.returncode == 1 and "x exists and is a file, not a directory" in done.stderr
+    assert "Traceback" not in done.stderr and (tmp_path / "x").read_text() == ""
 
 
 def test_bad_project_name(tmp_path: Path, mlops: Any) -> None:
