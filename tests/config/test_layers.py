@@ -1,7 +1,8 @@
 """The layers of docs/architecture.md hold: `lint-imports` checks the contracts declared in
 pyproject.toml (front ends -> steps -> drivers -> console -> executors -> planning ->
-records/config; steps do not import each other; only executors and the server import Docker, Kubernetes, TensorFlow or
-S3 clients), and the contract's list of step modules is the pipeline table's."""
+records/config; steps do not import each other; only executors and the server import
+Docker, Kubernetes, TensorFlow or S3 clients), and the contract's list of step modules is the
+pipeline table's."""
 
 from __future__ import annotations
 

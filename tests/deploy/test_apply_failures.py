@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from mlops_sessions.records.store import Store
 
 
@@ -52,6 +54,7 @@ def test_crashing_rollout_restores_the_previous_revision(cluster, project, mlops
     assert dep["metadata"]["annotations"]["mlops-sessions.dev/revision"] == "1"
 
 
+@pytest.mark.slow
 def test_hanging_rollout_hits_the_deadline_and_restores(cluster, project, mlops):
     good = project.build("v1", "model-aaa")
     assert mlops("deploy").code == 0

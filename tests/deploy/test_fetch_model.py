@@ -453,6 +453,7 @@ def test_malformed_uri_is_refused(tmp_path: Path) -> None:
 # --- retries, resume and the timeout over real sockets ---------------------------------------
 
 
+@pytest.mark.slow
 def test_an_unreachable_endpoint_is_retried_then_named(s3: S3, tmp_path: Path) -> None:
     closed = f"http://{HOST}:{free_port()}"
     lines: list[str] = []
@@ -470,6 +471,7 @@ def test_an_unreachable_endpoint_is_retried_then_named(s3: S3, tmp_path: Path) -
     assert not (tmp_path / "d").exists()
 
 
+@pytest.mark.slow
 def test_a_server_that_comes_up_late_is_waited_for(s3: S3, tmp_path: Path) -> None:
     sha = s3.put("digits/v1.tar.gz", saved_model_tar())
     port = free_port()
@@ -502,6 +504,7 @@ def test_a_server_that_comes_up_late_is_waited_for(s3: S3, tmp_path: Path) -> No
     assert tree(tmp_path / "d").keys() - {MARKER} == {f for f in SAVED_MODEL_FILES}
 
 
+@pytest.mark.slow
 def test_throttling_answers_are_retried(s3: S3, tmp_path: Path) -> None:
     sha = s3.put("digits/v1.tar.gz", saved_model_tar())
     faults = Faults(slowdown=2)
@@ -535,6 +538,7 @@ def test_a_body_cut_off_half_way_resumes_with_a_range_request(s3: S3, tmp_path: 
     assert {k: v for k, v in tree(tmp_path / "d").items() if k != MARKER} == SAVED_MODEL_FILES
 
 
+@pytest.mark.slow
 def test_a_server_that_never_answers_hits_the_timeout(s3: S3, tmp_path: Path) -> None:
     sha = s3.put("digits/v1.tar.gz", saved_model_tar())
     started = time.monotonic()

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -97,6 +98,7 @@ def model_docs(draw: st.DrawFn) -> dict[str, Any]:
     suppress_health_check=[HealthCheck.too_slow],
 )
 @given(model_docs())
+@pytest.mark.slow
 def test_any_accepted_config_renders_valid_manifests(model: dict[str, Any]) -> None:
     doc = {
         "apiVersion": "mlops/v1alpha1",

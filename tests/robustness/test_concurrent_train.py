@@ -14,12 +14,15 @@ import sys
 import threading
 from pathlib import Path
 
+import pytest
+
 from mlops_sessions.records import blessings
 from mlops_sessions.records.io import read_log
 from tests.conftest import clean_env
 from tests.train.conftest import make_project
 
 
+@pytest.mark.slow
 def test_two_forced_trainings_keep_two_runs(tmp_path: Path) -> None:
     project = make_project(tmp_path / "proj", params={"epochs": 1})
     command = [sys.executable, "-m", "mlops_sessions", "train", "-c", str(project.config)]

@@ -268,6 +268,7 @@ SETTINGS = settings(
 
 @SETTINGS
 @given(data=st.data())
+@pytest.mark.slow
 def test_what_validate_accepts_renders_and_validates(data: st.DataObject) -> None:
     base = data.draw(st.sampled_from([*BASES, DEPLOY_ALL, DEPLOY_ALL]))
     aimed = data.draw(st.booleans())
@@ -345,6 +346,7 @@ def _model_edit(draw: st.DrawFn) -> dict[str, Any]:
 
 @settings(max_examples=120, deadline=None, database=None, suppress_health_check=list(HealthCheck))
 @given(data=st.data())
+@pytest.mark.slow
 def test_values_the_schema_accepts_render_and_validate(data: st.DataObject) -> None:
     """Every value the schema's naming and quantity patterns accept is one the cluster takes."""
     doc = {

@@ -62,7 +62,7 @@ def _base() -> dict[str, Any]:
     doc.pop("profiles", None)
     doc["store"] = {"path": ".mlops", "remote": "s3://team-store/mlops"}
     if "alerts" in schema()["properties"]:
-        doc["alerts"] = {"for": "5m", "window": "5m"}
+        doc["alerts"] = {"for": "5m", "window": "5m", "max_model_age": "720h"}
     model = next(iter(doc["models"]))
     doc["models"][model] = _merge(doc["models"][model], EXTRA_MODEL)
     return dict(doc)

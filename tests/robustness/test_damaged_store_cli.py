@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import run_mlops
 from tests.train.conftest import Project, make_project
 
@@ -28,6 +30,7 @@ def _trained(tmp_path: Path) -> tuple[Project, str]:
     return project, json.loads(done.stdout)["runs"][0]["run_id"]
 
 
+@pytest.mark.slow
 def test_truncated_run_json_is_reported_and_train_recovers(tmp_path: Path) -> None:
     project, run_id = _trained(tmp_path)
     meta = project.store / "runs" / run_id / "run.json"
@@ -49,6 +52,7 @@ def test_truncated_run_json_is_reported_and_train_recovers(tmp_path: Path) -> No
     assert run_mlops(project.root, "lineage", fresh["run_id"]).returncode == 0
 
 
+@pytest.mark.slow
 def test_truncated_blessed_json_is_reported_with_the_fix(tmp_path: Path) -> None:
     project, run_id = _trained(tmp_path)
     assert run_mlops(project.root, "evaluate").returncode == 0

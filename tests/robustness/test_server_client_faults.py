@@ -367,6 +367,7 @@ EXAMPLES = {"fast": 40, "full": 300}
 
 
 @pytest.mark.parametrize("tier", ["fast", pytest.param("full", marks=pytest.mark.slow)])
+@pytest.mark.slow
 def test_generated_hostile_requests_never_get_a_5xx(stub: StubServer, tier: str) -> None:
     examples = EXAMPLES[tier]
     seen: dict[int | None, int] = {}

@@ -47,6 +47,7 @@ def wait_until(
     raise AssertionError(f"timed out; driver said: {proc.communicate()}")
 
 
+@pytest.mark.slow
 def test_a_driver_killed_with_sigkill_is_resumed_and_promotes(cluster, project, capsys) -> None:
     project.build("v1", "model-aaa")
     assert deploy_step.run(cli_args(project, "deploy"), analyse=FakeAnalysis()) == 0
@@ -103,6 +104,7 @@ def test_sigterm_mid_rollout_leaves_100_percent_stable_recorded(cluster, project
     assert cluster.get("coordination.k8s.io/v1/leases", "digits-mlops-deploy") is None
 
 
+@pytest.mark.slow
 def test_on_interrupt_leave_keeps_the_rollout_for_resume(cluster, project) -> None:
     project.build("v1", "model-aaa")
     assert deploy_step.run(cli_args(project, "deploy"), analyse=FakeAnalysis()) == 0
@@ -122,6 +124,7 @@ def test_on_interrupt_leave_keeps_the_rollout_for_resume(cluster, project) -> No
     assert weights(cluster) == {"stable": 100, "canary": 0}
 
 
+@pytest.mark.slow
 def test_abort_after_the_driver_was_killed_takes_over_once_its_lease_expires(
     cluster, project
 ) -> None:

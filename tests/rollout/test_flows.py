@@ -82,6 +82,7 @@ def test_a_first_deploy_goes_straight_to_stable(cluster, project) -> None:
     assert rollout_state(cluster) is None
 
 
+@pytest.mark.slow
 def test_a_healthy_canary_steps_through_and_is_promoted(cluster, project, capsys) -> None:
     old = first_release(project, cluster)
     new = project.build("v2", "model-bbb")
@@ -121,6 +122,7 @@ def test_a_healthy_canary_steps_through_and_is_promoted(cluster, project, capsys
     assert report.count("| `error_rate` |") == 3
 
 
+@pytest.mark.slow
 def test_a_bad_canary_is_aborted_with_the_failure_first(cluster, project, capsys) -> None:
     old = first_release(project, cluster)
     project.build("v2", "model-bbb")
@@ -235,6 +237,7 @@ def test_abort_ends_a_running_rollout(cluster, project, capsys) -> None:
     assert records[2]["reason"].startswith("aborted by mlops abort")
 
 
+@pytest.mark.slow
 def test_a_second_deploy_racing_a_rollout_is_refused_by_the_lease(cluster, project) -> None:
     first_release(project, cluster)
     project.build("v2", "model-bbb")
@@ -255,6 +258,7 @@ def test_a_second_deploy_racing_a_rollout_is_refused_by_the_lease(cluster, proje
     assert image(cluster, "stable").endswith(project.build("v2", "model-bbb").split("@")[1])
 
 
+@pytest.mark.slow
 def test_rollback_during_a_rollout_aborts_it_first(cluster, project, capsys) -> None:
     old = first_release(project, cluster)
     project.build("v2", "model-bbb")
@@ -276,6 +280,7 @@ def test_rollback_during_a_rollout_aborts_it_first(cluster, project, capsys) -> 
     assert current == "4" and records[4]["source"] == "rollback"
 
 
+@pytest.mark.slow
 def test_status_shows_phase_step_weights_and_last_measurements(cluster, project, capsys) -> None:
     first_release(project, cluster)
     project.build("v2", "model-bbb")
@@ -293,6 +298,7 @@ def test_status_shows_phase_step_weights_and_last_measurements(cluster, project,
     assert result == [0]
 
 
+@pytest.mark.slow
 def test_prometheus_errors_beyond_the_limit_abort(cluster, project, capsys) -> None:
     first_release(project, cluster)
     project.build("v2", "model-bbb")
@@ -313,6 +319,7 @@ def test_a_canary_without_traffic_is_never_promoted(cluster, project, capsys) ->
     assert state is not None and state["phase"] == "aborted"
 
 
+@pytest.mark.slow
 def test_resume_refuses_a_different_canary_or_spec(cluster, project) -> None:
     first_release(project, cluster)
     project.build("v2", "model-bbb")

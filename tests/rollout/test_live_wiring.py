@@ -5,11 +5,14 @@ tests/rollout/router.py is the analysis's end-to-end test.)"""
 
 from __future__ import annotations
 
+import pytest
+
 from mlops_sessions.steps import deploy as deploy_step
 from tests.rollout.conftest import cli_args, rollout_state, weights
 from tests.rollout.fakes import FakeAnalysis
 
 
+@pytest.mark.slow
 def test_an_unreachable_prometheus_aborts_after_error_limit(cluster, project, capsys) -> None:
     project.build("v1", "model-aaa")
     assert deploy_step.run(cli_args(project, "deploy"), analyse=FakeAnalysis()) == 0
@@ -27,6 +30,7 @@ def test_an_unreachable_prometheus_aborts_after_error_limit(cluster, project, ca
     assert len({(m["window"]["start"], m["window"]["end"]) for m in state["measurements"]}) == 1
 
 
+@pytest.mark.slow
 def test_a_canary_without_traffic_in_a_real_prometheus_is_never_promoted(
     cluster, project, prometheus, capsys
 ) -> None:

@@ -74,6 +74,7 @@ def test_weights_are_split_exactly_and_a_zero_weight_gets_nothing() -> None:
     assert Counter(router.pick({}) for _ in range(50)) == {"stable": 50}
 
 
+@pytest.mark.slow
 def test_a_rollout_s_traffic_follows_its_virtual_service(cluster, project) -> None:
     """Through a real progressive deploy: at each step's window the router, reading the
     VirtualService from the emulated API, sends the step's share and the A/B cohort to

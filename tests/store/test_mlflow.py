@@ -154,6 +154,7 @@ def test_runs_metrics_and_the_champion_alias_are_in_mlflow(
     assert str(champion.source).endswith(f"runs/{run_id}/model.tar.gz")
 
 
+@pytest.mark.slow
 def test_an_mlflow_that_is_down_is_a_warning_not_a_failure(
     checkout: Callable[..., Any], bucket: Any
 ) -> None:

@@ -26,6 +26,7 @@ def _run_id(result: Any) -> str:
     return str(result["runs"][0]["run_id"])
 
 
+@pytest.mark.slow
 def test_ci_reuses_the_laptops_run_and_judges_against_its_blessing(
     checkout: Callable[..., Any], bucket: Any
 ) -> None:
@@ -81,6 +82,7 @@ def test_ci_reuses_the_laptops_run_and_judges_against_its_blessing(
     assert chain["evaluations"] >= 2
 
 
+@pytest.mark.slow
 def test_503_slowdown_is_retried(slowdown_proxy: tuple[str, Any], bucket: Any) -> None:
     endpoint, faults = slowdown_proxy
     remote = remote_for(bucket.url, endpoint=endpoint)
@@ -102,6 +104,7 @@ def _closed_endpoint() -> str:
     return f"http://127.0.0.1:{port}"  # nothing listens there once the socket is closed
 
 
+@pytest.mark.slow
 def test_remote_down_is_a_clear_error_never_a_first_run(
     checkout: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -137,6 +140,7 @@ def test_remote_down_is_a_clear_error_never_a_first_run(
     assert "offline: judged against the local cache" in verdict
 
 
+@pytest.mark.slow
 def test_a_bless_that_lost_the_race_is_judged_again(
     checkout: Callable[..., Any], bucket: Any
 ) -> None:
@@ -200,6 +204,7 @@ def test_a_bless_that_lost_the_race_is_judged_again(
     assert len(runs_blessed) == 2 + int(outcome.passed)
 
 
+@pytest.mark.slow
 def test_store_status_push_pull_and_gc(checkout: Callable[..., Any], bucket: Any) -> None:
     laptop = checkout("laptop")
     code, trained, _ = laptop.mlops("train")
@@ -235,6 +240,7 @@ def test_store_status_push_pull_and_gc(checkout: Callable[..., Any], bucket: Any
     assert not [k for k in bucket.objects("cache/train/") if old_run in str(bucket.json(k))]
 
 
+@pytest.mark.slow
 def test_the_drift_reference_travels_with_its_evaluation(
     checkout: Callable[..., Any], bucket: Any
 ) -> None:

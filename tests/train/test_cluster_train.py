@@ -353,6 +353,7 @@ def test_a_pod_no_node_can_take_fails_as_unschedulable_and_the_job_is_deleted(
     assert project.cluster.get("v1/configmaps", f"{target.name}-spec") is None
 
 
+@pytest.mark.slow
 def test_train_pending_timeout_bounds_the_wait_for_a_node(
     project: ClusterProject, capsys: pytest.CaptureFixture[str]
 ) -> None:

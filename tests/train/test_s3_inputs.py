@@ -82,6 +82,7 @@ def unreachable() -> str:
     return f"http://{HOST}:{free_port()}"  # nothing listens there
 
 
+@pytest.mark.slow
 def test_training_fetches_the_object_once_then_needs_no_s3(
     toy_project: Factory,
     bucket: Bucket,
@@ -419,6 +420,7 @@ def store_files(project: Any) -> dict[str, bytes]:
     return found
 
 
+@pytest.mark.slow
 def test_offline_uses_the_cached_copy_and_refuses_to_download(
     toy_project: Factory,
     bucket: Bucket,

@@ -91,6 +91,7 @@ def test_unchanged_key_reuses_the_run(
     trace.unlink()
 
 
+@pytest.mark.slow
 def test_force_retrains_deterministically(
     toy_project: Factory, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -112,6 +113,7 @@ def test_force_retrains_deterministically(
     assert third["runs"][0]["run_id"] == b["run_id"] and third["runs"][0]["reused"]
 
 
+@pytest.mark.slow
 def test_different_seed_gives_different_weights(
     toy_project: Factory, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -127,6 +129,7 @@ def test_different_seed_gives_different_weights(
     )
 
 
+@pytest.mark.slow
 def test_param_override_is_part_of_the_key(
     toy_project: Factory, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -69,6 +69,7 @@ def example(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.parametrize("step", sorted(OFFLINE))
+@pytest.mark.slow
 def test_offline_step_prints_json(step: str, example: Path, mlops: Any) -> None:
     done = mlops(example, *OFFLINE[step], "--json")
     assert done.returncode == 0, done.stderr

@@ -93,6 +93,7 @@ def test_missing_test_path_names_the_fix(project: Path, mlops: Any) -> None:
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.slow
 def test_markers_and_args_from_config_and_cli(project: Path, mlops: Any) -> None:
     _suite(
         project,
@@ -196,6 +197,7 @@ def _passing_project(tmp_path: Path) -> Path:
     )
 
 
+@pytest.mark.slow
 def test_a_pass_is_reused_until_an_input_changes(tmp_path: Path, mlops: Any) -> None:
     project = _passing_project(tmp_path)
     first = json.loads(mlops(project, "test", "--json").stdout)
@@ -214,6 +216,7 @@ def test_a_pass_is_reused_until_an_input_changes(tmp_path: Path, mlops: Any) -> 
     assert json.loads(mlops(project, "test", "--json", "-k", "width").stdout)["cached"] is False
 
 
+@pytest.mark.slow
 def test_a_failure_is_never_reused(tmp_path: Path, mlops: Any) -> None:
     project = _passing_project(tmp_path)
     (project / "src" / "shapes.py").write_text("def width():\n    return 9\n")
