@@ -31,6 +31,11 @@ class TakenBack:
     wanted: Any
 
     def message(self, hint: str = "") -> str:
+        if self.wanted is None:  # a merge patch's null: a key mlops set before, now dropped
+            return (
+                f"{self.path}: removing {self.live!r} (last set by field manager "
+                f"{self.manager!r}): mlops.yaml no longer sets it{hint}"
+            )
         return (
             f"{self.path}: setting back {self.live!r} (set by field manager {self.manager!r}) "
             f"to {self.wanted!r} from mlops.yaml{hint}"

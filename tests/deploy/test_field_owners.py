@@ -77,3 +77,11 @@ def test_a_different_selector_is_an_immutable_change_and_the_same_is_not() -> No
     assert field_owners.immutable_change("Deployment", LIVE, same) is None
     assert field_owners.immutable_change("ConfigMap", LIVE, new) is None
     assert field_owners.owners_of(LIVE, "spec.selector", "kubectl") == ["mlops-sessions"]
+
+
+def test_a_dropped_key_someone_else_changed_is_named_as_removed() -> None:
+    (found,) = field_owners.taken_back(
+        LIVE, {"metadata": {"labels": {"team": None}}}, "mlops-sessions"
+    )
+    assert found.manager == "kubectl-edit"
+    assert found.message().startswith("metadata.labels.team: removing 'a'")
