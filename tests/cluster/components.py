@@ -29,6 +29,7 @@ ISTIO_API_VERSION = "v1.32.0"
 TRAINING_OPERATOR_VERSION = "v1.8.1"
 # kubectl is not part of the control plane: benchmarks/cluster.py compares the product's
 # API requests per deploy with `kubectl apply --server-side` of the same manifests.
+DOWNLOAD_TIMEOUT_S = 600
 KUBE_COMMANDS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
 
 
@@ -65,20 +66,24 @@ def _go_env() -> dict[str, str]:
 
 def module_dir(module: str, version: str) -> Path:
     """The extracted source of a published Go module (Go's own module cache keeps it)."""
-    done = subprocess.run(
-        [go_binary(), "mod", "download", "-json", f"{module}@{version}"],
-        capture_output=True,
-        text=True,
-        env=_go_env(),
-        cwd=K8S_BUILD_MODULE,
-        check=False,
-    )
+    try:
+        done = subprocess.run(
+            [go_binary(), "mod", "download", "-json", f"{module}@{version}"],
+            capture_output=True, text=True, env=_go_env(), cwd=K8S_BUILD_MODULE, check=False,
+            timeout=DOWNLOAD_TIMEOUT_S,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired as error:
+        raise ComponentError(
+            f"go mod download {module}@{version} took over {DOWNLOAD_TIMEOUT_S} s"
+        ) from error
     try:
         info = json.loads(done.stdout)
     except json.JSONDecodeError:
         info = {}
-    if done.returncode != 0 or "Dir" not in info:
-        detail = info.get("Error") or done.stderr.strip() or done.stdout.strip()
+    if done.returncode != 0 or not isinstance(info, dict) or "Dir" not in info:
+        detail = (info.get("Error") if isinstance(info, dict) else None) or (
+            done.stderr.strip() or done.stdout.strip()
+        )
         raise ComponentError(f"go mod download {module}@{version} failed: {detail}")
     return Path(info["Dir"])
 
