@@ -4,9 +4,9 @@
 :func:`tests.cluster.components.module_dir`, which the test control plane uses for its CRDs
 and KWOK's stages too) and returns the extracted directory Go reports (``Dir``). Go checks
 every download against the checksum database, so the files are the ones the module's
-authors published at that version. A second call is answered from the cache without the network. Tests read the CRDs projects
-publish in their modules (the prometheus-operator's PrometheusRule, Istio's, Kubeflow's)
-from here.
+authors published at that version. A second call is answered from Go's module cache without
+the network. Tests read the CRDs projects publish in their modules (the
+prometheus-operator's PrometheusRule, Istio's, Kubeflow's) from here.
 
 Without ``go`` on PATH, or when the download fails, the test is skipped locally and fails
 in CI (:func:`tests.conftest.require_real`).
