@@ -32,7 +32,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from tests.cluster import components, controlplane  # noqa: E402
-from tests.kube.conftest import Kube, Project, image_ref  # noqa: E402
+from tests.deploy.conftest import image_ref  # noqa: E402
+from tests.kube.conftest import Kube, Project  # noqa: E402
 
 ADMIN = "mlops-test-admin"
 

@@ -22,7 +22,7 @@ import pytest
 
 from tests.conftest import require_real
 from tests.deploy.conftest import PROJECT as DEPLOY_PROJECT
-from tests.deploy.conftest import image_ref
+from tests.deploy.conftest import Project as DeployProject
 
 _namespaces = itertools.count(1)
 
@@ -143,17 +143,15 @@ PROJECT = (
 )
 
 
-class Project:
-    """A tmp project deploying model 'digits' into one namespace, with build records."""
+class Project(DeployProject):
+    """The deploy tests' project (its build records and blessings), deploying model 'digits'
+    into one namespace of the real control plane."""
 
     def __init__(self, root: Path, namespace: str) -> None:
-        self.root = root
         self.namespace = namespace
-        self.config = root / "mlops.yaml"
-        root.mkdir(parents=True, exist_ok=True)
-        self.write()
+        super().__init__(root)
 
-    def write(
+    def write(  # type: ignore[override]
         self, stable: int = 90, canary: int = 10, timeout: str = "30s", deploy_extra: str = ""
     ) -> None:
         self.config.write_text(
@@ -166,25 +164,6 @@ class Project:
                 header="x-digits-canary",
             )
         )
-
-    def build(self, tag: str, model_hash: str) -> str:
-        """Record a pushed build of image 'serve' carrying model_hash, and bless it."""
-        from mlops_sessions.records.store import Store, write_json_atomic
-
-        ref = image_ref(tag)
-        store = Store(self.root / ".mlops")
-        write_json_atomic(
-            store.builds() / "serve" / "latest.json",
-            {
-                "image": ref,
-                "model_hash": model_hash,
-                "run_id": f"run-{tag}",
-                "git_commit": f"commit-{tag}",
-                "tags": [f"registry.example.com/shop/serve:{tag}"],
-            },
-        )
-        store.bless("digits", {"model": "digits", "run_id": f"run-{tag}", "model_hash": model_hash})
-        return ref
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.kube.conftest import image_ref
+from tests.deploy.conftest import image_ref
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.kube.conftest import image_ref
+from tests.deploy.conftest import image_ref
 from tests.prometheus_server import Prometheus
 from tests.rollout.router import Router, vs_reader
 from tests.rollout.test_rollout_e2e import PROJECT as E2E_PROJECT
