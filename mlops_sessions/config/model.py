@@ -153,6 +153,14 @@ class Threshold:
 
 
 @dataclass(frozen=True)
+class ModelSigning:
+    """evaluate.sign: the gate signs the SavedModel it blesses; loaders verify it."""
+
+    key: str
+    public_key: str
+
+
+@dataclass(frozen=True)
 class EvaluateConfig:
     dataset: str
     metrics: tuple[str | CustomMetric, ...] = ("accuracy",)
@@ -161,6 +169,7 @@ class EvaluateConfig:
     thresholds: Mapping[str, Threshold] = field(default_factory=dict)
     baseline: str = "blessed"
     allow_first_run: bool = False
+    sign: ModelSigning | None = None
 
     def produced_metrics(self) -> dict[str, bool]:
         """Every metric name this evaluation produces, mapped to 'higher is better'."""
@@ -227,6 +236,16 @@ class ImageScan:
 
 
 @dataclass(frozen=True)
+class ImageSigning:
+    """images.<name>.sign: cosign signs the pushed digest and attaches attestations."""
+
+    key: str
+    tlog: bool = False
+    sbom: bool = True
+    provenance: bool = True
+
+
+@dataclass(frozen=True)
 class ImageConfig:
     base: ImageBase
     repository: str
@@ -240,6 +259,7 @@ class ImageConfig:
     size_budget_mb: float | None = None
     scan: ImageScan = field(default_factory=ImageScan)
     dockerfile: str | None = None
+    sign: ImageSigning | None = None
 
 
 @dataclass(frozen=True)
@@ -327,6 +347,19 @@ class Security:
 
 
 @dataclass(frozen=True)
+class ImageVerify:
+    """deploy.verify: what must verify about an image digest before it is applied."""
+
+    key: str
+    tlog: bool = False
+    require: tuple[Literal["signature", "sbom", "provenance", "verdict"], ...] = (
+        "signature",
+        "provenance",
+        "verdict",
+    )
+
+
+@dataclass(frozen=True)
 class DeployConfig:
     context: str | None = None
     namespace: str | None = None
@@ -344,6 +377,7 @@ class DeployConfig:
     network_policy: bool = False
     protected: bool = False
     rollout_timeout: str = "5m"
+    verify: ImageVerify | None = None
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,11 @@ ETCD_BUILD_MODULE = HERE / "etcd"
 KWOK_VERSION = "v0.8.0"
 ISTIO_API_VERSION = "v1.32.0"
 TRAINING_OPERATOR_VERSION = "v1.8.1"
+# The signing tools the image tests run for real (the product calls them when installed):
+# cosign signs and verifies digests and attestations, syft makes the image's SBOM. Neither
+# module has replace lines, so each is a plain `go install` at its pinned tag.
+COSIGN_VERSION = "v3.1.3"
+SYFT_VERSION = "v1.57.2"
 # kubectl is not part of the control plane: benchmarks/cluster.py compares the product's
 # API requests per deploy with `kubectl apply --server-side` of the same manifests.
 DOWNLOAD_TIMEOUT_S = 600
@@ -203,6 +208,30 @@ def build_kwok() -> Path:
     command = [go_binary(), "install", "-trimpath", "-ldflags", "-s -w",
                f"sigs.k8s.io/kwok/cmd/kwok@{KWOK_VERSION}"]  # fmt: skip
     return _once(kwok_bin_dir(), ("kwok",), command, cwd=None)
+
+
+def cosign_bin_dir() -> Path:
+    return cache_root() / "cosign" / COSIGN_VERSION / "bin"
+
+
+def syft_bin_dir() -> Path:
+    return cache_root() / "syft" / SYFT_VERSION / "bin"
+
+
+def build_cosign() -> Path:
+    """cosign at the pinned release, its version stamped as its own release build does."""
+    stamp = "sigs.k8s.io/release-utils/version"
+    ldflags = f"-s -w -X {stamp}.gitVersion={COSIGN_VERSION} -X {stamp}.gitTreeState=clean"
+    command = [go_binary(), "install", "-trimpath", "-ldflags", ldflags,
+               f"github.com/sigstore/cosign/v3/cmd/cosign@{COSIGN_VERSION}"]  # fmt: skip
+    return _once(cosign_bin_dir(), ("cosign",), command, cwd=None) / "cosign"
+
+
+def build_syft() -> Path:
+    """syft at the pinned release (its version read from the module's build info)."""
+    command = [go_binary(), "install", "-trimpath", "-ldflags", "-s -w",
+               f"github.com/anchore/syft/cmd/syft@{SYFT_VERSION}"]  # fmt: skip
+    return _once(syft_bin_dir(), ("syft",), command, cwd=None) / "syft"
 
 
 def etcd_version() -> str:
