@@ -1,6 +1,7 @@
 """``python -m tests.cluster build|up|down|env|status``: the test control plane by hand.
 
-- ``build``  build (or find in the cache) every binary, print where they are and how long it took
+- ``build``  build (or find in the cache) every binary (and the signing tests' cosign and syft),
+             print where they are and how long it took
 - ``up``     start a control plane in the background (default dir ``.mlops-test-cluster/``);
              it stops by itself after ``--ttl`` (default 2 h) or at ``down``
 - ``env``    print ``export KUBECONFIG=...`` for a shell: ``eval "$(python -m tests.cluster env)"``
@@ -29,10 +30,12 @@ def _build(_: argparse.Namespace) -> int:
     started = time.monotonic()
     try:
         binaries = components.ensure_built()
+        # The signing tests' tools come from the same cache (see components.py).
+        tools = {"cosign": components.build_cosign(), "syft": components.build_syft()}
     except components.ComponentError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    for name, path in vars(binaries).items():
+    for name, path in {**vars(binaries), **tools}.items():
         print(f"{name:24} {path}")
     print(f"ready in {time.monotonic() - started:.1f} s")
     return 0
