@@ -20,9 +20,10 @@ from typing import Any
 from mlops_sessions.config import Config, ModelConfig
 from mlops_sessions.console import argtypes, output
 from mlops_sessions.console.common import add_models, emit, load_config
-from mlops_sessions.drivers import render_inputs
+from mlops_sessions.drivers import policy_keys, render_inputs
 from mlops_sessions.errors import StepError
 from mlops_sessions.planning import (
+    admission,
     dashboard,
     k8s_inputs,
     k8s_validate,
@@ -44,6 +45,8 @@ _OURS_MONITORING = re.compile(r"^[a-z0-9.-]+-(prometheusrule|dashboard)\.yaml$")
 # In rbac/: '<namespace>-mlops-deployer.yaml' (ServiceAccount, Role, RoleBinding).
 RBAC_DIR = "rbac"
 _OURS_RBAC = re.compile(rf"^[a-z0-9.-]+-{rbac.DEPLOYER}\.yaml$")
+# In policy/: '<model>-imagepolicy.yaml' (planning/admission.py).
+_OURS_POLICY = re.compile(r"^[a-z0-9.-]+-imagepolicy\.yaml$")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -192,6 +195,17 @@ def remove_stale_in(folder: Path, ours: re.Pattern[str], files: dict[Path, str])
     return [f"{folder.name}/{name}" for name in names]
 
 
+def policy_files(out: Path, config: Config, model_names: list[str], top: str) -> dict[Path, str]:
+    """policy/: the ClusterImagePolicy of each model with deploy.verify (docs/deploy.md,
+    "Admission policy"); policy-controller enforces it, an admin applies it once."""
+    models = config.select_models(model_names)
+    keys = policy_keys.verify_keys(config, models)
+    return {
+        out / admission.POLICY_DIR / name: top + "---\n" + manifests.to_yaml(obj)
+        for name, obj in admission.policy_objects(config, models, keys)
+    }
+
+
 def rbac_files(
     out: Path, config: Config, objects: list[manifests.Manifest], top: str
 ) -> dict[Path, str]:
@@ -226,12 +240,14 @@ def run(args: argparse.Namespace) -> int:
     # Every file or none: a full disk or a refused write leaves the last render in place.
     monitoring = monitoring_files(out, config, list(args.models), header(config))
     identity = rbac_files(out, config, objects, header(config))
+    policies = policy_files(out, config, list(args.models), header(config))
     output.write_files(
         {
             **files_for(out, objects, header(config)),
             **step_files(out, stages, header(config)),
             **monitoring,
             **identity,
+            **policies,
         }
     )
     files = (
@@ -239,6 +255,7 @@ def run(args: argparse.Namespace) -> int:
         + remove_stale_steps(out, stages)
         + remove_stale_in(out / dashboard.MONITORING_DIR, _OURS_MONITORING, monitoring)
         + remove_stale_in(out / RBAC_DIR, _OURS_RBAC, identity)
+        + remove_stale_in(out / admission.POLICY_DIR, _OURS_POLICY, policies)
     )
     result: dict[str, Any] = {
         "out": str(out),

@@ -27,6 +27,9 @@ ETCD_BUILD_MODULE = HERE / "etcd"
 KWOK_VERSION = "v0.8.0"
 ISTIO_API_VERSION = "v1.32.0"
 TRAINING_OPERATOR_VERSION = "v1.8.1"
+# Sigstore policy-controller: the ClusterImagePolicy CRD the admission policy render writes
+# (planning/admission.py) is validated against.
+POLICY_CONTROLLER_VERSION = "v0.13.1"
 # The signing tools the image tests run for real (the product calls them when installed):
 # cosign signs and verifies digests and attestations, syft makes the image's SBOM. Neither
 # module has replace lines, so each is a plain `go install` at its pinned tag.
@@ -313,10 +316,13 @@ def kwok_stage_files() -> list[Path]:
 
 
 def crd_files() -> dict[str, Path]:
-    """The published CRDs the product's objects need: Istio networking and Kubeflow TFJob."""
+    """The published CRDs the product's objects need: Istio networking, Kubeflow TFJob and
+    policy-controller's ClusterImagePolicy."""
     istio = module_dir("istio.io/api", ISTIO_API_VERSION)
     operator = module_dir("github.com/kubeflow/training-operator", TRAINING_OPERATOR_VERSION)
+    policy = module_dir("github.com/sigstore/policy-controller", POLICY_CONTROLLER_VERSION)
     return {
         "istio": istio / "kubernetes" / "customresourcedefinitions.gen.yaml",
         "tfjob": operator / "manifests" / "base" / "crds" / "kubeflow.org_tfjobs.yaml",
+        "policy-controller": policy / "config" / "300-clusterimagepolicy.yaml",
     }
