@@ -196,7 +196,8 @@ def push_image(
     client: Any, config: Config, store: Store, name: str, built: dict[str, Any]
 ) -> dict[str, Any]:
     """Push the last build of image name (scanning it first if its scan is not of this
-    build) and record the pushed digest as ``latest``; returns that record and the name."""
+    build), sign and attest it when ``images.<name>.sign`` says so, and record the pushed
+    digest as ``latest``; returns that record and the name."""
     from mlops_sessions.executors.docker.push import push
 
     scanned = load_record(store, name, "scan")
@@ -223,5 +224,11 @@ def push_image(
         "git_commit": built.get("git_commit"),
         "pushed_at": now(),
     }
+    if config.images[name].sign is not None:
+        # Signed before it is recorded: a push whose signing failed leaves the previous
+        # record in place, and pushing again signs the same digest.
+        from mlops_sessions.drivers.signing import sign_pushed
+
+        latest["signing"] = sign_pushed(config, store, name, latest, built, scanned)
     record(store, name, "latest", latest)
     return {"name": name, **latest}

@@ -18,6 +18,11 @@ Release policy (``--force`` overrides each, and the record says it was forced):
   is not deployed;
 - a build from a dirty git tree (its pushed tag ends ``-dirty-<digest>``, or its build
   record says ``"git_dirty": true``) does not go to a protected target (``deploy.protected``).
+
+With ``deploy.verify`` every image digest is verified against the registry first
+(:mod:`drivers.verification`: signature, SBOM, provenance, the gate's verdict, tags not
+moved); a digest that does not verify is refused in one line, ``--force`` or not, before
+any request reaches the cluster.
 """
 
 from __future__ import annotations
@@ -79,7 +84,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, *, analyse: ModelAnalyser | None = None) -> int:
     """analyse: the live analysis of a window (default: Prometheus); tests pass a fake."""
-    from mlops_sessions.drivers import render_inputs
+    from mlops_sessions.drivers import render_inputs, verification
     from mlops_sessions.planning import k8s_inputs, k8s_validate, manifests
 
     config = load_config(args)
@@ -102,6 +107,9 @@ def run(args: argparse.Namespace, *, analyse: ModelAnalyser | None = None) -> in
                 + "\n  - ".join(problems)
                 + "\n    (--force deploys anyway and records that it was forced)"
             )
+        # deploy.verify: signatures and attestations from the registry, before any
+        # Kubernetes request; the canary of a progressive rollout is this same build.
+        verification.verify_release(config, model, inputs, overrides)
         objects = manifests.render(config, model, inputs)
         k8s_validate.validate_objects(objects, model.deploy.kubernetes_version)
         plans.append((model, inputs, objects, tuple(problems)))
