@@ -6,7 +6,8 @@ key (the run id ends with its first 8 hex) — it shows: commit
 (and whether the tree was dirty), config hash, params, data hashes, requirements hash,
 environment (and, for container training, the train image), model hash, the newest
 evaluation's metrics and verdict, the blessings, the images built with the model and pushed
-(``repo@sha256``), and the deploy revisions that rolled it out.
+(``repo@sha256``, with the digests of their signature and attestations when signed), and the
+deploy revisions that rolled it out.
 Read-only: it only looks at ``.mlops/``, through the records package (a damaged record is a
 one-line error naming the file and the fix). With ``store.remote`` it first pulls the
 shared store's records (no models), so any machine can trace any pipeline's runs.
@@ -141,9 +142,11 @@ def images_of_run(store: Store, run_id: str) -> list[dict[str, Any]]:
                 entry.update(refs=built.get("refs", []), built_at=built.get("built_at"))
         for pushed in builds.load_history(store.root, image, "latest"):
             if pushed.get("run_id") == run_id and pushed.get("image_id") in found:
-                where = found[str(pushed["image_id"])]["pushed"]
-                if pushed.get("image") not in where:
-                    where.append(pushed.get("image"))
+                entry = found[str(pushed["image_id"])]
+                if pushed.get("image") not in entry["pushed"]:
+                    entry["pushed"].append(pushed.get("image"))
+                if pushed.get("signing"):  # images.<name>.sign: the newest signing counts
+                    entry.setdefault("signing", {})[str(pushed.get("image"))] = pushed["signing"]
     return list(found.values())
 
 
@@ -184,6 +187,15 @@ def _show(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return "/".join(map(str, value)) or "none"
     return str(value) if value not in (None, "") else "none"
+
+
+def _signing(signing: dict[str, Any]) -> str:
+    """The digests of an image's signature and attestations (in its registry), and the key."""
+    attestations = signing.get("attestations") or {}
+    parts = [f"signature {signing.get('signature')}"]
+    parts += [f"{kind} {digest}" for kind, digest in attestations.items() if digest]
+    tlog = ", tlog" if signing.get("tlog") else ""
+    return "; ".join(parts) + f" (key {signing.get('key')}{tlog})"
 
 
 def render(item: dict[str, Any]) -> str:
@@ -232,6 +244,8 @@ def render(item: dict[str, Any]) -> str:
     for image in item.get("images", []):
         pushed = ", ".join(image["pushed"]) or "not pushed"
         rows.append(("image", f"{', '.join(image.get('refs', []))} -> {pushed}"))
+        for ref, signing in (image.get("signing") or {}).items():
+            rows.append(("signed", f"{ref}: {_signing(signing)}"))
     for deployed in item.get("deployments", []):
         rows.append(
             (
