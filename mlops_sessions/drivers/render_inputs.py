@@ -14,6 +14,7 @@ This module only reads files; it never builds, pulls or asks a registry.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 
 from mlops_sessions.config import Config, ModelConfig
@@ -69,4 +70,10 @@ def inputs_for(
     stable_name, canary_name = k8s_inputs.image_names(config, model)
     stable = find_build(config, stable_name, overrides)
     canary = find_build(config, canary_name, overrides) if canary_name is not None else None
-    return k8s_inputs.inputs_for(config, model, stable, canary)
+    inputs = k8s_inputs.inputs_for(config, model, stable, canary)
+    if model.evaluate is not None and model.evaluate.sign is not None:
+        # evaluate.sign: the pods that fetch the model verify it (docs/model-signing.md).
+        from mlops_sessions.drivers import model_signing
+
+        inputs = replace(inputs, model_signatures=model_signing.render_facts(config, model, inputs))
+    return inputs

@@ -29,7 +29,13 @@ import yaml
 
 from mlops_sessions.config import Config, ModelConfig, rules
 from mlops_sessions.errors import StepError
-from mlops_sessions.planning import istio_routing, k8s_pod, k8s_secrets, rollout_objects
+from mlops_sessions.planning import (
+    istio_routing,
+    k8s_model_signing,
+    k8s_pod,
+    k8s_secrets,
+    rollout_objects,
+)
 from mlops_sessions.planning.k8s_common import (
     ANNOTATION_PREFIX,
     CONFIG_DIR,
@@ -80,6 +86,8 @@ class RenderInputs:
     canary_run_id: str | None = None
     canary_model_hash: str | None = None
     canary_git_commit: str | None = None
+    # evaluate.sign with a model fetched from S3: the key and each track's model signature.
+    model_signatures: k8s_model_signing.ModelSignatures | None = None
 
     def track_build(self, track: Track) -> k8s_pod.Build:
         """The image and lineage one track runs."""
@@ -106,18 +114,20 @@ def render(config: Config, model: ModelConfig, artifacts: RenderInputs) -> list[
     namespace = deploy.namespace
     config_map = _config_map(config, model)
     serve_config_hash = hashlib.sha256(config_map["data"][CONFIG_FILE].encode()).hexdigest()
-    objects: list[Manifest] = [
-        _service_account(config, model),
-        config_map,
-        _service(config, model),
-    ]
+    objects: list[Manifest] = [_service_account(config, model), config_map]
+    signing = k8s_model_signing.applies(model)
+    if signing:  # the fetch-model init container verifies the model (evaluate.sign)
+        signatures = k8s_model_signing.require(model, artifacts.model_signatures, tracks)
+        objects.append(k8s_model_signing.config_map(config, model, signatures, tracks))
+    objects.append(_service(config, model))
     for track in tracks:
         build = artifacts.track_build(track)
-        objects.append(
-            k8s_pod.deployment(
-                config, model, track, build, artifacts.config_hash, serve_config_hash
-            )
+        deployment = k8s_pod.deployment(
+            config, model, track, build, artifacts.config_hash, serve_config_hash
         )
+        if signing:
+            k8s_model_signing.wire(deployment, model, track, signatures)
+        objects.append(deployment)
     if deploy.autoscaling is not None:
         objects.append(_autoscaler(config, model))
     if deploy.pdb is not None and deploy.pdb.min_available is not None:

@@ -48,9 +48,14 @@ REPORT_HTML = "report.html"
 # to the verdict where evaluate.drift is declared: the model server counts live inputs in
 # these bins, so a rollout can judge input drift with the gate's own PSI.
 DRIFT_REFERENCE = "drift_reference.json"
+# With evaluate.sign, the gate's signature of the model it blessed: a Sigstore bundle
+# (model-signing) over the run's SavedModel, carrying this evaluation's verdict. It lives
+# with the evaluation whose verdict it carries, beside the run's model, here and on the
+# remote; fetch-model and `mlops serve` verify the model against it (docs/model-signing.md).
+MODEL_SIGNATURE = "model.sig"
 # An evaluation's files in the order they are published; the verdict goes last, because an
 # evaluation is complete once its verdict exists.
-EVAL_FILES = (METRICS, REPORT_MD, REPORT_HTML, DRIFT_REFERENCE)
+EVAL_FILES = (METRICS, REPORT_MD, REPORT_HTML, DRIFT_REFERENCE, MODEL_SIGNATURE)
 EVAL_PUBLISH_ORDER = (*EVAL_FILES, VERDICT)
 BLESSED = "blessed.json"
 BLESSINGS_LOG = "blessings.jsonl"
@@ -130,6 +135,11 @@ def evaluation(run_id: str, eval_id: str) -> str:
 
 def evaluation_file(run_id: str, eval_id: str, name: str) -> str:
     return join(evaluation(run_id, eval_id), name)
+
+
+def model_signature(run_id: str, eval_id: str) -> str:
+    """The gate's signature of the run's model, made when evaluation eval_id blessed it."""
+    return evaluation_file(run_id, eval_id, MODEL_SIGNATURE)
 
 
 def is_verdict(key: str) -> bool:

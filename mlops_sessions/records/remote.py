@@ -365,6 +365,19 @@ class RemoteSync:
                     keys.evaluation_file(run_id, eval_id, name), (local / name).read_bytes()
                 )
 
+    def fetch_evaluation_file(self, run_id: str, eval_id: str, name: str) -> bool:
+        """One file of a remote evaluation into the local cache (e.g. the model signature,
+        written after the evaluation was complete); False when the remote has none."""
+        key = keys.evaluation_file(run_id, eval_id, name)
+        if keys.local(self.root, key).is_file():
+            return True
+        return self._pull_file(key)
+
+    def push_evaluation_file(self, run_id: str, eval_id: str, name: str) -> None:
+        """Upload one file of a complete local evaluation (one added after it was pushed)."""
+        key = keys.evaluation_file(run_id, eval_id, name)
+        self.remote.put(key, keys.local(self.root, key).read_bytes())
+
     def fetch_evaluation_cache(self, key: str) -> None:
         entry = self._get_cache_entry(
             keys.cache_entry(evaluation_records.STEP, key), ("run_id", "eval_id")

@@ -215,6 +215,19 @@ class Store:
         if self.sync is not None:
             self.sync.fetch_evaluation(run_id, eval_id)
 
+    def model_signature(self, run_id: str, eval_id: str) -> Path | None:
+        """The gate's signature of a run's model made by evaluation eval_id (evaluate.sign),
+        fetched from the remote when only there; None when that evaluation signed nothing."""
+        path = keys.local(self.root, keys.model_signature(run_id, eval_id))
+        if not path.is_file() and self.sync is not None:
+            self.sync.fetch_evaluation_file(run_id, eval_id, keys.MODEL_SIGNATURE)
+        return path if path.is_file() else None
+
+    def share_model_signature(self, run_id: str, eval_id: str) -> None:
+        """Upload a signature written into an evaluation that is already on the remote."""
+        if self.sync is not None:
+            self.sync.push_evaluation_file(run_id, eval_id, keys.MODEL_SIGNATURE)
+
     def cached_evaluation(self, key: str) -> evaluation_records.Evaluation | None:
         found = evaluation_records.cached_evaluation(self.root, key)
         if found is None and self.sync is not None:

@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlops_sessions import gitinfo
 from mlops_sessions.config import Config, EvaluateConfig, ModelConfig
@@ -51,6 +51,9 @@ from mlops_sessions.records import evaluations as evaluation_records
 from mlops_sessions.records.io import SCHEMA, RecordError, now
 from mlops_sessions.records.remote import BlessConflict, RemoteError
 from mlops_sessions.records.store import Store
+
+if TYPE_CHECKING:
+    from mlops_sessions.executors.modelsign.bundle import Signed
 
 # Bump when what cache_inputs covers changes: older cached verdicts then miss.
 EVAL_CACHE_VERSION = 1
@@ -244,6 +247,7 @@ def cache_inputs(
 
 
 def _reused(
+    config: Config,
     store: Store,
     model: ModelConfig,
     run_record: dict[str, Any],
@@ -265,6 +269,8 @@ def _reused(
     verdict = Verdict.from_dict(found.verdict)
     blessed = False
     if verdict.passed:
+        # evaluate.sign: a pass blessed before signing was switched on is signed now.
+        signed = _sign(config, store, model, run_record, found.eval_id)
         current = store.blessed(model.name)
         blessed = current is not None and current.get("run_id") == found.run_id
         if not blessed:
@@ -277,6 +283,7 @@ def _reused(
                 found.path,
                 verdict.first_run,
                 expected_run=baseline.run_id,
+                signed=signed,
             )
             blessed = True
     notes = [str(n) for n in found.verdict.get("notes", []) if n not in verdict.notes]
@@ -391,11 +398,20 @@ def _bless(
     first_run: bool,
     *,
     expected_run: str | None = None,
+    signed: Signed | None = None,
 ) -> None:
     git = (run_record.get("lineage") or {}).get("git") or {}
+    # With evaluate.sign the blessing names the signed digest and the key (the bundle is
+    # in the evaluation's record, keys.model_signature).
+    signature = (
+        {"model_signature": {"digest": signed.digest, "key": signed.key_fingerprint}}
+        if signed is not None
+        else {}
+    )
     store.bless(
         model,
         {
+            **signature,
             "model": model,
             "run_id": str(run_record["run_id"]),
             "model_hash": run_record.get("model_hash"),
@@ -438,7 +454,7 @@ def evaluate_model(
         key = evaluation_records.cache_key(inputs)
         if not force and measured is None:
             try:
-                reused = _reused(store, model, run_record, key, baseline)
+                reused = _reused(config, store, model, run_record, key, baseline)
             except BlessConflict as conflict:
                 lost.append(_lost_note(conflict, None))
                 continue
@@ -469,6 +485,8 @@ def evaluate_model(
             )
         if not outcome.passed:
             return outcome
+        # The gate signs what it blesses, before the pointer moves (evaluate.sign).
+        signed = _sign(config, store, model, run_record, outcome.eval_id)
         try:
             _bless(
                 store,
@@ -478,6 +496,7 @@ def evaluate_model(
                 outcome.path,
                 outcome.verdict.first_run,
                 expected_run=baseline.run_id,
+                signed=signed,
             )
         except BlessConflict as conflict:
             lost.append(_lost_note(conflict, outcome.eval_id))
@@ -492,6 +511,18 @@ def evaluate_model(
         f"{model.name}: the blessed pointer of the shared store moved {MAX_REJUDGE} times "
         "while this evaluation was judging; re-run `mlops evaluate`"
     )
+
+
+def _sign(
+    config: Config, store: Store, model: ModelConfig, run_record: dict[str, Any], eval_id: str
+) -> Signed | None:
+    """evaluate.sign: the passing evaluation's signature of the model (None: not signing,
+    or signed already). The signing library is imported only when the model signs."""
+    if model.evaluate is None or model.evaluate.sign is None:
+        return None
+    from mlops_sessions.drivers import model_signing
+
+    return model_signing.sign_blessed(config, store, model, run_record, eval_id)
 
 
 def _model_source(config: Config, store: Store, run: dict[str, Any]) -> str:

@@ -5,6 +5,12 @@ The command the ``fetch-model`` init container runs (render emits its arguments 
 the arguments, and credentials from ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY`` (or
 any other source of boto3's default credential chain). The work is done by
 :mod:`mlops_sessions.executors.s3.fetch`.
+
+With ``--signature`` and ``--public-key`` (render adds them when the project sets
+``evaluate.sign``; docs/model-signing.md) the unpacked model is verified against the
+gate's signature before it is moved into ``--dest``: a model that does not verify, or whose
+signed verdict is not a pass, is refused in one line, exit 1, and nothing is left in
+``--dest`` for the server.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from mlops_sessions.console import argtypes
@@ -50,6 +57,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="S3-compatible endpoint URL (MinIO, Ceph ...); default: AWS S3",
     )
+    parser.add_argument(
+        "--signature",
+        type=argtypes.path,
+        default=None,
+        help="the gate's model signature (a model-signing bundle) to verify the model against",
+    )
+    parser.add_argument(
+        "--public-key",
+        type=argtypes.path,
+        default=None,
+        help="PEM public key the signature must verify with (with --signature)",
+    )
+    parser.add_argument(
+        "--model",
+        default=None,
+        help="with --signature: the model name the signed verdict must be for",
+    )
 
 
 def _log(line: str) -> None:
@@ -67,6 +91,9 @@ def run(args: argparse.Namespace) -> int:
         raise StepError(f"--timeout {args.timeout!r} must be longer than zero, e.g. 10m")
     if args.retries < 0:
         raise StepError(f"--retries {args.retries} must be 0 or more")
+    if (args.signature is None) != (args.public_key is None):
+        raise StepError("--signature and --public-key go together: pass both, or neither")
+    check = _signature_check(args) if args.signature is not None else None
     # Lazily imported: boto3 is the 'fetch' extra.
     from mlops_sessions.executors.s3.fetch import FetchRequest, fetch, parse_uri, require_boto3
 
@@ -80,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
         retries=args.retries,
         endpoint=args.endpoint,
     )
-    result = fetch(request, log=_log)
+    result = fetch(request, log=_log, check=check)
     if result.fetched:
         text = (
             f"{result.uri} -> {result.dest} ({result.kind}, {result.size} bytes, sha256 ok, "
@@ -90,3 +117,31 @@ def run(args: argparse.Namespace) -> int:
         text = f"{result.dest} already holds {result.uri} (sha256 {result.sha256}); nothing to do"
     emit(args, result.as_dict(), text)
     return 0
+
+
+def _signature_check(args: argparse.Namespace) -> Callable[[Path], None]:
+    """The verification fetch runs on the unpacked model before installing it."""
+    from mlops_sessions.drivers import model_signing
+    from mlops_sessions.executors.modelsign.bundle import require_library
+
+    require_library()
+    try:
+        public_pem = Path(args.public_key).read_bytes()
+    except OSError as exc:
+        raise StepError(f"--public-key {args.public_key}: {exc.strerror or exc}") from None
+    signature = Path(args.signature)
+    if not signature.is_file():
+        raise StepError(
+            f"--signature {signature} does not exist; the model is not signed (run "
+            "`mlops evaluate` with evaluate.sign, then `mlops render`)"
+        )
+
+    def check(model_dir: Path) -> None:
+        verified = model_signing.check(model_dir, signature, public_pem, model=args.model)
+        _log(
+            f"signature ok: model digest sha256:{verified.digest[:16]}…, verdict pass, "
+            f"{verified.files} files, key sha256:{verified.key_fingerprint[:16]}… "
+            f"({verified.seconds:.2f}s)"
+        )
+
+    return check

@@ -3,6 +3,11 @@
 Front end only: it picks the SavedModel (blessed run of the model by default, or
 ``--run`` / ``--model-dir``), builds server settings from ``serve:`` in mlops.yaml and
 hands over to :mod:`mlops_sessions.server.lifecycle`, which runs until SIGTERM.
+
+When the project signs its models (``evaluate.sign``) or ``--signature`` is given, the
+model is verified against the gate's signature before anything loads it
+(:mod:`mlops_sessions.drivers.model_signing`): unsigned, changed, signed by another key or
+not a pass, it is refused in one line.
 """
 
 from __future__ import annotations
@@ -65,6 +70,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="training reference bins for live input drift (default: the one `mlops "
         "evaluate` wrote for the served run; the serve image carries its own)",
+    )
+    parser.add_argument(
+        "--signature",
+        type=argtypes.path,
+        default=None,
+        metavar="PATH",
+        help="verify the model against this model signature before serving (default with "
+        "evaluate.sign: the signature the gate made when it blessed the served run)",
+    )
+    parser.add_argument(
+        "--public-key",
+        type=argtypes.path,
+        default=None,
+        metavar="PATH",
+        help="PEM public key the signature must verify with (default: evaluate.sign.public_key)",
     )
     parser.add_argument(
         "--version",
@@ -206,6 +226,7 @@ def run(args: argparse.Namespace) -> int:
             f"model {model.name!r} declares serve.runtime: {model.serve.runtime}; "
             "`mlops serve` runs the built-in server (set runtime: mlops to use it locally)"
         )
+    _verify_signature(config, model, args, path, run_id)
     # A broken export is named in one line here, before TensorFlow is imported (its
     # start-up noise and a long C++ status would bury the reason).
     from mlops_sessions.server import savedmodel
@@ -270,6 +291,53 @@ def run(args: argparse.Namespace) -> int:
         raise StepError(str(exc)) from None
     _event(args, {"event": "stopped", "model": identity.name}, f"stopped serving {identity.name}")
     return 0
+
+
+def _verify_signature(
+    config: Config, model: ModelConfig, args: argparse.Namespace, path: Path, run_id: str | None
+) -> None:
+    """Refuse a model that does not verify, when the project signs models (evaluate.sign)
+    or a --signature is given. The signing library is imported only then: an unsigned
+    project's start-up does not pay for it."""
+    signs = model.evaluate is not None and model.evaluate.sign is not None
+    if not signs and args.signature is None:
+        if args.public_key is not None:
+            raise StepError("--public-key needs --signature (or evaluate.sign in mlops.yaml)")
+        return
+    from mlops_sessions.drivers import model_signing
+
+    if args.public_key is not None:
+        try:
+            public_pem = Path(args.public_key).read_bytes()
+        except OSError as exc:
+            raise StepError(f"--public-key {args.public_key}: {exc.strerror or exc}") from None
+    elif signs:
+        public_pem = model_signing.public_key(config, model)
+    else:
+        raise StepError("--signature needs --public-key (or evaluate.sign.public_key)")
+    if args.signature is not None:
+        signature = Path(args.signature)
+        if not signature.is_file():
+            raise StepError(f"--signature {signature} does not exist")
+    elif run_id is not None:
+        store = store_for(config)
+        blessed = store.blessed(model.name) or {}
+        eval_id = blessed.get("eval_id") if blessed.get("run_id") == run_id else None
+        signature = model_signing.find_signature(
+            store, model.name, run_id, str(eval_id) if eval_id else None
+        )
+    else:
+        raise StepError(
+            f"{path} is not a run of the store and models.{model.name}.evaluate.sign is set: "
+            "pass its --signature (or serve a blessed run)"
+        )
+    verified = model_signing.check(path, signature, public_pem, model=model.name)
+    print(
+        f"model signature ok: {model.name} sha256:{verified.digest[:16]}…, verdict pass, "
+        f"key sha256:{verified.key_fingerprint[:16]}… ({verified.seconds:.2f}s)",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def _event(args: argparse.Namespace, result: dict[str, Any], text: str) -> None:

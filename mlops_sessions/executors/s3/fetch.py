@@ -180,13 +180,29 @@ def read_marker(dest: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def fetch(request: FetchRequest, *, log: Callable[[str], None] = lambda _: None) -> FetchResult:
-    """Make request.dest hold the checked contents of request.uri; see the module docstring."""
+def fetch(
+    request: FetchRequest,
+    *,
+    log: Callable[[str], None] = lambda _: None,
+    check: Callable[[Path], None] | None = None,
+) -> FetchResult:
+    """Make request.dest hold the checked contents of request.uri; see the module docstring.
+
+    check: called on the unpacked model before it is moved onto dest (and on a dest that
+    already holds it); an exception from it leaves nothing at dest (the model signature,
+    ``fetch-model --signature``).
+    """
     started = time.monotonic()
     bucket, key = parse_uri(request.uri)
     dest = request.dest
     marker = read_marker(dest) if dest.is_dir() else None
     if marker is not None and marker.get("sha256") == request.sha256:
+        if check is not None:
+            try:
+                check(dest)
+            except BaseException:
+                shutil.rmtree(dest, ignore_errors=True)  # ours (the marker says so)
+                raise
         log(f"{dest} already holds sha256 {request.sha256}; nothing to download")
         return FetchResult(
             request.uri,
@@ -224,6 +240,8 @@ def fetch(request: FetchRequest, *, log: Callable[[str], None] = lambda _: None)
             )
         stage = Path(tempfile.mkdtemp(prefix=f".{dest.name}.fetch-", dir=parent))
         kind, content = _unpack(part, stage, request.uri, key, dest)
+        if check is not None:
+            check(content)
         _write_marker(content, request, kind, size)
         _install(content, dest)
     except OSError as exc:
