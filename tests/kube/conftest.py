@@ -101,6 +101,21 @@ class Kube:
         records = {k: json.loads(v) for k, v in data.items() if k.startswith("r")}
         return {"current": data["current"], "records": records}
 
+    def mark(self) -> int:
+        """Where the audit log ends now: pass it to :meth:`writes`."""
+        return int(self.plane.audit_events("nobody")[1])
+
+    def writes(self, since: int) -> list[str]:
+        """The writes the product (its own identity) made after ``since``: "VERB resource/name"."""
+        from tests.cluster.controlplane import PRODUCT_USER
+
+        events, _ = self.plane.audit_events(PRODUCT_USER, since)
+        return [
+            f"{e['verb']} {e['objectRef']['resource']}/{e['objectRef'].get('name', '')}"
+            for e in events
+            if e["verb"] in ("create", "update", "patch", "delete") and e.get("objectRef")
+        ]
+
     def pods(self, namespace: str, selector: str = "") -> list[dict[str, Any]]:
         query = f"?labelSelector={selector}" if selector else ""
         answer = self.get(f"/api/v1/namespaces/{namespace}/pods{query}")
@@ -152,7 +167,12 @@ class Project(DeployProject):
         super().__init__(root)
 
     def write(  # type: ignore[override]
-        self, stable: int = 90, canary: int = 10, timeout: str = "30s", deploy_extra: str = ""
+        self,
+        stable: int = 90,
+        canary: int = 10,
+        timeout: str = "30s",
+        deploy_extra: str = "",
+        header: str = "x-digits-canary",
     ) -> None:
         self.config.write_text(
             PROJECT.format(
@@ -161,8 +181,16 @@ class Project(DeployProject):
                 canary=canary,
                 timeout=timeout,
                 deploy_extra=deploy_extra,
-                header="x-digits-canary",
+                header=header,
             )
+        )
+
+    def target(self) -> Path:
+        """Where the project's store keeps this namespace's deploy records."""
+        from mlops_sessions.records.store import Store
+
+        return (
+            Store(self.root / ".mlops").deployments() / "digits" / f"mlops-test--{self.namespace}"
         )
 
 
@@ -188,10 +216,12 @@ def mlops(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> Any:
-    """The `mlops` CLI on the project, against the real API server."""
+    """The `mlops` CLI on the project, against the real API server, as the product's own
+    identity (so the audit log tells its requests apart: ``kube_cluster.writes``)."""
     from mlops_sessions.frontends.cli import main
 
-    monkeypatch.setenv("KUBECONFIG", str(kube_cluster.kubeconfig))
+    product = kube_cluster.plane.product_kubeconfig
+    monkeypatch.setenv("KUBECONFIG", str(product))
 
     def call(*args: str, kubeconfig: Path | None = None) -> Result:
         if kubeconfig is not None:
@@ -201,7 +231,7 @@ def mlops(
         try:
             code = main(argv)
         finally:
-            monkeypatch.setenv("KUBECONFIG", str(kube_cluster.kubeconfig))
+            monkeypatch.setenv("KUBECONFIG", str(product))
         captured = capsys.readouterr()
         return Result(code, captured.out, captured.err)
 
