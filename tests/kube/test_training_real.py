@@ -11,12 +11,19 @@ schema; no training operator runs here, so nothing acts on them (docs/testing.md
 
 from __future__ import annotations
 
+import base64
+import json
+import os
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+
+from tests.cluster.controlplane import PRODUCT_USER
+from tests.store import conftest as store_fixtures
+from tests.store.conftest import moto_server
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -101,3 +108,133 @@ def test_the_rendered_tfjob_is_accepted_by_the_published_crd(
 
     sent = yaml.safe_load((TRAIN / "golden_tfjob" / golden).read_text())
     assert covers(stored["spec"], sent["spec"]), (stored["spec"], sent["spec"])
+
+
+# --- `mlops train` itself, through the CLI, against the real control plane -----------------
+
+# The cluster-training project of tests/train (its toy model and data), in the test's own
+# namespace, with two workers: an Indexed Job with TF_CONFIG and its headless Service, or a
+# TFJob. A short pending_timeout: no training operator runs here (docs/testing.md).
+TRAIN_CONFIG = """\
+apiVersion: mlops/v1alpha1
+project: {{name: shop}}
+store: {{remote: "{remote}", endpoint: "{endpoint}", region: us-east-1}}
+data:
+  points: {{path: data/points.csv}}
+images:
+  trainer:
+    kind: train
+    repository: registry.example.com/shop/train
+    base: {{variant: cpu, tensorflow: "2.21.0"}}
+models:
+  toy:
+    deploy: {{namespace: {namespace}}}
+    train:
+      source: src
+      entrypoint: model:train
+      inputs: [points]
+      params: {{epochs: 2}}
+      backend: kubernetes
+      image: trainer
+      workers: 2
+      operator: {operator}
+      pending_timeout: 4s
+      credentials_secret: store-creds
+"""
+
+
+@pytest.fixture(scope="module")
+def moto(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Any:
+    with moto_server(request, tmp_path_factory.mktemp("moto")) as endpoint:
+        yield endpoint
+
+
+# tests/store's real S3 fixtures: a bucket on moto's server, credentials only from the env.
+s3_env = store_fixtures.s3_env
+bucket = store_fixtures.bucket
+
+
+@pytest.mark.parametrize("operator", ["job", "tfjob"])
+def test_mlops_train_on_the_real_control_plane_ends_with_one_line_naming_where_to_look(
+    kube_cluster: Any,
+    namespace: str,
+    bucket: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    operator: str,
+) -> None:
+    from mlops_sessions.drivers import render_inputs
+    from mlops_sessions.frontends.cli import main
+    from tests.train.test_cluster_train import MODEL, TRAIN_IMAGE
+
+    root = tmp_path / "project"
+    (root / "src").mkdir(parents=True)
+    (root / "src" / "model.py").write_text(MODEL)
+    (root / "data").mkdir()
+    rows = [f"{i % 7 / 7:.3f},{i % 5 / 5:.3f},{int(i % 7 > 3)}" for i in range(96)]
+    (root / "data" / "points.csv").write_text("\n".join(rows) + "\n")
+    record = render_inputs.build_record(root / ".mlops", "trainer")
+    record.parent.mkdir(parents=True)
+    record.write_text(json.dumps({"image": TRAIN_IMAGE}))
+    config = root / "mlops.yaml"
+    config.write_text(
+        TRAIN_CONFIG.format(
+            remote=bucket.url, endpoint=bucket.endpoint, namespace=namespace, operator=operator
+        )
+    )
+    kube_cluster.send(
+        "POST",
+        f"/api/v1/namespaces/{namespace}/secrets",
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "store-creds"},
+            "data": {
+                key: base64.b64encode(os.environ[key].encode()).decode()
+                for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+            },
+        },
+    )
+    monkeypatch.setenv("KUBECONFIG", str(kube_cluster.plane.product_kubeconfig))
+    _, since = kube_cluster.plane.audit_events("nobody")
+    capsys.readouterr()
+    started = time.monotonic()
+    code = main(["train", "-c", str(config)])
+    took = time.monotonic() - started
+    err = capsys.readouterr().err
+    assert code == 1, err
+    problems = [line for line in err.splitlines() if line.startswith("mlops train:")]
+    assert len(problems) == 1, err
+    (problem,) = problems
+    assert "Traceback" not in err
+    # The objects were created, and accepted, by the real API server.
+    events, _ = kube_cluster.plane.audit_events(PRODUCT_USER, since)
+    created = {
+        e["objectRef"]["resource"]: e["responseStatus"]["code"]
+        for e in events
+        if e["verb"] == "create" and e.get("objectRef")
+    }
+    if operator == "job":
+        assert created == {"configmaps": 201, "services": 201, "jobs": 201}, created
+        # The real Job controller ran both indexed pods to completion (KWOK played the
+        # kubelet): the Job finished, but no code ran, so no run was published.
+        (job,) = (kube_cluster.get(f"/apis/batch/v1/namespaces/{namespace}/jobs") or {}).get(
+            "items", []
+        )
+        assert job["status"].get("succeeded") == 2, job["status"]
+        assert "finished, but its pods wrote no run record" in problem, problem
+        assert f"kubectl -n {namespace} logs" in problem, problem
+        assert bucket.url in problem
+    else:
+        assert created == {"configmaps": 201, "tfjobs": 201}, created
+        # No training operator runs here: the TFJob was accepted and nobody acted on it;
+        # the driver gives up after train.pending_timeout and deletes it.
+        assert "did not pick up TFJob" in problem, problem
+        assert not (
+            kube_cluster.get(f"/apis/kubeflow.org/v1/namespaces/{namespace}/tfjobs") or {}
+        ).get("items")
+    assert took < 60, f"mlops train took {took:.1f}s"
+    assert not (root / ".mlops" / "runs").is_dir() or not list(
+        (root / ".mlops" / "runs").glob("*/run.json")
+    )

@@ -218,10 +218,14 @@ def train_on_cluster(
         raise
     record = store.load_run(run_id)
     if record is None:
+        # The Job says done, yet the chief never published: its code did not run to the
+        # end (a node agent that completes pods without running them, such as KWOK, or an
+        # entry point that exits 0 early). Not a success: nothing downstream has a model.
+        chief = outcome.pod or trainer.chief_ref(target.name)
         raise StepError(
-            f"training {what} {cluster.namespace}/{target.name} completed, but run {run_id} is "
-            f"not in {store.remote_url}; the chief pod did not publish it (see `kubectl logs "
-            f"-n {cluster.namespace} {outcome.pod or trainer.chief_ref(target.name)}`)"
+            f"training {what} {cluster.namespace}/{target.name} finished, but its pods wrote "
+            f"no run record: run {run_id} is not in {store.remote_url}; see what the chief "
+            f"printed with `kubectl -n {cluster.namespace} logs {chief}`"
         )
     line(
         f"{what} {target.name} completed on node {outcome.node or '?'} in "
