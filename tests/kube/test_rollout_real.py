@@ -19,9 +19,9 @@ import pytest
 
 from tests.deploy.conftest import image_ref
 from tests.prometheus_server import Prometheus
+from tests.rollout.e2e import PROJECT as E2E_PROJECT
+from tests.rollout.e2e import Load, models, release, servers
 from tests.rollout.router import Router, vs_reader
-from tests.rollout.test_rollout_e2e import PROJECT as E2E_PROJECT
-from tests.rollout.test_rollout_e2e import Load, models, release, servers
 from tests.serve.conftest import MODEL
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
