@@ -17,21 +17,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
-pytest.importorskip("model_signing")
-
-from cryptography.hazmat.primitives import serialization  # noqa: E402
-from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
-
-from mlops_sessions.drivers import model_signing  # noqa: E402
-from mlops_sessions.executors.modelsign.bundle import (  # noqa: E402
+from mlops_sessions.drivers import model_signing
+from mlops_sessions.executors.modelsign.bundle import (
     CLAIM_FIELD,
     ModelSignatureError,
     key_fingerprint,
     sign_model,
     verify_model,
 )
-from mlops_sessions.executors.s3.fetch import MARKER  # noqa: E402
+from mlops_sessions.executors.s3.fetch import MARKER
 
 
 def key_pair(folder: Path, name: str = "model") -> tuple[Path, Path]:
