@@ -115,6 +115,10 @@ def session_extras(spec: Step, config: Config) -> tuple[str, ...]:
         extras += ("fetch",)
     if config.tracking.mlflow is not None and spec.name in ("train", "evaluate"):
         extras += ("mlflow",)
+    # evaluate.sign: evaluate signs the model it blesses, serve verifies it (model-signing).
+    signs = any(m.evaluate is not None and m.evaluate.sign for m in config.models.values())
+    if signs and spec.name in ("evaluate", "serve") and spec.extras is not None:
+        extras += ("sign",)
     return extras
 
 

@@ -183,3 +183,15 @@ def test_render_finds_each_tracks_signature_through_its_blessing(tmp_path: Path)
     facts = render_facts(cfg, cfg.models["ranker"], same)
     assert facts is not None and facts.by_track["canary"] == facts.by_track["stable"]
     rendered(cfg, dataclasses.replace(same, model_signatures=facts))
+
+
+def test_the_sessions_that_sign_or_verify_install_the_sign_extra() -> None:
+    from mlops_sessions import pipeline
+    from mlops_sessions.frontends import noxplugin
+
+    by_step = {spec.name: spec for spec in pipeline.sessions()}
+    signed, unsigned = config(sign=True, source="s3"), config(sign=False, source="s3")
+    for name in ("evaluate", "serve"):
+        assert "sign" in noxplugin.session_extras(by_step[name], signed)
+        assert "sign" not in noxplugin.session_extras(by_step[name], unsigned)
+    assert "sign" not in noxplugin.session_extras(by_step["train"], signed)
