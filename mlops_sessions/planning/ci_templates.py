@@ -20,6 +20,16 @@ of the laptops), ``mlops store pull`` starts each later job with its records and
 ``mlops store push`` ends each job by uploading image and deploy records. Credentials come
 from the CI's secret store (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY; the endpoint from the
 variable MLOPS_STORE_ENDPOINT), never from the file.
+
+With ``images.<name>.sign`` the build job installs cosign (and syft for ``sign.sbom``)
+before ``push``, at the versions the project's own tests run, and hands the push the
+signing key from the CI's secret store (``COSIGN_KEY``, for ``sign.key: env://COSIGN_KEY``,
+and ``COSIGN_PASSWORD``). GitHub installs them with the official actions pinned by commit
+(cosign-installer verifies the release it installs with a cosign whose checksum is in the
+action itself); GitLab downloads the release binaries and checks them against the
+release's published checksum file. With ``deploy.verify`` the deploy jobs install cosign,
+log in to the registry (the signatures live beside the image) and get the public key's
+variable when it is an ``env://`` key.
 """
 
 from __future__ import annotations
@@ -44,6 +54,29 @@ ROLLOUT_REPORT_DIR = "mlops-rollout-report"
 # a cut job aborts its rollout cleanly, but the release would never finish).
 DEPLOY_TIMEOUT_MINUTES = 180
 STORE_RETENTION_DAYS = 7
+# The signing tools CI installs: the versions tests/cluster/components.py builds and the
+# signing tests run (a test keeps them equal).
+COSIGN_VERSION = "v3.1.3"
+SYFT_VERSION = "v1.57.2"
+# The official installers, pinned by commit: a tag can be moved, a commit cannot.
+COSIGN_INSTALLER = "sigstore/cosign-installer@6f9f17788090df1f26f669e9d70d6ae9567deba6"  # v4.1.2
+SYFT_INSTALLER = (
+    "anchore/sbom-action/download-syft@e22c389904149dbc22b58101806040fa8d37a610"  # v0.24.0
+)
+COSIGN_RELEASES = "https://github.com/sigstore/cosign/releases/download"
+SYFT_RELEASES = "https://github.com/anchore/syft/releases/download"
+PASSWORD_SECRET = "COSIGN_PASSWORD"
+
+
+@dataclass(frozen=True)
+class CiSigning:
+    """What signing and verifying need on the runner; the step fills it from the config."""
+
+    sign: bool = False  # some image has images.<name>.sign: the push job signs
+    sbom: bool = False  # and attaches an SBOM (sign.sbom): syft too
+    sign_secrets: tuple[str, ...] = ()  # env://VAR signing keys: VAR from the secret store
+    verify: bool = False  # some model has deploy.verify: the deploy jobs verify
+    verify_secrets: tuple[str, ...] = ()  # env://VAR public keys: VAR from the secret store
 
 
 @dataclass(frozen=True)
@@ -60,6 +93,7 @@ class CiOptions:
     registries: tuple[str, ...] = ()  # registry hosts to log in to before push
     store: str = ".mlops"
     remote: str | None = None  # store.remote: jobs share it instead of a store artifact
+    signing: CiSigning = CiSigning()
 
 
 @dataclass(frozen=True)
@@ -179,6 +213,7 @@ def _comments(options: CiOptions, jobs: Sequence[Job], provider: str) -> str:
         lines.append(f"Registry login: REGISTRY_USERNAME and REGISTRY_PASSWORD from {secrets}.")
         if not options.registries:
             lines.append("The registry host comes from the secret/variable REGISTRY.")
+    lines += _signing_comments(options, names, provider, secrets)
     if "deploy" in names:
         if provider == "github":
             lines.append(
@@ -197,6 +232,28 @@ def _comments(options: CiOptions, jobs: Sequence[Job], provider: str) -> str:
     return "".join(f"# {line}\n" for line in lines)
 
 
+def _signing_comments(
+    options: CiOptions, names: set[str], provider: str, secrets: str
+) -> list[str]:
+    signing = options.signing
+    lines: list[str] = []
+    pems: list[str] = []
+    if signing.sign and "build" in names and "push" in options.sessions:
+        keys = " and ".join((*signing.sign_secrets, PASSWORD_SECRET))
+        lines.append(f"Signing: push signs with cosign {COSIGN_VERSION}; {keys} from {secrets}.")
+        if not signing.sign_secrets:
+            lines.append("A KMS signing key needs the KMS's credentials in the build job.")
+        pems += signing.sign_secrets
+    if signing.verify and "deploy" in names:
+        keys = " and ".join(signing.verify_secrets)
+        source = f"; {keys} from {secrets}" if keys else ""
+        lines.append(f"Verifying: deploy checks signatures with cosign {COSIGN_VERSION}{source}.")
+        pems += [k for k in signing.verify_secrets if k not in pems]
+    if pems and provider == "gitlab":
+        lines.append(f"Make {', '.join(pems)} File-type variables: a PEM key spans lines.")
+    return lines
+
+
 class _Dumper(yaml.SafeDumper):
     """Block style for multi-line scripts, so the generated file reads like a hand-written one."""
 
@@ -212,6 +269,99 @@ _Dumper.add_representer(str, _str)
 def _dump(document: dict[str, Any]) -> str:
     # A wide line limit: PyYAML would otherwise fold long shell commands over two lines.
     return yaml.dump(document, Dumper=_Dumper, sort_keys=False, width=1000, allow_unicode=True)
+
+
+# --- signing tools --------------------------------------------------------------------------
+
+
+def _needs_registry(session: str, options: CiOptions) -> bool:
+    # push writes to the registry; a verifying deploy reads the signatures stored there.
+    return session == "push" or (session == "deploy" and options.signing.verify)
+
+
+def _key_secrets(session: str, options: CiOptions) -> tuple[str, ...]:
+    """The secret-store variables a session's signing or verifying reads."""
+    signing = options.signing
+    if session == "push" and signing.sign:
+        return (*signing.sign_secrets, PASSWORD_SECRET)
+    if session == "deploy" and signing.verify:
+        return signing.verify_secrets
+    return ()
+
+
+def download_checked(url: str, sums_url: str, name: str, install: str) -> str:
+    """Shell: download a release file, check it against the release's checksum file (a
+    missing line fails too: sha256sum reads no checksum then), install it."""
+    return (
+        "(\n"
+        "  set -eu\n"
+        '  cd "$(mktemp -d)"\n'
+        f"  curl -fsSLO --retry 3 {url}\n"
+        f"  curl -fsSLo checksums.txt --retry 3 {sums_url}\n"
+        f"  grep ' {name}$' checksums.txt | sha256sum --check --strict -\n"
+        f"  {install}\n"
+        ")\n"
+    )
+
+
+def cosign_install_script() -> str:
+    name = "cosign-linux-amd64"
+    return download_checked(
+        f"{COSIGN_RELEASES}/{COSIGN_VERSION}/{name}",
+        f"{COSIGN_RELEASES}/{COSIGN_VERSION}/cosign_checksums.txt",
+        name,
+        f"install -m 0755 {name} /usr/local/bin/cosign",
+    )
+
+
+def syft_install_script() -> str:
+    number = SYFT_VERSION.removeprefix("v")
+    name = f"syft_{number}_linux_amd64.tar.gz"
+    return download_checked(
+        f"{SYFT_RELEASES}/{SYFT_VERSION}/{name}",
+        f"{SYFT_RELEASES}/{SYFT_VERSION}/syft_{number}_checksums.txt",
+        name,
+        f"tar -xzf {name} syft && install -m 0755 syft /usr/local/bin/syft",
+    )
+
+
+def _gh_signing_tools(session: str, options: CiOptions) -> list[dict[str, Any]]:
+    signing = options.signing
+    steps: list[dict[str, Any]] = []
+    if (session == "push" and signing.sign) or (session == "deploy" and signing.verify):
+        steps.append(
+            {
+                "name": f"Install cosign {COSIGN_VERSION}",
+                "uses": COSIGN_INSTALLER,
+                "with": {"cosign-release": COSIGN_VERSION},
+            }
+        )
+    if session == "push" and signing.sign and signing.sbom:
+        steps.append(
+            {
+                "name": f"Install syft {SYFT_VERSION} (the image's SBOM)",
+                "uses": SYFT_INSTALLER,
+                "with": {"syft-version": SYFT_VERSION},
+            }
+        )
+    return steps
+
+
+def _gl_signing_tools(session: str, options: CiOptions) -> list[str]:
+    signing = options.signing
+    script: list[str] = []
+    if (session == "push" and signing.sign) or (session == "deploy" and signing.verify):
+        script.append(cosign_install_script())
+    if session == "push" and signing.sign and signing.sbom:
+        script.append(syft_install_script())
+    for variable in _key_secrets(session, options):
+        if variable != PASSWORD_SECRET:
+            # A PEM key is multi-line, so GitLab keeps it as a File-type variable (its path).
+            script.append(
+                f'if [ -f "${variable}" ]; then {variable}="$(cat "${variable}")"; '
+                f"export {variable}; fi"
+            )
+    return script
 
 
 # --- GitHub Actions ----------------------------------------------------------------------
@@ -283,7 +433,7 @@ def _gh_job(job: Job, options: CiOptions) -> dict[str, Any]:
             }
         )
     for session in job.sessions:
-        if session == "push":
+        if _needs_registry(session, options):
             for registry in options.registries or ("${{ secrets.REGISTRY }}",):
                 steps.append(
                     {
@@ -299,9 +449,13 @@ def _gh_job(job: Job, options: CiOptions) -> dict[str, Any]:
                         ),
                     }
                 )
-        steps.append(
-            {"name": f"nox -s {session}", "run": nox_command(session, job.with_dependencies)}
-        )
+        steps += _gh_signing_tools(session, options)
+        step: dict[str, Any] = {"name": f"nox -s {session}"}
+        secrets = _key_secrets(session, options)
+        if secrets:
+            step["env"] = {name: f"${{{{ secrets.{name} }}}}" for name in secrets}
+        step["run"] = nox_command(session, job.with_dependencies)
+        steps.append(step)
     if job.name == "evaluate":
         steps += [
             {
@@ -440,7 +594,7 @@ def _gl_job(job: Job, options: CiOptions) -> dict[str, Any]:
         spec["variables"] = variables
     script: list[str] = [STORE_PULL] if options.remote and job.needs else []
     for session in job.sessions:
-        if session == "push":
+        if _needs_registry(session, options):
             for registry in options.registries or ("$REGISTRY",):
                 # The Docker SDK reads ~/.docker/config.json; the python image has no docker CLI.
                 script.append(
@@ -448,6 +602,7 @@ def _gl_job(job: Job, options: CiOptions) -> dict[str, Any]:
                     '"%s"}}}\' "' + registry + '" "$(printf \'%s:%s\' "$REGISTRY_USERNAME" '
                     '"$REGISTRY_PASSWORD" | base64 -w0)" > ~/.docker/config.json'
                 )
+        script += _gl_signing_tools(session, options)
         script.append(nox_command(session, job.with_dependencies))
     spec["script"] = script
     after = [_collect_reports(options.store)] if job.name == "evaluate" else []

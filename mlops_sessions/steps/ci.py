@@ -105,7 +105,37 @@ def options_for(
         registries=tuple(registries),
         store=config.store,
         remote=config.store_remote.url if config.store_remote is not None else None,
+        signing=signing_for(config),
     )
+
+
+def _env_variables(references: list[str]) -> tuple[str, ...]:
+    prefix = "env://"
+    return tuple(sorted({r.removeprefix(prefix) for r in references if r.startswith(prefix)}))
+
+
+def signing_for(config: Config) -> ci_templates.CiSigning:
+    """What the CI jobs need to sign (images.<name>.sign) and verify (deploy.verify)."""
+    signs = [image.sign for image in config.images.values() if image.sign is not None]
+    verifies = [m.deploy.verify for m in config.models.values() if m.deploy.verify is not None]
+    return ci_templates.CiSigning(
+        sign=bool(signs),
+        sbom=any(sign.sbom for sign in signs),
+        sign_secrets=_env_variables([sign.key for sign in signs]),
+        verify=bool(verifies),
+        verify_secrets=_env_variables([verify.key for verify in verifies]),
+    )
+
+
+def signing_warnings(config: Config) -> list[str]:
+    """A signing key CI cannot have: a private key file would have to be committed."""
+    return [
+        f"image '{name}' signs with the key file {image.sign.key}, which CI has only if it "
+        f"is committed; set images.{name}.sign.key: env://COSIGN_KEY and keep the key in "
+        "the CI secret COSIGN_KEY"
+        for name, image in config.images.items()
+        if image.sign is not None and "://" not in image.sign.key
+    ]
 
 
 def check_provider(provider: str) -> str:
@@ -138,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
         f"images.{name}.tag.policy: git-commit to tag CI builds with the commit"
         for name, image in config.images.items()
         if image.tag.policy != "git-commit"
-    ]
+    ] + signing_warnings(config)
     result: dict[str, Any] = {
         "provider": provider,
         "path": str(path),
