@@ -195,3 +195,16 @@ def test_the_sessions_that_sign_or_verify_install_the_sign_extra() -> None:
         assert "sign" in noxplugin.session_extras(by_step[name], signed)
         assert "sign" not in noxplugin.session_extras(by_step[name], unsigned)
     assert "sign" not in noxplugin.session_extras(by_step["train"], signed)
+
+
+def test_validate_refuses_a_kms_key_for_the_model() -> None:
+    from mlops_sessions.errors import ConfigError
+
+    doc = document(sign=True, source="s3")
+    doc["models"]["ranker"]["evaluate"]["sign"]["key"] = "awskms:///alias/model"
+    with pytest.raises(ConfigError) as refused:
+        loads(yaml.safe_dump(doc), root=Path("."), env={})
+    text = str(refused.value)
+    assert "models.ranker.evaluate.sign.key" in text and "KMS URI" in text
+    doc["models"]["ranker"]["evaluate"]["sign"]["key"] = "env://MODEL_KEY"
+    loads(yaml.safe_dump(doc), root=Path("."), env={})  # env:// and files are fine

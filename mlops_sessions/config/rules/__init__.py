@@ -77,6 +77,7 @@ DOCUMENT_RULES: tuple[Check, ...] = (
     naming.reference_problems,
     resources.resource_problems,
     evaluation.threshold_problems,
+    evaluation.signing_problems,
     deploy.rollout_problems,
     images.image_problems,
     deploy.deploy_problems,

@@ -76,3 +76,26 @@ def threshold_problems(doc: dict[str, Any], locator: Locator, root: Path) -> lis
                     )
                 )
     return out
+
+
+def signing_problems(doc: dict[str, Any], locator: Locator, root: Path) -> list[Problem]:
+    """evaluate.sign: model-signing signs with a PEM key it can read (a file or env://VAR);
+    a KMS URI, which cosign takes for images, cannot sign a model."""
+    out: list[Problem] = []
+    for name, model in models_of(doc):
+        sign = (model.get("evaluate") or {}).get("sign")
+        if not isinstance(sign, dict):
+            continue
+        for field in ("key", "public_key"):
+            ref = sign.get(field)
+            if isinstance(ref, str) and "://" in ref and not ref.startswith("env://"):
+                out.append(
+                    locator.problem(
+                        ("models", name, "evaluate", "sign", field),
+                        f"{ref!r} is a KMS URI; a model is signed with a PEM key "
+                        "(model-signing), not through a KMS",
+                        "give a PEM file relative to the project or env://VAR holding the PEM "
+                        "(docs/model-signing.md); KMS keys sign images (images.<name>.sign)",
+                    )
+                )
+    return out
