@@ -1,9 +1,9 @@
-"""A whole progressive rollout on real parts: `mlops deploy` drives it on kmock's
-Kubernetes emulator, tests/rollout/router.py routes a bounded load by the VirtualService
-the rollout itself writes to two real `mlops serve` processes (stable, canary), a real
-Prometheus scrapes them, and each step is judged by the real analysis
-(executors.observe.prometheus through drivers.cluster.analyser_for). No fake anywhere in the
-judgement: a good canary is promoted, a canary answering 5xx is aborted at its first step.
+"""The parts of a whole progressive rollout on real parts, for
+tests/kube/test_rollout_real.py and benchmarks/cluster.py: the project (steps 50 then 100,
+judged by a real Prometheus), the exported good and failing models, two real
+`mlops serve` processes (stable, canary) and a bounded load through tests/rollout/router.py,
+which routes by the VirtualService the rollout itself writes. There the real API server
+holds the objects and the real analysis judges each step; no fake anywhere.
 """
 
 from __future__ import annotations
@@ -19,14 +19,11 @@ import numpy as np
 import pytest
 
 from mlops_sessions.records.store import Store, write_json_atomic
-from mlops_sessions.steps import deploy as deploy_step
-from tests.deploy.conftest import FAST_API, image_ref
+from tests.deploy.conftest import image_ref
 from tests.prometheus_server import Prometheus
-from tests.rollout.router import Router, vs_reader
+from tests.rollout.router import Router
 from tests.rollout.test_live_analysis_e2e import _export_failing, _serve
 from tests.serve.conftest import MODEL, Server, _export_dense
-
-pytestmark = pytest.mark.slow
 
 PROJECT = """\
 apiVersion: mlops/v1alpha1
@@ -71,13 +68,6 @@ def release(root: Path, tag: str) -> None:
     store.bless(MODEL, {"model": MODEL, "run_id": f"run-{tag}", "model_hash": f"model-{tag}"})
 
 
-def deploy(config: Path) -> int:
-    from mlops_sessions.frontends.cli import build_parser
-
-    args = build_parser("deploy").parse_args(["deploy", "-c", str(config), *FAST_API])
-    return deploy_step.run(args)  # the real analysis: Prometheus
-
-
 class Load:
     """A bounded load (about 40 requests a second) through the router while it runs."""
 
@@ -111,47 +101,3 @@ def servers(
     for stable in _serve(tmp / "s", models["good"], "stable", prometheus):
         for canary_server in _serve(tmp / "c", models[canary], "canary", prometheus):
             yield stable, canary_server
-
-
-@pytest.mark.parametrize(("canary", "code"), [("good", 0), ("failing", 1)])
-def test_a_rollout_judged_on_the_traffic_it_routes(
-    tmp_path: Path,
-    models: dict[str, Path],
-    prometheus: Prometheus,
-    cluster: Any,
-    capsys: pytest.CaptureFixture[str],
-    canary: str,
-    code: int,
-) -> None:
-    config = tmp_path / "project" / "mlops.yaml"
-    config.parent.mkdir()
-    config.write_text(PROJECT.format(model=MODEL, prometheus=prometheus.url))
-    release(config.parent, "v1")
-    assert deploy(config) == 0  # first deploy: straight to stable
-    release(config.parent, "v2")
-    for stable, canary_server in servers(tmp_path, models, canary, prometheus):
-        router = Router(
-            vs_reader(str(cluster.kubeconfig), MODEL, "ml"),
-            {"stable": stable.url, "canary": canary_server.url},
-        )
-        capsys.readouterr()
-        with Load(router):
-            assert deploy(config) == code
-        err = capsys.readouterr().err
-    state_cm = cluster.get("v1/configmaps", f"{MODEL}-mlops-rollout")
-    assert state_cm is not None
-    state = json.loads(state_cm["data"]["state"])
-    judged = [(m["window"]["weight"], m["judged"]) for m in state["measurements"]]
-    if canary == "good":
-        assert state["phase"] == "promoted", err
-        assert judged == [(50, "passed"), (100, "passed")], err
-        assert router.counts["canary"] > 0 and router.counts["stable"] > 0
-    else:
-        assert state["phase"] == "aborted", err
-        assert judged == [(50, "failed")], err
-        first = err.split(f"mlops deploy: {MODEL}: ", 1)[1].splitlines()[0]
-        assert first.startswith("error_rate = "), first
-        assert "(bound <= 0.02) at step 1/2 (canary 50%), window" in first
-    canary_values = state["measurements"][0]["measurements"]["canary"]
-    assert state["measurements"][0]["samples"]["canary"] >= 10
-    assert canary_values["error_rate"] is not None

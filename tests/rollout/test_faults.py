@@ -105,26 +105,6 @@ def test_sigterm_mid_rollout_leaves_100_percent_stable_recorded(cluster, project
 
 
 @pytest.mark.slow
-def test_on_interrupt_leave_keeps_the_rollout_for_resume(cluster, project) -> None:
-    project.build("v1", "model-aaa")
-    assert deploy_step.run(cli_args(project, "deploy"), analyse=FakeAnalysis()) == 0
-    project.build("v2", "model-bbb")
-    project.rollout(steps="[10, 100]", interval="3s")
-    proc = driver(project, cluster, {}, "--on-interrupt", "leave")
-    wait_until(cluster, lambda s: s["step_started_at"] is not None, proc)
-    os.kill(proc.pid, signal.SIGINT)
-    _, err = proc.communicate(timeout=30)
-    assert proc.returncode == 1
-    assert "--resume` continues it" in err
-    assert weights(cluster) == {"stable": 90, "canary": 10}
-    state = rollout_state(cluster)
-    assert state is not None and state["phase"] == "progressing"
-    fake = FakeAnalysis()
-    assert deploy_step.run(cli_args(project, "deploy", "--resume"), analyse=fake) == 0
-    assert weights(cluster) == {"stable": 100, "canary": 0}
-
-
-@pytest.mark.slow
 def test_abort_after_the_driver_was_killed_takes_over_once_its_lease_expires(
     cluster, project
 ) -> None:
