@@ -26,7 +26,9 @@ from mlops_sessions.executors.modelsign.bundle import (
     ModelSignatureError,
     Signed,
     Verified,
+    key_fingerprint,
     sign_model,
+    signer_fingerprint,
     verify_model,
 )
 from mlops_sessions.executors.s3.fetch import MARKER as FETCH_MARKER
@@ -97,14 +99,18 @@ def sign_blessed(
     """Sign the run's model for evaluation eval_id (a pass) unless it is signed already.
 
     Returns what was signed; None when the model does not sign (no evaluate.sign) or the
-    evaluation already holds a signature. Written before the blessing moves, and shared
+    evaluation already holds a signature by the current key (a signature by another key,
+    after a key rotation, is replaced). Written before the blessing moves, and shared
     with the remote, so a blessed model is never without its signature.
     """
     sign = signing(model)
     if sign is None:
         return None
     run_id = str(run_record["run_id"])
-    if store.model_signature(run_id, eval_id) is not None:
+    existing = store.model_signature(run_id, eval_id)
+    if existing is not None and signer_fingerprint(existing) == key_fingerprint(
+        public_key(config, model)
+    ):
         return None
     evaluation = keys.local(store.root, keys.evaluation(run_id, eval_id))
     verdict = read_record(

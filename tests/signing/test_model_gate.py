@@ -173,3 +173,24 @@ def test_serve_refuses_a_model_dir_without_a_signature(project: Project, tmp_pat
     (elsewhere / "saved_model.pb").write_bytes(b"\x08\x01")
     code, err = serve(project, "--model-dir", str(elsewhere), "--signature", str(signature))
     assert code == 1 and "does not match its signature" in err
+
+
+def test_a_rotated_key_signs_the_blessed_model_again(project: Project, tmp_path: Path) -> None:
+    from mlops_sessions.config.loader import load
+
+    record, model_dir, signature = _signed_project(project)
+    config = load(project.config_path)
+    run = project.store.load_run(str(record["run_id"]))
+    assert run is not None
+    again = (config, project.store, config.models["tiny"], run, str(record["eval_id"]))
+    assert model_signing.sign_blessed(*again) is None  # signed by the current key already
+    private, public = key_pair(tmp_path, "rotated")
+    os.environ[KEY_ENV] = private.read_text()  # restored by the fixture's monkeypatch
+    (project.root / "keys" / "model.pub").write_bytes(public.read_bytes())
+    code, err = serve(project)
+    assert code == 1 and "signed by another key" in err
+    made = model_signing.sign_blessed(*again)
+    assert made is not None
+    verified = model_signing.check(model_dir, signature, public.read_bytes(), model="tiny")
+    assert verified.key_fingerprint == made.key_fingerprint
+    assert model_signing.sign_blessed(*again) is None

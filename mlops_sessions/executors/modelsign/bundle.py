@@ -79,7 +79,13 @@ def key_fingerprint(public_pem: bytes) -> str:
     """sha256 of the normalised PEM public key (what the bundle's key hint holds)."""
     from cryptography.hazmat.primitives import serialization
 
-    key = serialization.load_pem_public_key(public_pem)
+    try:
+        key = serialization.load_pem_public_key(public_pem)
+    except (ValueError, TypeError) as exc:
+        raise ModelSignatureError(
+            f"the model verification key is not a PEM public key ({exc}); pass the "
+            "public half of the signing key (evaluate.sign.public_key)"
+        ) from None
     normal = key.public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
@@ -178,13 +184,7 @@ def verify_model(model_dir: Path, signature: Path, public_pem: bytes) -> Verifie
         raise ModelSignatureError(
             f"cannot read the model signature {signature}: {exc.strerror or exc}"
         ) from None
-    try:
-        fingerprint = key_fingerprint(public_pem)
-    except (ValueError, TypeError) as exc:
-        raise ModelSignatureError(
-            f"the model verification key is not a PEM public key ({exc}); pass the "
-            "public half of the signing key (evaluate.sign.public_key)"
-        ) from None
+    fingerprint = key_fingerprint(public_pem)
     # The library reads the bundle by path; it gets a private copy of the bytes read here,
     # so the claim returned below comes from exactly the bundle that was verified.
     with tempfile.TemporaryDirectory(prefix="mlops-modelsign-") as tmp:
@@ -234,6 +234,15 @@ def verify_model(model_dir: Path, signature: Path, public_pem: bytes) -> Verifie
         seconds=time.monotonic() - started,
         claim=claim if isinstance(claim, dict) else {},
     )
+
+
+def signer_fingerprint(signature: Path) -> str:
+    """The key fingerprint a bundle names, UNVERIFIED ('' when none): enough to tell that
+    a signature was made by another key than the current one, never to trust it."""
+    try:
+        return _key_hint(signature.read_bytes())
+    except (OSError, ModelSignatureError):
+        return ""
 
 
 def read_claim(signature: Path) -> Mapping[str, Any]:
