@@ -410,3 +410,27 @@ def test_policy_matches_golden(tmp_path: Path, case: str, verify: dict[str, Any]
         f"{golden.name} differs; if intended, regenerate with "
         "MLOPS_UPDATE_GOLDEN=1 pytest tests/signing/test_policy_render.py"
     )
+
+
+def test_an_image_verified_for_two_models_is_refused_by_validate(
+    tmp_path: Path, pem: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Its provenance names one model: the other model's policy (and deploy) could never pass.
+    config = support.project(tmp_path, {"key": "cosign.pub"}, pem)
+    doc = yaml.safe_load(config.read_text())
+    doc["models"]["ranker"] = copy.deepcopy(doc["models"]["digits"])
+    doc["models"]["ranker"]["rollout"]["hosts"] = ["ranker.example.com"]
+    config.write_text(yaml.safe_dump(doc))
+    assert support.render(config, tmp_path / "out") != 0
+    err = capsys.readouterr().err
+    assert (
+        "models.ranker.deploy.verify.require: image 'serve' is verified for model 'digits'" in err
+    )
+    assert not (tmp_path / "out").exists()
+    doc["models"]["ranker"]["deploy"]["verify"]["require"] = ["signature", "sbom"]
+    config.write_text(yaml.safe_dump(doc))
+    assert support.render(config, tmp_path / "out") == 0
+    assert sorted(p.name for p in (tmp_path / "out" / "policy").iterdir()) == [
+        "digits-imagepolicy.yaml",
+        "ranker-imagepolicy.yaml",
+    ]

@@ -106,7 +106,10 @@ MODEL_RULES: tuple[Callable[[Config, ModelConfig], list[Finding]], ...] = (
 )
 
 # Rules across the models of a Config.
-CONFIG_RULES: tuple[Callable[[Config], list[Finding]], ...] = (serving.host_findings,)
+CONFIG_RULES: tuple[Callable[[Config], list[Finding]], ...] = (
+    serving.host_findings,
+    deploy.verified_image_findings,
+)
 
 
 def cross_field(doc: dict[str, Any], locator: Locator, root: Path) -> list[Problem]:

@@ -10,7 +10,13 @@ from typing import Any
 
 from mlops_sessions.config import ALWAYS_PRODUCED, BUILTIN_METRICS
 from mlops_sessions.config.locate import Locator, suggest
-from mlops_sessions.config.model import LIVE_METRICS, SHARED_METRICS, ABRoute, ModelConfig
+from mlops_sessions.config.model import (
+    LIVE_METRICS,
+    SHARED_METRICS,
+    ABRoute,
+    Config,
+    ModelConfig,
+)
 from mlops_sessions.config.rules.base import Finding, Path_, models_of
 from mlops_sessions.errors import Problem
 
@@ -289,4 +295,29 @@ def _live_threshold_findings(model: ModelConfig, base: Path_) -> list[Finding]:
                     "add evaluate.drift: {reference: module:function, bins: 10}",
                 )
             )
+    return out
+
+
+def verified_image_findings(config: Config) -> list[Finding]:
+    """One image verified for two models: its provenance names one model, so ``deploy``
+    (and the cluster's admission policy) would refuse it for the other."""
+    owner: dict[str, str] = {}
+    out: list[Finding] = []
+    for model in config.models.values():
+        verify = model.deploy.verify
+        if verify is None or not {"provenance", "verdict"} & set(verify.require):
+            continue
+        canary = model.rollout.canary if model.rollout is not None else None
+        for name in dict.fromkeys(n for n in (model.image, canary and canary.image) if n):
+            if name in owner and owner[name] != model.name:
+                out.append(
+                    Finding(
+                        ("models", model.name, "deploy", "verify", "require"),
+                        f"image '{name}' is verified for model '{owner[name]}' too, but its "
+                        "provenance names one model",
+                        "give each verified model an image of its own, or drop provenance "
+                        "and verdict from one model's deploy.verify.require",
+                    )
+                )
+            owner.setdefault(name, model.name)
     return out
