@@ -8,8 +8,8 @@ Two kinds, both run by ``validate`` (every load) and located like schema errors:
 - rules on the typed :class:`~mlops_sessions.config.Config` (:data:`MODEL_RULES` and
   :data:`CONFIG_RULES`, run by :func:`config_findings`): traffic weights, A/B routes, GPU
   requests and limits, model downloads, AppArmor profiles, durations Kubernetes counts in
-  int32 seconds, disruption budgets, hosts claimed twice, serving GPUs on CPU-only images,
-  tolerations, Kubernetes versions, training backends. ``render`` and ``deploy`` run the
+  int32 seconds, disruption budgets, hosts claimed twice, images verified for two models,
+  serving GPUs on CPU-only images, tolerations, Kubernetes versions, training backends. ``render`` and ``deploy`` run the
   SAME registry through :func:`model_findings` and :func:`require`, so a config
   ``validate`` accepts is a config render accepts.
 
