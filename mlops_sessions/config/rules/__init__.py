@@ -9,9 +9,9 @@ Two kinds, both run by ``validate`` (every load) and located like schema errors:
   :data:`CONFIG_RULES`, run by :func:`config_findings`): traffic weights, A/B routes, GPU
   requests and limits, model downloads, AppArmor profiles, durations Kubernetes counts in
   int32 seconds, disruption budgets, hosts claimed twice, images verified for two models,
-  serving GPUs on CPU-only images, tolerations, Kubernetes versions, training backends. ``render`` and ``deploy`` run the
-  SAME registry through :func:`model_findings` and :func:`require`, so a config
-  ``validate`` accepts is a config render accepts.
+  serving GPUs on CPU-only images, tolerations, Kubernetes versions, training backends.
+  ``render`` and ``deploy`` run the SAME registry through :func:`model_findings` and
+  :func:`require`, so a config ``validate`` accepts is a config render accepts.
 
 The areas: ``naming`` (references, label keys), ``data`` (S3 inputs), ``resources``
 (limits, GPUs, tolerations), ``evaluation`` (gate thresholds), ``images`` (images and
