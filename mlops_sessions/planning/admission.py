@@ -15,8 +15,8 @@ Deployment) is held to it too. The rule is a Sigstore policy-controller
   itself), ``ctlog`` only with ``deploy.verify.tlog``; without it no transparency log is
   consulted, as for ``cosign verify --insecure-ignore-tlog``;
 - per ``deploy.verify.require``: the SLSA v1 provenance attestation, with a Rego policy
-  that it is the product's image build and, for ``verdict``, that the gate's verdict in
-  it is ``pass`` for this model; the CycloneDX SBOM attestation.
+  that it is the product's image build of this model and, for ``verdict``, that the
+  gate's verdict in it is ``pass``; the CycloneDX SBOM attestation.
 
 Why policy-controller rather than Kyverno's ``verifyImages``: it is Sigstore's own
 admission controller, verifies with the same libraries as the cosign that signs, and
@@ -113,29 +113,29 @@ def image_globs(config: Config, model: ModelConfig) -> list[str]:
 
 
 def provenance_policy(model: ModelConfig, verdict: bool) -> str:
-    """Rego for the provenance attestation: our build type and, with ``verdict``, a
-    passing gate verdict for this model. policy-controller evaluates it (package
-    ``sigstore``, rule ``isCompliant``) against the verified in-toto statement; the
-    ``error`` of a refusal names what is wrong."""
+    """Rego for the provenance attestation: our build type, of this model and, with
+    ``verdict``, with a passing gate verdict: what ``deploy.verify`` judges
+    (planning/provenance.py). policy-controller evaluates it (package ``sigstore``, rule
+    ``isCompliant``) against the verified in-toto statement; the ``error`` of a refusal
+    names what is wrong."""
     checks = [
         'problems contains "it is not an mlops-sessions image build" if {\n'
         f'    object.get(build, "buildType", null) != {json.dumps(BUILD_TYPE)}\n'
-        "}\n"
+        "}\n",
+        f'problems contains sprintf("it is of model %v, not {model.name}", [model]) if {{\n'
+        '    model := object.get(build, ["externalParameters", "model"], null)\n'
+        f"    model != {json.dumps(model.name)}\n"
+        "}\n",
     ]
     if verdict:
-        name = json.dumps(model.name)
-        checks += [
+        checks.append(
             'problems contains sprintf("the gate\'s verdict in it is %v, not pass", [verdict]) '
             "if {\n"
             '    verdict := object.get(build, ["internalParameters", "evaluation", "verdict"], '
             "null)\n"
             '    verdict != "pass"\n'
-            "}\n",
-            f'problems contains sprintf("it is of model %v, not {model.name}", [model]) if {{\n'
-            '    model := object.get(build, ["externalParameters", "model"], null)\n'
-            f"    model != {name}\n"
-            "}\n",
-        ]
+            "}\n"
+        )
     return _rego_module(
         "# The provenance of an image mlops-sessions built (SLSA v1 predicate).\n"
         'build := object.get(input, ["predicate", "buildDefinition"], {})\n',
