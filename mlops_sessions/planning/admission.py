@@ -34,15 +34,16 @@ from typing import Any
 
 from mlops_sessions.config import Config, ModelConfig
 from mlops_sessions.errors import StepError
-from mlops_sessions.planning import k8s_common, release_policy
+from mlops_sessions.planning import k8s_common, provenance, release_policy
 
 API_VERSION = "policy.sigstore.dev/v1beta1"
 KIND = "ClusterImagePolicy"
 POLICY_DIR = "policy"
-# The attestation types of the shared contract (docs/signing.md).
-PROVENANCE_TYPE = "https://slsa.dev/provenance/v1"
+# The attestation types of the shared contract: the provenance push attests
+# (planning/provenance.py) and the CycloneDX SBOM (`cosign attest --type cyclonedx`).
+PROVENANCE_TYPE = provenance.PREDICATE_TYPE
+BUILD_TYPE = provenance.BUILD_TYPE
 SBOM_TYPE = "https://cyclonedx.org/bom"
-BUILD_TYPE = "https://mlops-sessions.dev/image-build/v1"
 # cosign's default transparency log: where `sign.tlog: true` uploads.
 PUBLIC_REKOR = "https://rekor.sigstore.dev"
 # Key references cosign resolves through a KMS; policy-controller accepts the same URIs

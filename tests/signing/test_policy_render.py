@@ -29,7 +29,7 @@ import pytest
 import yaml
 from cryptography.hazmat.primitives import serialization
 
-from mlops_sessions.planning import admission
+from mlops_sessions.planning import admission, provenance
 from tests.conftest import require_real
 from tests.signing import policy_support as support
 
@@ -301,6 +301,32 @@ def test_the_verdict_policy_admits_a_passing_verdict_of_this_model_only(
         assert error == reason, case
     compliant, error = evaluate(rego, {"predicateType": admission.PROVENANCE_TYPE})
     assert not compliant and "not an mlops-sessions image build" in error
+
+
+def test_the_statement_push_attests_is_judged_like_deploy_judges_it(
+    tmp_path: Path, pem: str
+) -> None:
+    """The contract end to end: the statement planning/provenance.py builds for push,
+    evaluated by the rendered policy, agrees with deploy's own reading of it."""
+    rego = _provenance_rego(tmp_path, pem, ["signature", "provenance", "verdict"])
+    digest = f"sha256:{support.DIGEST}"
+    for model, passed in (("digits", True), ("digits", False), ("ranker", True)):
+        facts = provenance.ProvenanceFacts(
+            image="serve",
+            repository="registry.example.com/ml/digits-serve",
+            digest=digest,
+            config_hash="c" * 64,
+            started_on="2026-12-05T10:00:00Z",
+            finished_on="2026-12-05T10:02:00Z",
+            base="debian:bookworm",
+            model=model,
+            run_id="r-1",
+            evaluation=provenance.EvaluationFacts("e-1", passed, {"accuracy": 0.97}),
+        )
+        statement = provenance.statement(facts)
+        deploy_refuses = provenance.problems(statement, digest=digest, model="digits", verdict=True)
+        compliant, _ = evaluate(rego, statement)
+        assert compliant == (not deploy_refuses) == (model == "digits" and passed), facts
 
 
 def test_provenance_without_verdict_does_not_judge_the_verdict(tmp_path: Path, pem: str) -> None:
