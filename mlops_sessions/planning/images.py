@@ -71,6 +71,9 @@ RUNTIME_ROOTS: Mapping[str, tuple[str, ...]] = {
 TEST_ROOTS = ("pytest",)
 # A serve image with `model_source.type: s3` also runs `mlops fetch-model` (init container).
 FETCH_ROOTS = ("boto3", "tenacity")
+# ... which verifies the model when it is signed (evaluate.sign, docs/model-signing.md).
+# model-signing 1.1 imports pyOpenSSL without declaring it.
+SIGN_ROOTS = ("model-signing", "pyopenssl")
 
 
 @dataclass(frozen=True)
@@ -277,16 +280,19 @@ def image_tools(config: Config, name: str, image: ImageConfig) -> tuple[str, ...
 
     A train image of a project with tests runs pytest, and one whose Kubernetes pods read
     ``s3://`` data inputs downloads them (boto3); a serve image whose model is downloaded
-    from object storage also runs the ``fetch-model`` init container.
+    from object storage also runs the ``fetch-model`` init container, which verifies the
+    model when it is signed.
     """
     if image.kind == "train":
         tests = TEST_ROOTS if config.declares("tests") else ()
         return tests + (FETCH_ROOTS if _pods_fetch_data(config, name) else ())
-    if image.kind == "serve" and any(
-        m.deploy.model_source.type == "s3" for m in image_models(config, name)
-    ):
-        return FETCH_ROOTS
-    return ()
+    if image.kind != "serve":
+        return ()
+    fetched = [m for m in image_models(config, name) if m.deploy.model_source.type == "s3"]
+    if not fetched:
+        return ()
+    signed = any(m.evaluate is not None and m.evaluate.sign for m in fetched)
+    return FETCH_ROOTS + (SIGN_ROOTS if signed else ())
 
 
 def _pods_fetch_data(config: Config, image: str) -> bool:

@@ -208,3 +208,15 @@ def test_validate_refuses_a_kms_key_for_the_model() -> None:
     assert "models.ranker.evaluate.sign.key" in text and "KMS URI" in text
     doc["models"]["ranker"]["evaluate"]["sign"]["key"] = "env://MODEL_KEY"
     loads(yaml.safe_dump(doc), root=Path("."), env={})  # env:// and files are fine
+
+
+def test_a_serve_image_whose_pods_verify_the_model_carries_the_library() -> None:
+    from mlops_sessions.planning.images import FETCH_ROOTS, SIGN_ROOTS, image_tools
+
+    for sign, source, roots in (
+        (True, "s3", FETCH_ROOTS + SIGN_ROOTS),
+        (False, "s3", FETCH_ROOTS),
+        (True, "image", ()),
+    ):
+        cfg = config(sign=sign, source=source)
+        assert image_tools(cfg, "serve", cfg.images["serve"]) == roots
