@@ -50,7 +50,9 @@ def verify_release(
     verified = []
     for name, ref in targets:
         tags = [] if name in overrides else recorded_tags(config, name, ref)
-        wrong = image_problems(ref, tags, model.name, key, tlog=spec.tlog, require=spec.require)
+        wrong = image_problems(
+            ref, tags, model.name, key, tlog=spec.tlog, require=spec.require, key_name=spec.key
+        )
         if wrong:
             raise StepError(
                 f"refusing to deploy {model.name!r}: image {ref} does not verify "
@@ -76,9 +78,12 @@ def image_problems(
     *,
     tlog: bool,
     require: tuple[str, ...],
+    key_name: str | None = None,
 ) -> list[str]:
-    """Everything deploy.verify finds wrong with one digest (empty: it verifies)."""
+    """Everything deploy.verify finds wrong with one digest (empty: it verifies). key is
+    what cosign is given; key_name how messages name it (the setting as written)."""
     digest = ref.rsplit("@", 1)[1]
+    shown = key_name or key
     wrong = []
     for tag in tags:
         now_at = verify.resolve_tag(tag)
@@ -90,11 +95,13 @@ def image_problems(
             return [*wrong, f"it is not signed ({signed.detail})"]
         if signed.status == "rejected":
             # The attestations are checked with the same key: they would only repeat this.
-            return [*wrong, f"its signature does not verify with {key} ({signed.detail})"]
+            return [*wrong, f"its signature does not verify with {shown} ({signed.detail})"]
     if "sbom" in require:
-        wrong += _attestation_problems(ref, key, sign.SBOM, "SBOM", tlog)[0]
+        wrong += _attestation_problems(ref, key, shown, sign.SBOM, "SBOM", tlog)[0]
     if "provenance" in require or "verdict" in require:
-        problems, statements = _attestation_problems(ref, key, sign.PROVENANCE, "provenance", tlog)
+        problems, statements = _attestation_problems(
+            ref, key, shown, sign.PROVENANCE, "provenance", tlog
+        )
         wrong += problems
         for statement in statements:
             for problem in provenance.problems(
@@ -106,11 +113,11 @@ def image_problems(
 
 
 def _attestation_problems(
-    ref: str, key: str, predicate_type: str, what: str, tlog: bool
+    ref: str, key: str, shown: str, predicate_type: str, what: str, tlog: bool
 ) -> tuple[list[str], tuple[dict[str, Any], ...]]:
     found = verify.verify_attestations(ref, key, predicate_type, tlog=tlog)
     if found.status == "missing":
         return [f"it has no {what} attestation"], ()
     if found.status == "rejected":
-        return [f"its {what} attestation does not verify with {key} ({found.detail})"], ()
+        return [f"its {what} attestation does not verify with {shown} ({found.detail})"], ()
     return [], found.statements

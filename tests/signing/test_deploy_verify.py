@@ -1,0 +1,213 @@
+"""`mlops deploy` with deploy.verify, against the real registry and cosign: the signed image
+of `mlops push` deploys; every refusal is one line naming the digest and what is wrong, and
+is made before the deployer sends the API server a single request (kmock's request log).
+
+The refusal cases need their own digests: small images pushed through the registry's API
+(no Docker), signed and attested through the product's own signer with the facts each case
+needs, and recorded as the pushed build of image 'serve'.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from mlops_sessions.executors.cosign import sign as cosign_sign
+from mlops_sessions.planning import provenance
+from tests.conftest import require_real
+from tests.deploy.conftest import FAST_API, FakeCluster, kmock
+from tests.signing.conftest import (
+    EVAL_ID,
+    MODEL,
+    MODEL_HASH,
+    RUN_ID,
+    KeyPair,
+    SignedProject,
+    push_small_image,
+)
+
+pytestmark = pytest.mark.slow
+
+REPOSITORY = "ml/tiny-serve"
+
+
+@pytest.fixture
+def cluster(tmp_path: Any) -> Iterator[FakeCluster]:
+    if kmock is None:
+        require_real("kmock (a Kubernetes API emulator, Python >= 3.11) is not installed")
+    fake = FakeCluster(tmp_path)
+    fake.start()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("KUBECONFIG", str(fake.kubeconfig))
+        try:
+            yield fake
+        finally:
+            fake.stop()
+
+
+@pytest.fixture
+def project(signed: SignedProject) -> Iterator[SignedProject]:
+    """The module's project; its push record and config are put back after each test."""
+    record = signed.root / ".mlops/builds/serve/latest.json"
+    saved = record.read_text()
+    yield signed
+    record.write_text(saved)
+    signed.write_config(sign={"key": "keys/cosign.key"}, verify={"key": "keys/cosign.pub"})
+
+
+def deploy(project: SignedProject) -> tuple[int, str]:
+    code, _, err = project.mlops("deploy", *FAST_API)
+    return code, err
+
+
+def facts_for(ref: str, **changes: Any) -> provenance.ProvenanceFacts:
+    repository, digest = ref.rsplit("@", 1)
+    facts = provenance.ProvenanceFacts(
+        image="serve",
+        repository=repository,
+        digest=digest,
+        config_hash="00" * 32,
+        started_on="2026-01-01T00:00:00.000Z",
+        finished_on="2026-01-01T00:01:00.000Z",
+        base="mlops-test-base:bookworm",
+        model=MODEL,
+        run_id=RUN_ID,
+        model_hash=MODEL_HASH,
+        evaluation=provenance.EvaluationFacts(EVAL_ID, True, {"accuracy": 0.93}),
+    )
+    return replace(facts, **changes)
+
+
+def new_image(project: SignedProject, tag: str, content: str = "") -> tuple[str, str]:
+    """A fresh digest in the project's repository under tag: (repo@digest, repo:tag)."""
+    registry = project.env.registry
+    digest = push_small_image(registry, REPOSITORY, tag, content or f"content of {tag}")
+    return f"{registry}/{REPOSITORY}@{digest}", f"{registry}/{REPOSITORY}:{tag}"
+
+
+def attach(
+    ref: str,
+    keys: KeyPair,
+    *,
+    signature: bool = True,
+    facts: provenance.ProvenanceFacts | None = None,
+    sbom: bool = False,
+) -> None:
+    with cosign_sign.signer(str(keys.private), tlog=False) as signer:
+        if signature:
+            signer.sign(ref)
+        if facts is not None:
+            signer.attest(ref, provenance.predicate(facts), cosign_sign.PROVENANCE)
+        if sbom:
+            document = {"bomFormat": "CycloneDX", "specVersion": "1.6", "version": 1}
+            signer.attest(ref, document, cosign_sign.SBOM)
+
+
+def record_pushed(project: SignedProject, ref: str, tag: str) -> None:
+    """Make ref the pushed build of image 'serve', as push records it (lineage as pushed)."""
+    record = {k: v for k, v in project.pushed.items() if k not in ("name", "signing")}
+    record.update(image=ref, digest=ref.rsplit("@", 1)[1], tags=[tag])
+    (project.root / ".mlops/builds/serve/latest.json").write_text(json.dumps(record))
+
+
+def test_the_signed_push_deploys(project: SignedProject, cluster: FakeCluster) -> None:
+    code, result, err = project.mlops("deploy", *FAST_API)
+    assert code == 0, err
+    deployment = cluster.get("apps/v1/deployments", f"{MODEL}-stable")
+    assert deployment is not None, (result, cluster.writes())
+    containers = deployment["spec"]["template"]["spec"]["containers"]
+    assert containers[0]["image"] == project.pushed["image"]
+
+
+Case = Callable[[SignedProject, str, str], str]
+
+
+def unsigned(project: SignedProject, ref: str, tag: str) -> str:
+    return "is not signed"
+
+
+def wrong_key(project: SignedProject, ref: str, tag: str) -> str:
+    attach(ref, project.other_keys, facts=facts_for(ref), sbom=True)
+    return "signature does not verify with"
+
+
+def no_provenance(project: SignedProject, ref: str, tag: str) -> str:
+    attach(ref, project.keys)
+    return "it has no provenance attestation"
+
+
+def no_sbom(project: SignedProject, ref: str, tag: str) -> str:
+    attach(ref, project.keys, facts=facts_for(ref))
+    project.write_config(
+        sign={"key": "keys/cosign.key"},
+        verify={"key": "keys/cosign.pub", "require": ["signature", "sbom"]},
+    )
+    return "it has no SBOM attestation"
+
+
+def another_model(project: SignedProject, ref: str, tag: str) -> str:
+    attach(ref, project.keys, facts=facts_for(ref, model="fraud"))
+    return "its provenance is of model 'fraud', not 'tiny'"
+
+
+def failed_verdict(project: SignedProject, ref: str, tag: str) -> str:
+    failed = provenance.EvaluationFacts("20260101T000200Z-feedee", False, {"accuracy": 0.41})
+    attach(ref, project.keys, facts=facts_for(ref, evaluation=failed))
+    return "records a 'fail' gate verdict (evaluation 20260101T000200Z-feedee)"
+
+
+def tag_moved(project: SignedProject, ref: str, tag: str) -> str:
+    attach(ref, project.keys, facts=facts_for(ref), sbom=True)
+    moved_to, _ = new_image(project, tag.rsplit(":", 1)[1], "other content")  # same tag
+    return f"tag {tag} was moved to {moved_to.rsplit('@', 1)[1]}"
+
+
+@pytest.mark.parametrize(
+    "case",
+    [unsigned, wrong_key, no_provenance, no_sbom, another_model, failed_verdict, tag_moved],
+)
+def test_refusal_is_one_line_naming_the_digest_before_any_request(
+    project: SignedProject, cluster: FakeCluster, case: Case
+) -> None:
+    ref, tag = new_image(project, f"case-{case.__name__.replace('_', '-')}")
+    expected = case(project, ref, tag)
+    record_pushed(project, ref, tag)
+    code, err = deploy(project)
+    assert code != 0
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert ref in lines[0] and "deploy.verify" in lines[0]
+    assert expected in lines[0]
+    assert cluster.calls() == []  # refused before the deployer's first request
+
+
+def test_force_does_not_skip_verification(project: SignedProject, cluster: FakeCluster) -> None:
+    ref, tag = new_image(project, "case-forced")
+    record_pushed(project, ref, tag)
+    code, _, err = project.mlops("deploy", "--force", *FAST_API)
+    assert code != 0 and "is not signed" in err and ref in err
+    assert cluster.calls() == []
+
+
+def test_a_signed_passing_image_from_another_push_verifies(
+    project: SignedProject, cluster: FakeCluster
+) -> None:
+    """Every requirement met by attestations made outside `mlops push`: what is checked is
+    the registry's signed facts, not the local record's signing object."""
+    ref, tag = new_image(project, "case-good")
+    attach(ref, project.keys, facts=facts_for(ref), sbom=True)
+    record_pushed(project, ref, tag)
+    project.write_config(
+        sign={"key": "keys/cosign.key"},
+        verify={
+            "key": "keys/cosign.pub",
+            "require": ["signature", "sbom", "provenance", "verdict"],
+        },
+    )
+    code, err = deploy(project)
+    assert code == 0, err
+    assert cluster.calls()
