@@ -93,6 +93,8 @@ def run(args: argparse.Namespace) -> int:
         raise StepError(f"--retries {args.retries} must be 0 or more")
     if (args.signature is None) != (args.public_key is None):
         raise StepError("--signature and --public-key go together: pass both, or neither")
+    if args.model is not None and args.signature is None:
+        raise StepError("--model names the model a signed verdict is for; pass --signature too")
     check = _signature_check(args) if args.signature is not None else None
     # Lazily imported: boto3 is the 'fetch' extra.
     from mlops_sessions.executors.s3.fetch import FetchRequest, fetch, parse_uri, require_boto3

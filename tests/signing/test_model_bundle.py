@@ -262,3 +262,21 @@ def test_key_references(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
         model_signing.read_key(tmp_path, "awskms:///alias/model", "k")
     with pytest.raises(Exception, match="cannot read"):
         model_signing.read_key(tmp_path, "keys/missing.pem", "k")
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [["--signature", "model.sig"], ["--public-key", "model.pub"], ["--model", "tiny"]],
+)
+def test_fetch_model_takes_the_signature_options_together(
+    extra: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Refused at the top, before any download or write (no S3 needed)."""
+    from mlops_sessions.frontends import cli
+
+    dest = tmp_path / "models" / "tiny"
+    fetch = ["fetch-model", "--uri", "s3://models/m.tgz", "--sha256", "ab" * 32]
+    code = cli.main([*fetch, "--dest", str(dest), *extra])
+    err = capsys.readouterr().err
+    assert code == 1 and "--signature" in err and len(err.strip().splitlines()) == 1
+    assert not dest.parent.exists()
