@@ -88,8 +88,20 @@ def check(
     """run(), and a StepError 'cannot <doing>: <the tool's error>' when it fails."""
     done = run(tool, args, env=env, timeout=timeout)
     if done.code != 0:
-        raise StepError(f"cannot {doing}: {tool} says: {done.error}")
+        raise StepError(f"cannot {doing}: {tool} says: {done.error}{_hint(done.error)}")
     return done
+
+
+def _hint(error: str) -> str:
+    """The fix for cosign's two password failures, whose own words do not say it."""
+    if "inappropriate ioctl for device" in error:  # it tried to prompt, with no terminal
+        return (
+            " (cosign asked for the key's password: set COSIGN_PASSWORD, empty for a key "
+            "without one)"
+        )
+    if "decryption failed" in error:
+        return " (COSIGN_PASSWORD is not the key's password)"
+    return ""
 
 
 def error_line(stderr: str) -> str:
