@@ -1,18 +1,22 @@
-"""Fixtures for progressive rollout tests: the kmock cluster of tests/deploy, a project
-whose model rolls out in steps of one second, and helpers to read what the cluster holds.
+"""The progressive rollout tests' project (its model rolls out in steps of one second) and
+helpers to read what a rollout left on the cluster. The cluster they read is the real
+control plane's (tests/kube/rollout_fixtures.py), through :class:`ClusterReader`.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-import pytest
+from tests.deploy.conftest import FAST_API, Project
 
-from tests.conftest import require_real
-from tests.deploy.conftest import FAST_API, FakeCluster, Project, kmock
+
+class ClusterReader(Protocol):
+    """What the helpers below read through: one object by resource ("apps/v1/deployments")
+    and name, or None."""
+
+    def get(self, resource: str, name: str) -> dict[str, Any] | None: ...
+
 
 ROLLOUT_PROJECT = """\
 apiVersion: mlops/v1alpha1
@@ -69,24 +73,6 @@ class RolloutProject(Project):
         )
 
 
-@pytest.fixture
-def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeCluster]:
-    if kmock is None:
-        require_real("kmock (a Kubernetes API emulator, Python >= 3.11) is not installed")
-    fake = FakeCluster(tmp_path)
-    fake.start()
-    monkeypatch.setenv("KUBECONFIG", str(fake.kubeconfig))
-    try:
-        yield fake
-    finally:
-        fake.stop()
-
-
-@pytest.fixture
-def project(tmp_path: Path) -> RolloutProject:
-    return RolloutProject(tmp_path / "project")
-
-
 def cli_args(project: Project, command: str, *rest: str) -> Any:
     from mlops_sessions.frontends.cli import build_parser
 
@@ -94,7 +80,7 @@ def cli_args(project: Project, command: str, *rest: str) -> Any:
     return build_parser(command).parse_args(argv)
 
 
-def vs_routes(cluster: FakeCluster) -> list[dict[str, Any]]:
+def vs_routes(cluster: ClusterReader) -> list[dict[str, Any]]:
     """The REST routes; the gRPC port's (``grpc-*``, first) carry the same split."""
     vs = cluster.get("networking.istio.io/v1/virtualservices", "digits")
     assert vs is not None
@@ -109,22 +95,22 @@ def vs_routes(cluster: FakeCluster) -> list[dict[str, Any]]:
     return rest
 
 
-def weights(cluster: FakeCluster) -> dict[str, int]:
+def weights(cluster: ClusterReader) -> dict[str, int]:
     route = vs_routes(cluster)[-1]["route"]
     return {d["destination"]["subset"]: d["weight"] for d in route}
 
 
-def deployment(cluster: FakeCluster, name: str) -> dict[str, Any]:
+def deployment(cluster: ClusterReader, name: str) -> dict[str, Any]:
     dep = cluster.get("apps/v1/deployments", f"digits-{name}")
     assert dep is not None
     return dep
 
 
-def image(cluster: FakeCluster, name: str) -> str:
+def image(cluster: ClusterReader, name: str) -> str:
     return str(deployment(cluster, name)["spec"]["template"]["spec"]["containers"][0]["image"])
 
 
-def history(cluster: FakeCluster) -> tuple[str, dict[int, dict[str, Any]]]:
+def history(cluster: ClusterReader) -> tuple[str, dict[int, dict[str, Any]]]:
     cm = cluster.get("v1/configmaps", "digits-mlops-history")
     assert cm is not None
     data = cm["data"]
@@ -132,7 +118,7 @@ def history(cluster: FakeCluster) -> tuple[str, dict[int, dict[str, Any]]]:
     return data["current"], records
 
 
-def rollout_state(cluster: FakeCluster) -> dict[str, Any] | None:
+def rollout_state(cluster: ClusterReader) -> dict[str, Any] | None:
     cm = cluster.get("v1/configmaps", "digits-mlops-rollout")
     if cm is None or not (cm.get("data") or {}).get("state"):
         return None

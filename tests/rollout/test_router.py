@@ -1,5 +1,6 @@
 """The test router (tests/rollout/router.py): Envoy's route choice for the fields render
-emits, and routing a bounded load by the VirtualService a real rollout wrote on kmock."""
+emits. Routing a bounded load by the VirtualService a rollout wrote on the real API server
+is tested in tests/kube/test_rollout_flows_real.py."""
 
 from __future__ import annotations
 
@@ -15,10 +16,7 @@ import pytest
 
 from mlops_sessions.config import ABRoute, RolloutConfig
 from mlops_sessions.planning import istio_routing
-from mlops_sessions.steps import deploy as deploy_step
-from tests.rollout.conftest import cli_args
-from tests.rollout.fakes import FakeAnalysis
-from tests.rollout.router import Router, matches, vs_reader
+from tests.rollout.router import Router, matches
 
 
 @contextlib.contextmanager
@@ -72,52 +70,6 @@ def test_weights_are_split_exactly_and_a_zero_weight_gets_nothing() -> None:
     vs["spec"]["http"][0]["route"][0]["weight"] = 100
     router = Router(lambda: vs, {})
     assert Counter(router.pick({}) for _ in range(50)) == {"stable": 50}
-
-
-@pytest.mark.slow
-def test_a_rollout_s_traffic_follows_its_virtual_service(cluster, project) -> None:
-    """Through a real progressive deploy: at each step's window the router, reading the
-    VirtualService from the emulated API, sends the step's share and the A/B cohort to
-    the canary."""
-    project.build("v1", "model-aaa")
-    assert deploy_step.run(cli_args(project, "deploy"), analyse=FakeAnalysis()) == 0
-    project.build("v2", "model-bbb")
-    with backend("stable") as stable_url, backend("canary") as canary_url:
-        router = Router(
-            vs_reader(str(cluster.kubeconfig), "digits", "ml"),
-            {"stable": stable_url, "canary": canary_url},
-            refresh_s=0.0,
-        )
-        seen: list[tuple[Counter[str], Counter[str]]] = []
-
-        def send() -> None:
-            plain = router.load(100, "/v1/models/digits:predict", lambda i: b"{}")
-            cohort = router.load(
-                10, "/v1/models/digits:predict", lambda i: b"{}",
-                headers=lambda i: {"x-digits-canary": "always"},
-            )  # fmt: skip
-            answered = [json.loads(s.body)["track"] for s in plain]
-            assert answered == [s.subset for s in plain]  # it reached that backend
-            seen.append((Counter(s.subset for s in plain), Counter(s.subset for s in cohort)))
-
-        fake = FakeAnalysis(probe=send)
-        assert deploy_step.run(cli_args(project, "deploy"), analyse=fake) == 0
-        assert [dict(plain) for plain, _ in seen] == [
-            {"stable": 90, "canary": 10},
-            {"stable": 50, "canary": 50},
-            {"canary": 100},
-        ]
-        assert all(cohort == {"canary": 10} for _, cohort in seen)
-        # Promoted: everything to stable, and the A/B route is gone with the canary.
-        with router.serve() as url:
-            import urllib.request
-
-            request = urllib.request.Request(
-                url + "/v1/models/digits:predict", data=b"{}",
-                headers={"x-digits-canary": "always"}, method="POST",
-            )  # fmt: skip
-            with urllib.request.urlopen(request, timeout=5) as answer:
-                assert answer.headers["X-Routed-To"] == "stable"
 
 
 def test_no_virtual_service_is_a_lookup_error() -> None:

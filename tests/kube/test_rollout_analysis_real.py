@@ -8,8 +8,12 @@ from __future__ import annotations
 import pytest
 
 from mlops_sessions.steps import deploy as deploy_step
+from tests.kube.rollout_fixtures import cluster, project
 from tests.rollout.conftest import cli_args, rollout_state, weights
 from tests.rollout.fakes import FakeAnalysis
+
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+__all__ = ["cluster", "project"]  # the real control plane's, for tests/rollout's tests
 
 
 @pytest.mark.slow

@@ -1,13 +1,11 @@
-"""Progressive delivery when the analysis misbehaves, against kmock's Kubernetes emulator
-with a fake live analysis: Prometheus errors, a canary without traffic, a resume that
-does not match, a rollback racing the driver.
+"""The rollout driver on the real API server, with a fake live analysis: Prometheus errors,
+a canary without traffic, a resume that does not match, a rollback racing the driver, and
+the test router following the VirtualService step by step.
 
-The happy paths (first deploy, promotion, abort on a failing canary, promote and abort
-from another process, status, the Lease against a second deploy, the same build again)
-run against the real API server in tests/kube/test_rollout_real.py, judged on real
-traffic. What stays here needs verdicts chosen by the test (tests/rollout/fakes
-.FakeAnalysis: the gate's own decide() on numbers the test chose); the API server plays
-no part in the fault. Intervals are one second.
+The analysis is tests/rollout/fakes.FakeAnalysis (the gate's own decide() on numbers the
+test chose), so each verdict comes exactly when the test wants it; everything on the
+cluster is real: the objects, the rollout ConfigMap, the Lease and the Deployment
+controller. The promotion and abort judged on real traffic are in test_rollout_real.py.
 """
 
 from __future__ import annotations
@@ -15,27 +13,30 @@ from __future__ import annotations
 import json
 import threading
 import time
-from pathlib import Path
+from collections import Counter
 from typing import Any
 
 import pytest
 
 from mlops_sessions.errors import MlopsError
 from mlops_sessions.planning.live_analysis import Outcome
-from mlops_sessions.records import rollouts
 from mlops_sessions.steps import abort as abort_step
 from mlops_sessions.steps import deploy as deploy_step
 from mlops_sessions.steps import rollback as rollback_step
+from tests.kube.rollout_fixtures import cluster, project
 from tests.rollout.conftest import (
     cli_args,
-    deployment,
     history,
     image,
     rollout_state,
-    vs_routes,
     weights,
 )
 from tests.rollout.fakes import FakeAnalysis
+from tests.rollout.router import Router, vs_reader
+from tests.rollout.test_router import backend
+
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+__all__ = ["cluster", "project"]  # the real control plane's, for tests/rollout's tests
 
 BAD_AT_STEP_2 = {1: {"error_rate": 0.2}}
 
@@ -48,14 +49,6 @@ def first_release(project: Any, cluster: Any) -> str:
     ref = project.build("v1", "model-aaa")
     assert deploy(project) == 0
     return ref
-
-
-def probe(cluster: Any) -> Any:
-    return lambda: {"routes": vs_routes(cluster), "canary": deployment(cluster, "canary")}
-
-
-def store_target(project: Any) -> Path:
-    return rollouts.target_dir(project.root / ".mlops", "digits", "kmock", "ml")
 
 
 def json_in(out: str) -> Any:
@@ -154,3 +147,48 @@ def test_resume_refuses_a_different_canary_or_spec(cluster, project) -> None:
         deploy(project, FakeAnalysis(), "--resume")
     assert abort_step.run(cli_args(project, "abort")) == 0
     thread.join(30)
+
+
+def test_a_rollout_s_traffic_follows_its_virtual_service(cluster, project) -> None:
+    """Through a real progressive deploy: at each step's window the router, reading the
+    VirtualService from the real API server, sends the step's share and the A/B cohort to
+    the canary."""
+    project.build("v1", "model-aaa")
+    assert deploy_step.run(cli_args(project, "deploy"), analyse=FakeAnalysis()) == 0
+    project.build("v2", "model-bbb")
+    with backend("stable") as stable_url, backend("canary") as canary_url:
+        router = Router(
+            vs_reader(str(cluster.kubeconfig), "digits", cluster.namespace),
+            {"stable": stable_url, "canary": canary_url},
+            refresh_s=0.0,
+        )
+        seen: list[tuple[Counter[str], Counter[str]]] = []
+
+        def send() -> None:
+            plain = router.load(100, "/v1/models/digits:predict", lambda i: b"{}")
+            cohort = router.load(
+                10, "/v1/models/digits:predict", lambda i: b"{}",
+                headers=lambda i: {"x-digits-canary": "always"},
+            )  # fmt: skip
+            answered = [json.loads(s.body)["track"] for s in plain]
+            assert answered == [s.subset for s in plain]  # it reached that backend
+            seen.append((Counter(s.subset for s in plain), Counter(s.subset for s in cohort)))
+
+        fake = FakeAnalysis(probe=send)
+        assert deploy_step.run(cli_args(project, "deploy"), analyse=fake) == 0
+        assert [dict(plain) for plain, _ in seen] == [
+            {"stable": 90, "canary": 10},
+            {"stable": 50, "canary": 50},
+            {"canary": 100},
+        ]
+        assert all(cohort == {"canary": 10} for _, cohort in seen)
+        # Promoted: everything to stable, and the A/B route is gone with the canary.
+        with router.serve() as url:
+            import urllib.request
+
+            request = urllib.request.Request(
+                url + "/v1/models/digits:predict", data=b"{}",
+                headers={"x-digits-canary": "always"}, method="POST",
+            )  # fmt: skip
+            with urllib.request.urlopen(request, timeout=5) as answer:
+                assert answer.headers["X-Routed-To"] == "stable"
