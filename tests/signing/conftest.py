@@ -117,7 +117,9 @@ def write_config(
     *,
     sign: dict[str, Any] | None = None,
     verify: dict[str, Any] | None = None,
+    rollout: bool = False,
 ) -> None:
+    """mlops.yaml of the signing project; rollout adds progressive rollout steps."""
     image: dict[str, Any] = {
         "kind": "serve",
         "registry": f"{env.registry}/ml",
@@ -143,6 +145,19 @@ def write_config(
             }
         },
     }
+    if rollout:
+        doc["models"][MODEL]["rollout"] = {
+            "hosts": ["tiny.ml.example.com"],
+            "canary": {"replicas": 1},
+            "steps": [50, 100],
+            "analysis": {
+                "prometheus": "http://127.0.0.1:9",  # never asked: the rollout is refused first
+                "interval": "1s",
+                "min_requests": 20,
+                "failure_limit": 1,
+                "thresholds": {"error_rate": {"max": 0.01}},
+            },
+        }
     (root / "mlops.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
 
 

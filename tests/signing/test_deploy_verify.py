@@ -211,3 +211,23 @@ def test_a_signed_passing_image_from_another_push_verifies(
     code, err = deploy(project)
     assert code == 0, err
     assert cluster.calls()
+
+
+def test_a_new_build_for_the_canary_is_verified_too(
+    project: SignedProject, cluster: FakeCluster
+) -> None:
+    """With rollout.steps a new build goes to the canary: it is verified like any other,
+    and refused before the rollout reads or writes anything on the cluster."""
+    project.write_config(
+        sign={"key": "keys/cosign.key"}, verify={"key": "keys/cosign.pub"}, rollout=True
+    )
+    code, err = deploy(project)  # nothing runs yet: the signed build goes straight to stable
+    assert code == 0, err
+    ref, tag = new_image(project, "case-canary")
+    record_pushed(project, ref, tag)
+    before = cluster.request_count()
+    code, err = deploy(project)
+    assert code != 0
+    (line,) = err.strip().splitlines()
+    assert ref in line and "is not signed" in line
+    assert cluster.calls(since=before) == []
