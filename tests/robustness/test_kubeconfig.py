@@ -8,7 +8,7 @@
   :class:`KubeconfigError`: one line, naming the file. Through the CLI: exit 1, one line
   on stderr, no traceback.
 - ``deploy.context`` pins the cluster: a kubeconfig without that context is refused
-  naming both contexts (tests/deploy/test_apply_context.py shows no write reaches the API).
+  naming both contexts (tests/kube/test_deploy_policy_real.py shows no write reaches the API).
 
 The real ``kubernetes`` client loads every file that passes the checks, so a check that
 lets a bad file through shows up as a foreign exception here.
