@@ -166,9 +166,17 @@ def test_a_failed_signing_leaves_the_record_as_it_was(
     assert _latest(signed) == before
 
 
-def test_tlog_signing_asks_the_transparency_log(signed: SignedProject) -> None:
-    """sign.tlog hands cosign no offline signing config: here, with no route to Sigstore,
-    the push fails in one line and the previous record stays."""
+def test_tlog_signing_asks_the_transparency_log(
+    signed: SignedProject, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """sign.tlog hands cosign no offline signing config, so it asks Sigstore's public
+    services: the push fails in one line and the previous record stays. A proxy that does
+    not answer makes sure a test key never reaches the public log, network or not (Go
+    sends loopback requests, the registry's, around the proxy)."""
+    for variable in ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"):
+        monkeypatch.setenv(variable, "http://127.0.0.1:9")
+    for variable in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(variable, raising=False)
     before = _latest(signed)
     signed.write_config(sign={"key": "keys/cosign.key", "tlog": True})
     try:
