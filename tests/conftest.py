@@ -82,3 +82,8 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]
         yield server
     finally:
         server.stop()
+
+
+# The session's dockerd and registry, defined once so that every directory shares one
+# engine (imported last: tests/fixtures/docker.py uses require_real from this module).
+from tests.fixtures.docker import docker_env  # noqa: E402, F401

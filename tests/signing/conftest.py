@@ -28,9 +28,8 @@ import yaml
 
 from tests.cluster import components
 from tests.conftest import require_real
-from tests.images.conftest import BASE_IMAGE, SMALL_LOCK, DockerEnv, Project, docker_env, git
-
-__all__ = ["docker_env"]  # the session's dockerd and registry, shared with tests/images
+from tests.fixtures.docker import BASE_IMAGE, DockerEnv
+from tests.images.conftest import SMALL_LOCK, Project, git
 
 MODEL = "tiny"
 RUN_ID = "20260101T000000Z-5a5a5a5a"
