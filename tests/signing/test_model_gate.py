@@ -90,6 +90,10 @@ def test_the_gate_signs_the_model_it_blesses(project: Project) -> None:
         name: check["value"] for name, check in verdict["metrics"].items()
     }
     assert evaluation["metrics"]["accuracy"] >= 0.9
+    # mlops lineage names the signed model digest and the key that signed it.
+    code, out, _ = project.cli("lineage", run["run_id"])
+    assert code == 0
+    assert f"model signed  {verified.digest} (key {verified.key_fingerprint})" in out
 
 
 def test_a_failing_model_is_not_signed(project: Project) -> None:
