@@ -41,9 +41,9 @@ TRAINED: dict[str, list[str]] = {
     "serve": ["serve", "--port", "0", "--grpc-port", "0"],  # any free port; no gRPC (8500)
 }
 # Steps that need a live cluster, a registry with a pushed image or an S3 endpoint; their
-# --json is tested where those fixtures live: tests/deploy (kmock Kubernetes emulator, S3
-# stand-in), tests/rollout (promote, abort: a rollout on the emulator) and tests/images
-# (Docker engine and registry).
+# --json is tested where those fixtures live: tests/kube (deploy, rollback, status, promote,
+# abort on the real API server), tests/deploy (fetch-model on an S3 stand-in) and
+# tests/images (Docker engine and registry).
 ELSEWHERE = {"push", "deploy", "rollback", "status", "fetch-model", "promote", "abort"}
 
 
