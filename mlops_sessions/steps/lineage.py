@@ -241,9 +241,7 @@ def render(item: dict[str, Any]) -> str:
         rows.append(("blessing", f"blessed {last.get('blessed_at')} ({current})"))
         signature = last.get("model_signature")  # evaluate.sign: the gate signed the model
         if isinstance(signature, dict):
-            rows.append(
-                ("model signed", f"{signature.get('digest')} (key {signature.get('key')})")
-            )
+            rows.append(("model signed", f"{signature.get('digest')} (key {signature.get('key')})"))
     else:
         rows.append(("blessing", "not blessed"))
     for image in item.get("images", []):
