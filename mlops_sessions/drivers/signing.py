@@ -16,7 +16,7 @@ from typing import Any
 from mlops_sessions import gitinfo
 from mlops_sessions.config import Config
 from mlops_sessions.config.model import ImageSigning
-from mlops_sessions.executors.cosign import keys, sbom, sign
+from mlops_sessions.executors.cosign import keys, sbom, sign, tools
 from mlops_sessions.planning import provenance
 from mlops_sessions.planning.tags import is_dirty_tag
 from mlops_sessions.records import evaluations
@@ -64,6 +64,56 @@ def sign_pushed(
         "attestations": attestations,
         "signed_at": now(),
     }
+
+
+def intent(spec: ImageSigning | None) -> dict[str, Any] | None:
+    """What signing a push will do (for --dry-run): the key as configured, the log, and
+    the attestations, in cosign's tag layout."""
+    if spec is None:
+        return None
+    wanted = (("provenance", spec.provenance), ("sbom", spec.sbom))
+    return {
+        "key": spec.key,
+        "tlog": spec.tlog,
+        "attestations": [kind for kind, attach in wanted if attach],
+        "layout": "tag",
+    }
+
+
+def describe_intent(spec: ImageSigning | None) -> str:
+    """One line saying what signing a push will do, or that it will not sign."""
+    if spec is None:
+        return "not signed (no images.<name>.sign)"
+    attached = [
+        what
+        for what, wanted in (
+            ("the SLSA provenance", spec.provenance),
+            ("syft's CycloneDX SBOM", spec.sbom),
+        )
+        if wanted
+    ]
+    log = (
+        "uploading to the public transparency log" if spec.tlog else "offline, no transparency log"
+    )
+    attest = f", attesting {' and '.join(attached)}" if attached else ""
+    return (
+        f"would sign the pushed digest with {spec.key} ({log}){attest}, under its "
+        "sha256-<hex>.sig and .att tags"
+    )
+
+
+def describe_signed(ref: str, signing: dict[str, Any]) -> str:
+    """The record's signing object in words: which layer of which tag holds each digest
+    (``cosign tree <ref>`` lists them), and the key."""
+    digest = ref.rsplit("@", 1)[-1]
+    parts = [f"signature {signing.get('signature')} (layer of {tools.tag(digest, 'sig')})"]
+    attestations = [
+        f"{kind} {found}" for kind, found in (signing.get("attestations") or {}).items() if found
+    ]
+    if attestations:
+        parts.append(f"{', '.join(attestations)} (layers of {tools.tag(digest, 'att')})")
+    log = "transparency log" if signing.get("tlog") else "no transparency log"
+    return "; ".join(parts) + f"; key {signing.get('key')}, {log}"
 
 
 def key_identity(spec: ImageSigning, key: str) -> str:

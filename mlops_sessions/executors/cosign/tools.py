@@ -26,6 +26,9 @@ INSTALL = {
     "https://github.com/anchore/syft/releases",
 }
 TIMEOUT_S = 600.0
+# Sign, attest and verify in cosign's tag layout (``sha256-<hex>.sig`` / ``.att`` tags), the
+# one Sigstore policy-controller reads for key-signed images; see executors/cosign/sign.py.
+TAG_LAYOUT = "--new-bundle-format=false"
 _PREFIXES = ("Error: ", "error during command execution: ")
 
 
@@ -113,6 +116,12 @@ def error_line(stderr: str) -> str:
     for prefix in _PREFIXES:
         chosen = chosen.removeprefix(prefix)
     return chosen[:400]
+
+
+def tag(digest: str, suffix: str) -> str:
+    """The tag cosign's tag layout keeps a digest's signatures ('sig') or attestations
+    ('att') under: 'sha256-<hex>.sig' for 'sha256:<hex>'."""
+    return f"{digest.replace(':', '-', 1)}.{suffix}"
 
 
 def registry_host(ref: str) -> str:

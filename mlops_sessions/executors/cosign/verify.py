@@ -4,12 +4,16 @@ type, and what a tag of its repository resolves to now.
 Each check returns what it found (verified, missing or rejected, with cosign's reason);
 what a deploy requires of those facts is decided by :mod:`drivers.verification`.
 
-Two details of cosign v3 shape these checks. ``cosign verify`` of an image carrying
-Sigstore bundles accepts the bundles of attestations as well, so a signature counts only
-when a verified payload is of the signing type (``https://sigstore.dev/cosign/sign/v1``, or
-the legacy ``cosign container image signature``) for this very digest. And
-``cosign verify-attestation`` prints the DSSE envelopes it verified, one JSON per line; the
-in-toto statements are their base64 payloads.
+Everything is read in cosign's tag layout (``--new-bundle-format=false``): the
+``sha256-<hex>.sig`` and ``.att`` tags, what ``mlops push`` writes and the one layout
+Sigstore policy-controller reads for key-signed images, so a deploy accepts what the
+cluster's admission policy accepts. Sigstore bundles attached as OCI referrers are not
+read: an image signed only that way is refused here as the cluster would refuse it. In
+this layout the ``.sig`` tag holds signatures only (attestations are under ``.att``) and
+cosign checks that each signed payload names the digest, so a verified ``cosign verify``
+is a signature of this very image. ``cosign verify-attestation`` prints the DSSE
+envelopes it verified, one JSON per line; the in-toto statements are their base64
+payloads.
 """
 
 from __future__ import annotations
@@ -23,7 +27,6 @@ from typing import Any, Literal
 from mlops_sessions.errors import StepError
 from mlops_sessions.executors.cosign import tools
 
-SIGNATURE_TYPES = ("https://sigstore.dev/cosign/sign/v1", "cosign container image signature")
 # cosign's exit status for "no signatures found" (cmd/cosign/errors).
 IMAGE_WITHOUT_SIGNATURE = 10
 
@@ -41,7 +44,7 @@ class Check:
 
 
 def _key_flags(key: str, tlog: bool) -> list[str]:
-    return ["--key", key] + ([] if tlog else ["--insecure-ignore-tlog"])
+    return [tools.TAG_LAYOUT, "--key", key] + ([] if tlog else ["--insecure-ignore-tlog"])
 
 
 def verify_signature(ref: str, key: str, *, tlog: bool) -> Check:
@@ -51,19 +54,11 @@ def verify_signature(ref: str, key: str, *, tlog: bool) -> Check:
         "cosign", ["verify", *_key_flags(key, tlog), *tools.cosign_registry_flags(ref), ref]
     )
     if done.code == IMAGE_WITHOUT_SIGNATURE:
-        return Check("missing", done.error)
+        where = tools.tag(digest, "sig")
+        return Check("missing", f"no signature under {where}, the layout policy-controller reads")
     if done.code != 0:
         return _failed(done)
-    try:
-        payloads = json.loads(done.stdout)
-    except json.JSONDecodeError:
-        raise StepError(f"cosign verify printed no JSON for {ref}: {done.stdout[:200]!r}") from None
-    for payload in payloads if isinstance(payloads, list) else []:
-        critical = payload.get("critical") or {}
-        signed = (critical.get("image") or {}).get("docker-manifest-digest")
-        if critical.get("type") in SIGNATURE_TYPES and signed == digest:
-            return Check("verified")
-    return Check("missing", "only attestations are signed, not the image itself")
+    return Check("verified")
 
 
 def verify_attestations(ref: str, key: str, predicate_type: str, *, tlog: bool) -> Check:
