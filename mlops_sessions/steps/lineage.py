@@ -20,6 +20,7 @@ from typing import Any
 
 from mlops_sessions import gitinfo
 from mlops_sessions.console.common import add_offline, emit, load_config, store_for
+from mlops_sessions.drivers.signing import describe_signed
 from mlops_sessions.errors import StepError
 from mlops_sessions.planning import baseline as baselines
 from mlops_sessions.planning.gate import fmt
@@ -189,13 +190,10 @@ def _show(value: Any) -> str:
     return str(value) if value not in (None, "") else "none"
 
 
-def _signing(signing: dict[str, Any]) -> str:
-    """The digests of an image's signature and attestations (in its registry), and the key."""
-    attestations = signing.get("attestations") or {}
-    parts = [f"signature {signing.get('signature')}"]
-    parts += [f"{kind} {digest}" for kind, digest in attestations.items() if digest]
-    tlog = ", tlog" if signing.get("tlog") else ""
-    return "; ".join(parts) + f" (key {signing.get('key')}{tlog})"
+def _signing(ref: str, signing: dict[str, Any]) -> str:
+    """The digests of an image's signature and attestations: the layers of its registry's
+    sha256-<hex>.sig and .att tags that hold them (docs/signing.md), and the key."""
+    return describe_signed(ref, signing)
 
 
 def render(item: dict[str, Any]) -> str:
@@ -248,7 +246,7 @@ def render(item: dict[str, Any]) -> str:
         pushed = ", ".join(image["pushed"]) or "not pushed"
         rows.append(("image", f"{', '.join(image.get('refs', []))} -> {pushed}"))
         for ref, signing in (image.get("signing") or {}).items():
-            rows.append(("signed", f"{ref}: {_signing(signing)}"))
+            rows.append(("signed", f"{ref}: {_signing(ref, signing)}"))
     for deployed in item.get("deployments", []):
         rows.append(
             (
