@@ -4,12 +4,14 @@ is made before the deployer sends the API server a single request (kmock's reque
 
 The refusal cases need their own digests: small images pushed through the registry's API
 (no Docker), signed and attested through the product's own signer with the facts each case
-needs, and recorded as the pushed build of image 'serve'.
+needs (one case with cosign's own bundle layout instead), and recorded as the pushed build
+of image 'serve'.
 """
 
 from __future__ import annotations
 
 import json
+import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any
@@ -160,6 +162,28 @@ def failed_verdict(project: SignedProject, ref: str, tag: str) -> str:
     return "records a 'fail' gate verdict (evaluation 20260101T000200Z-feedee)"
 
 
+def bundles_only(project: SignedProject, ref: str, tag: str) -> str:
+    """Signed and attested with cosign v3's defaults, Sigstore bundles as OCI referrers,
+    offline: a layout policy-controller does not read for a key, so deploy refuses it too."""
+    scratch = project.root.parent / f"bundles-{tag.rsplit(':', 1)[1]}"
+    scratch.mkdir()
+    config, trusted = scratch / "signing-config.json", scratch / "trusted-root.json"
+    cosign("signing-config", "create", "--out", str(config))
+    cosign("trusted-root", "create", "--out", str(trusted))
+    offline = ["--signing-config", str(config), "--trusted-root", str(trusted)]
+    predicate = scratch / "provenance.json"
+    predicate.write_text(json.dumps(provenance.predicate(facts_for(ref))))
+    key = ["--key", str(project.keys.private), "--yes", "--allow-http-registry", *offline]
+    cosign("sign", *key, ref)
+    cosign("attest", *key, "--type", cosign_sign.PROVENANCE, "--predicate", str(predicate), ref)
+    return f"it is not signed (no signature under {ref.rsplit('@', 1)[1].replace(':', '-')}.sig"
+
+
+def cosign(*args: str) -> None:
+    done = subprocess.run(["cosign", *args], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+
+
 def tag_moved(project: SignedProject, ref: str, tag: str) -> str:
     attach(ref, project.keys, facts=facts_for(ref), sbom=True)
     moved_to, _ = new_image(project, tag.rsplit(":", 1)[1], "other content")  # same tag
@@ -168,7 +192,16 @@ def tag_moved(project: SignedProject, ref: str, tag: str) -> str:
 
 @pytest.mark.parametrize(
     "case",
-    [unsigned, wrong_key, no_provenance, no_sbom, another_model, failed_verdict, tag_moved],
+    [
+        unsigned,
+        wrong_key,
+        no_provenance,
+        no_sbom,
+        another_model,
+        failed_verdict,
+        tag_moved,
+        bundles_only,
+    ],
 )
 def test_refusal_is_one_line_naming_the_digest_before_any_request(
     project: SignedProject, cluster: FakeCluster, case: Case
