@@ -43,8 +43,11 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+# tests/conftest.py first, as pytest loads it: it imports the Docker fixtures module, which
+# imports it back.
+import tests.conftest  # noqa: E402, F401
 from tests.cluster import components  # noqa: E402
-from tests.images import conftest as images  # noqa: E402
+from tests.fixtures import docker as images  # noqa: E402
 from tests.signing.conftest import make_key_pair, make_signed_project, write_config  # noqa: E402
 
 TARGET_ADDED_S = 10.0
