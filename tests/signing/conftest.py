@@ -3,9 +3,10 @@ run time (never committed), and a project whose one small image is built by the 
 dockerd, pushed to its registry and signed by ``mlops push`` — built once per module and
 shared by the module's tests (dockerd work is the slow part).
 
-The Docker engine and the registry are the image tests' ``docker_env``
-(tests/images/conftest.py). A kmock API server (tests/deploy/conftest.py) stands in for the
-cluster where a test proves that a refused deploy made no request at all.
+The Docker engine and the registry are the suite's one ``docker_env``
+(tests/fixtures/docker.py). The deploy.verify tests, which need the real control plane,
+live in tests/kube/test_deploy_verify_real.py and use ``signed`` and ``signing_tools`` from
+here.
 """
 
 from __future__ import annotations
@@ -38,10 +39,12 @@ MODEL_HASH = "cd" * 32
 DATA_HASH = "sha256:" + "11" * 32
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: tests/kube/test_deploy_verify_real.py imports this fixture, and
+# a session fixture imported into a second place would be set up twice.
+@pytest.fixture(scope="module")
 def signing_tools() -> Iterator[None]:
     """cosign and syft, as the test components build them (`python -m tests.cluster
-    build`), first on PATH for the session."""
+    build`), first on PATH for the module."""
     missing = [
         f"{tool} ({directory})"
         for tool, directory in (
@@ -97,6 +100,9 @@ class SignedProject:
     keys: KeyPair
     other_keys: KeyPair
     pushed: dict[str, Any]
+    # Where deploy.namespace points: the tests on the real control plane set a namespace
+    # of their own per test.
+    namespace: str = "ml"
 
     @property
     def root(self) -> Path:
@@ -107,7 +113,7 @@ class SignedProject:
 
     def write_config(self, **changes: Any) -> None:
         """Rewrite mlops.yaml: image sign / deploy verify settings (None removes one)."""
-        write_config(self.root, self.env, **changes)
+        write_config(self.root, self.env, namespace=self.namespace, **changes)
 
 
 def write_config(
@@ -117,6 +123,7 @@ def write_config(
     sign: dict[str, Any] | None = None,
     verify: dict[str, Any] | None = None,
     rollout: bool = False,
+    namespace: str = "ml",
 ) -> None:
     """mlops.yaml of the signing project; rollout adds progressive rollout steps."""
     image: dict[str, Any] = {
@@ -128,7 +135,7 @@ def write_config(
     }
     if sign is not None:
         image["sign"] = sign
-    deploy: dict[str, Any] = {"namespace": "ml", "replicas": 1, "rollout_timeout": "20s"}
+    deploy: dict[str, Any] = {"namespace": namespace, "replicas": 1, "rollout_timeout": "20s"}
     if verify is not None:
         deploy["verify"] = verify
     doc = {

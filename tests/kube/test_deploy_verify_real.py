@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+import tests.signing.conftest as signing
 from mlops_sessions.executors.cosign import sign as cosign_sign
 from mlops_sessions.planning import provenance
 from tests.conftest import require_real
@@ -33,6 +34,12 @@ from tests.signing.conftest import (
 )
 
 pytestmark = pytest.mark.slow
+
+# The signing tests' fixtures, used here by name: the module's one image built, pushed and
+# signed by `mlops push` (module scope), and cosign and syft on PATH (module scope too, so
+# that this import is not a second session fixture).
+signed = signing.signed
+signing_tools = signing.signing_tools
 
 REPOSITORY = "ml/tiny-serve"
 
