@@ -116,6 +116,14 @@ class Kube:
             if e["verb"] in ("create", "update", "patch", "delete") and e.get("objectRef")
         ]
 
+    def requests(self, since: int) -> list[str]:
+        """Every request the product (its own identity) made after ``since``, reads,
+        watches and discovery included: "VERB /request/uri"."""
+        from tests.cluster.controlplane import PRODUCT_USER
+
+        events, _ = self.plane.audit_events(PRODUCT_USER, since)
+        return [f"{e['verb']} {e.get('requestURI', '')}" for e in events]
+
     def pods(self, namespace: str, selector: str = "") -> list[dict[str, Any]]:
         query = f"?labelSelector={selector}" if selector else ""
         answer = self.get(f"/api/v1/namespaces/{namespace}/pods{query}")

@@ -1,11 +1,13 @@
-"""`mlops deploy` with deploy.verify, against the real registry and cosign: the signed image
-of `mlops push` deploys; every refusal is one line naming the digest and what is wrong, and
-is made before the deployer sends the API server a single request (kmock's request log).
+"""`mlops deploy` with deploy.verify, against the real registry, cosign and the real control
+plane: the signed image of `mlops push` is applied by a real API server and rolled out by
+its Deployment controller on KWOK's pods; every refusal is one line naming the digest and
+what is wrong, and is made before the product sends the API server a single request,
+reads and discovery included (the server's audit log, under the product's own identity).
 
 The refusal cases need their own digests: small images pushed through the registry's API
 (no Docker), signed and attested through the product's own signer with the facts each case
 needs (one case with cosign's own bundle layout instead), and recorded as the pushed build
-of image 'serve'.
+of image 'serve'. Each test deploys into a namespace of its own.
 """
 
 from __future__ import annotations
@@ -21,8 +23,7 @@ import pytest
 import tests.signing.conftest as signing
 from mlops_sessions.executors.cosign import sign as cosign_sign
 from mlops_sessions.planning import provenance
-from tests.conftest import require_real
-from tests.deploy.conftest import FAST_API, FakeCluster, kmock
+from tests.cluster.controlplane import CPU_NODE
 from tests.signing.conftest import (
     EVAL_ID,
     MODEL,
@@ -33,11 +34,12 @@ from tests.signing.conftest import (
     push_small_image,
 )
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 # The signing tests' fixtures, used here by name: the module's one image built, pushed and
 # signed by `mlops push` (module scope), and cosign and syft on PATH (module scope too, so
-# that this import is not a second session fixture).
+# that this import is not a second session fixture). The Docker engine and registry are the
+# suite's one `docker_env` (tests/conftest.py).
 signed = signing.signed
 signing_tools = signing.signing_tools
 
@@ -45,32 +47,22 @@ REPOSITORY = "ml/tiny-serve"
 
 
 @pytest.fixture
-def cluster(tmp_path: Any) -> Iterator[FakeCluster]:
-    if kmock is None:
-        require_real("kmock (a Kubernetes API emulator, Python >= 3.11) is not installed")
-    fake = FakeCluster(tmp_path)
-    fake.start()
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("KUBECONFIG", str(fake.kubeconfig))
-        try:
-            yield fake
-        finally:
-            fake.stop()
-
-
-@pytest.fixture
-def project(signed: SignedProject) -> Iterator[SignedProject]:
-    """The module's project; its push record and config are put back after each test."""
+def project(
+    signed: SignedProject, namespace: str, kube_cluster: Any, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[SignedProject]:
+    """The module's signed project deploying into this test's namespace as the product's
+    own identity; its push record and config are put back after each test."""
+    monkeypatch.setenv("KUBECONFIG", str(kube_cluster.plane.product_kubeconfig))
     record = signed.root / ".mlops/builds/serve/latest.json"
     saved = record.read_text()
+    signed.namespace = namespace
+    signed.write_config(sign={"key": "keys/cosign.key"}, verify={"key": "keys/cosign.pub"})
     yield signed
     record.write_text(saved)
-    signed.write_config(sign={"key": "keys/cosign.key"}, verify={"key": "keys/cosign.pub"})
 
 
-def deploy(project: SignedProject) -> tuple[int, str]:
-    code, _, err = project.mlops("deploy", *FAST_API)
-    return code, err
+def deploy(project: SignedProject, *args: str) -> tuple[int, dict[str, Any] | None, str]:
+    return project.mlops("deploy", *args)
 
 
 def facts_for(ref: str, **changes: Any) -> provenance.ProvenanceFacts:
@@ -123,13 +115,35 @@ def record_pushed(project: SignedProject, ref: str, tag: str) -> None:
     (project.root / ".mlops/builds/serve/latest.json").write_text(json.dumps(record))
 
 
-def test_the_signed_push_deploys(project: SignedProject, cluster: FakeCluster) -> None:
-    code, result, err = project.mlops("deploy", *FAST_API)
+def assert_rolled_out(kube_cluster: Any, namespace: str, image: str) -> None:
+    """The stable Deployment runs image, and the real controller says it rolled out on
+    pods the scheduler placed on KWOK's CPU node."""
+    name = f"{MODEL}-stable"
+    assert kube_cluster.image(namespace, name) == image
+    deployment = kube_cluster.deployment(namespace, name)
+    status = deployment["status"]
+    assert status["observedGeneration"] == deployment["metadata"]["generation"]
+    assert status.get("updatedReplicas") == deployment["spec"]["replicas"]
+    assert status.get("availableReplicas") == deployment["spec"]["replicas"]
+    pods = kube_cluster.pods(namespace, f"track=stable,app={MODEL}")
+    assert pods and {p["spec"]["nodeName"] for p in pods} == {CPU_NODE}
+    assert {p["spec"]["containers"][0]["image"] for p in pods} == {image}
+
+
+def test_the_signed_push_deploys(project: SignedProject, kube_cluster: Any, namespace: str) -> None:
+    mark = kube_cluster.mark()
+    code, result, err = deploy(project)
     assert code == 0, err
-    deployment = cluster.get("apps/v1/deployments", f"{MODEL}-stable")
-    assert deployment is not None, (result, cluster.writes())
-    containers = deployment["spec"]["template"]["spec"]["containers"]
-    assert containers[0]["image"] == project.pushed["image"]
+    assert result is not None
+    (deployed,) = result["deployments"]
+    assert deployed["status"] == "rolled-out", deployed
+    assert f"create deployments/{MODEL}-stable" in kube_cluster.writes(mark)
+    # The refusals' empty request lists are worth something: a deploy's reads show up too.
+    sent = kube_cluster.requests(mark)
+    assert any(r.startswith("get ") for r in sent), sent
+    # The digest push signed and deploy verified is the one the real server runs.
+    assert project.pushed["image"].endswith("@" + project.pushed["digest"])
+    assert_rolled_out(kube_cluster, namespace, project.pushed["image"])
 
 
 Case = Callable[[SignedProject, str, str], str]
@@ -211,30 +225,32 @@ def tag_moved(project: SignedProject, ref: str, tag: str) -> str:
     ],
 )
 def test_refusal_is_one_line_naming_the_digest_before_any_request(
-    project: SignedProject, cluster: FakeCluster, case: Case
+    project: SignedProject, kube_cluster: Any, case: Case
 ) -> None:
     ref, tag = new_image(project, f"case-{case.__name__.replace('_', '-')}")
     expected = case(project, ref, tag)
     record_pushed(project, ref, tag)
-    code, err = deploy(project)
+    mark = kube_cluster.mark()
+    code, _, err = deploy(project)
     assert code != 0
     lines = err.strip().splitlines()
     assert len(lines) == 1, err
     assert ref in lines[0] and "deploy.verify" in lines[0]
     assert expected in lines[0]
-    assert cluster.calls() == []  # refused before the deployer's first request
+    assert kube_cluster.requests(mark) == []  # refused before the product's first request
 
 
-def test_force_does_not_skip_verification(project: SignedProject, cluster: FakeCluster) -> None:
+def test_force_does_not_skip_verification(project: SignedProject, kube_cluster: Any) -> None:
     ref, tag = new_image(project, "case-forced")
     record_pushed(project, ref, tag)
-    code, _, err = project.mlops("deploy", "--force", *FAST_API)
+    mark = kube_cluster.mark()
+    code, _, err = deploy(project, "--force")
     assert code != 0 and "is not signed" in err and ref in err
-    assert cluster.calls() == []
+    assert kube_cluster.requests(mark) == []
 
 
 def test_a_signed_passing_image_from_another_push_verifies(
-    project: SignedProject, cluster: FakeCluster
+    project: SignedProject, kube_cluster: Any, namespace: str
 ) -> None:
     """Every requirement met by attestations made outside `mlops push`: what is checked is
     the registry's signed facts, not the local record's signing object."""
@@ -248,26 +264,32 @@ def test_a_signed_passing_image_from_another_push_verifies(
             "require": ["signature", "sbom", "provenance", "verdict"],
         },
     )
-    code, err = deploy(project)
+    code, _, err = deploy(project)
     assert code == 0, err
-    assert cluster.calls()
+    assert_rolled_out(kube_cluster, namespace, ref)
 
 
 def test_a_new_build_for_the_canary_is_verified_too(
-    project: SignedProject, cluster: FakeCluster
+    project: SignedProject, kube_cluster: Any, namespace: str
 ) -> None:
     """With rollout.steps a new build goes to the canary: it is verified like any other,
     and refused before the rollout reads or writes anything on the cluster."""
     project.write_config(
-        sign={"key": "keys/cosign.key"}, verify={"key": "keys/cosign.pub"}, rollout=True
+        sign={"key": "keys/cosign.key"},
+        verify={"key": "keys/cosign.pub"},
+        rollout=True,
     )
-    code, err = deploy(project)  # nothing runs yet: the signed build goes straight to stable
+    code, _, err = deploy(project)  # nothing runs yet: the signed build goes straight to stable
     assert code == 0, err
+    assert_rolled_out(kube_cluster, namespace, project.pushed["image"])
     ref, tag = new_image(project, "case-canary")
     record_pushed(project, ref, tag)
-    before = cluster.request_count()
-    code, err = deploy(project)
+    mark = kube_cluster.mark()
+    code, _, err = deploy(project)
     assert code != 0
     (line,) = err.strip().splitlines()
     assert ref in line and "is not signed" in line
-    assert cluster.calls(since=before) == []
+    assert kube_cluster.requests(mark) == []
+    # The stable track still runs the signed build; no canary was started.
+    assert_rolled_out(kube_cluster, namespace, project.pushed["image"])
+    assert kube_cluster.pods(namespace, f"track=canary,app={MODEL}") == []
