@@ -43,8 +43,6 @@ pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 signed = signing.signed
 signing_tools = signing.signing_tools
 
-REPOSITORY = "ml/tiny-serve"
-
 
 @pytest.fixture
 def project(
@@ -85,9 +83,9 @@ def facts_for(ref: str, **changes: Any) -> provenance.ProvenanceFacts:
 
 def new_image(project: SignedProject, tag: str, content: str = "") -> tuple[str, str]:
     """A fresh digest in the project's repository under tag: (repo@digest, repo:tag)."""
-    registry = project.env.registry
-    digest = push_small_image(registry, REPOSITORY, tag, content or f"content of {tag}")
-    return f"{registry}/{REPOSITORY}@{digest}", f"{registry}/{REPOSITORY}:{tag}"
+    registry, repository = project.env.registry, f"{project.registry_path}/tiny-serve"
+    digest = push_small_image(registry, repository, tag, content or f"content of {tag}")
+    return f"{registry}/{repository}@{digest}", f"{registry}/{repository}:{tag}"
 
 
 def attach(

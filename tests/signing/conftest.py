@@ -103,6 +103,10 @@ class SignedProject:
     # Where deploy.namespace points: the tests on the real control plane set a namespace
     # of their own per test.
     namespace: str = "ml"
+    # The registry path its image is pushed under: one per test module, because the session
+    # shares one registry and every module builds the same digest (a second module's
+    # signatures would otherwise pile onto the first's .sig and .att tags).
+    registry_path: str = "ml"
 
     @property
     def root(self) -> Path:
@@ -113,7 +117,13 @@ class SignedProject:
 
     def write_config(self, **changes: Any) -> None:
         """Rewrite mlops.yaml: image sign / deploy verify settings (None removes one)."""
-        write_config(self.root, self.env, namespace=self.namespace, **changes)
+        write_config(
+            self.root,
+            self.env,
+            namespace=self.namespace,
+            registry_path=self.registry_path,
+            **changes,
+        )
 
 
 def write_config(
@@ -124,11 +134,12 @@ def write_config(
     verify: dict[str, Any] | None = None,
     rollout: bool = False,
     namespace: str = "ml",
+    registry_path: str = "ml",
 ) -> None:
     """mlops.yaml of the signing project; rollout adds progressive rollout steps."""
     image: dict[str, Any] = {
         "kind": "serve",
-        "registry": f"{env.registry}/ml",
+        "registry": f"{env.registry}/{registry_path}",
         "repository": "tiny-serve",
         "base": {"image": BASE_IMAGE},
         "size_budget_mb": 2000,
@@ -167,7 +178,7 @@ def write_config(
     (root / "mlops.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
 
 
-def make_signed_project(root: Path, env: DockerEnv) -> Project:
+def make_signed_project(root: Path, env: DockerEnv, registry_path: str = "ml") -> Project:
     """A git project with a trained, evaluated (pass) and blessed run, and key pairs."""
     from mlops_sessions.records import evaluations
     from mlops_sessions.records.store import Store
@@ -176,7 +187,13 @@ def make_signed_project(root: Path, env: DockerEnv) -> Project:
     (root / "src" / "tiny_model.py").write_text('"""Model code."""\n\nVERSION = 1\n')
     (root / "requirements.lock").write_text(SMALL_LOCK)
     (root / ".gitignore").write_text("keys/\n.mlops/\n")
-    write_config(root, env, sign={"key": "keys/cosign.key"}, verify={"key": "keys/cosign.pub"})
+    write_config(
+        root,
+        env,
+        sign={"key": "keys/cosign.key"},
+        verify={"key": "keys/cosign.pub"},
+        registry_path=registry_path,
+    )
     store = Store(root / ".mlops")
     with store.staging(store.run_dir(RUN_ID)) as stage:
         (stage / "model" / "variables").mkdir(parents=True)
@@ -216,11 +233,16 @@ def make_signed_project(root: Path, env: DockerEnv) -> Project:
 
 @pytest.fixture(scope="module")
 def signed(
-    docker_env: DockerEnv, signing_tools: None, tmp_path_factory: pytest.TempPathFactory
+    docker_env: DockerEnv,
+    signing_tools: None,
+    tmp_path_factory: pytest.TempPathFactory,
+    request: pytest.FixtureRequest,
 ) -> SignedProject:
-    """The module's one image: built, scanned, pushed and signed by `mlops push`."""
+    """The module's one image: built, scanned, pushed and signed by `mlops push`, under a
+    registry path of the module's own (e.g. 127.0.0.1:<port>/test-push-signing)."""
+    registry_path = request.module.__name__.rsplit(".", 1)[-1].replace("_", "-")
     root = tmp_path_factory.mktemp("signed") / "proj"
-    project = make_signed_project(root, docker_env)
+    project = make_signed_project(root, docker_env, registry_path)
     keys = make_key_pair(root / "keys")
     other = make_key_pair(root.parent / "other-keys")
     code, _, log = project.mlops("build")
@@ -229,7 +251,7 @@ def signed(
     assert code == 0, log[-3000:]
     assert result is not None
     (pushed,) = result["images"]
-    return SignedProject(project, docker_env, keys, other, pushed)
+    return SignedProject(project, docker_env, keys, other, pushed, registry_path=registry_path)
 
 
 # --- images made without Docker: distinct digests for the refusal cases -----------------------
