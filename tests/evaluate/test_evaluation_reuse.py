@@ -19,7 +19,16 @@ pytestmark = pytest.mark.filterwarnings("error")
 
 
 def _evals(project, run_id: str) -> list[Path]:  # type: ignore[no-untyped-def]
-    return sorted((project.store.run_dir(run_id) / "eval").iterdir())
+    """A run's evaluation directories, oldest first, ordered as the store orders them (by
+    the verdict's created_at): two evaluations in one second have ids whose random part
+    does not say which came first."""
+
+    def created(path: Path) -> tuple[str, str]:
+        verdict = path / "verdict.json"
+        stamp = json.loads(verdict.read_text()).get("created_at", "") if verdict.is_file() else ""
+        return str(stamp), path.name
+
+    return sorted((project.store.run_dir(run_id) / "eval").iterdir(), key=created)
 
 
 def _no_measuring(monkeypatch) -> None:  # type: ignore[no-untyped-def]
