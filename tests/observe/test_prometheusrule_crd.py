@@ -21,6 +21,7 @@ import yaml
 from mlops_sessions.config import Config
 from mlops_sessions.config.loader import load
 from mlops_sessions.planning import alerts
+from tests.components.crdschema import strict
 from tests.components.gomod import module_dir
 
 MODULE = "github.com/prometheus-operator/prometheus-operator"
@@ -28,23 +29,12 @@ VERSION = "v0.86.1"
 CRD_FILE = "example/prometheus-operator-crd/monitoring.coreos.com_prometheusrules.yaml"
 
 
-def _strict(node: Any) -> Any:
-    if isinstance(node, dict):
-        out = {k: _strict(v) for k, v in node.items()}
-        if "properties" in out and "additionalProperties" not in out:
-            out["additionalProperties"] = False
-        return out
-    if isinstance(node, list):
-        return [_strict(v) for v in node]
-    return node
-
-
 @functools.cache
 def crd_schema() -> dict[str, Any]:
     crd = yaml.safe_load((module_dir(MODULE, VERSION) / CRD_FILE).read_text())
     assert crd["spec"]["group"] == "monitoring.coreos.com"
     (served,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1"]
-    schema: dict[str, Any] = _strict(served["schema"]["openAPIV3Schema"])
+    schema: dict[str, Any] = strict(served["schema"]["openAPIV3Schema"])
     return schema
 
 

@@ -30,6 +30,7 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 
 from mlops_sessions.planning import admission, provenance
+from tests.components.crdschema import strict
 from tests.conftest import require_real
 from tests.signing import policy_support as support
 
@@ -45,19 +46,8 @@ REQUIRE_SETS = [
 ]
 
 
-def _strict(node: Any) -> Any:
-    if isinstance(node, dict):
-        out = {k: _strict(v) for k, v in node.items()}
-        if "properties" in out and "additionalProperties" not in out:
-            out["additionalProperties"] = False
-        return out
-    if isinstance(node, list):
-        return [_strict(v) for v in node]
-    return node
-
-
 def schema_errors(obj: dict[str, Any], version: str = "v1beta1") -> list[str]:
-    schema = _strict(support.served_schema(version))
+    schema = strict(support.served_schema(version))
     # The object's envelope is the API server's, not the CRD schema's to declare.
     envelope = {"apiVersion": {"type": "string"}, "kind": {"type": "string"}}
     schema["properties"] = {**envelope, "metadata": {"type": "object"}, **schema["properties"]}
