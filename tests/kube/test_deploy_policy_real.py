@@ -17,8 +17,6 @@ from typing import Any
 
 import pytest
 
-from tests.cluster.controlplane import PRODUCT_USER
-
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 SECRETS = """\
@@ -26,12 +24,6 @@ SECRETS = """\
         - {env: API_TOKEN, secret: digits-api, key: token}
 """
 PINNED_ELSEWHERE = "      context: prod-eu\n"
-
-
-def _requests(kube_cluster: Any, since: int) -> list[str]:
-    """Every request the product sent after ``since`` (reads too)."""
-    events, _ = kube_cluster.plane.audit_events(PRODUCT_USER, since)
-    return [f"{e['verb']} {e.get('requestURI', '')}" for e in events]
 
 
 def _put_secret(kube_cluster: Any, namespace: str, data: dict[str, str]) -> None:
@@ -67,7 +59,7 @@ def test_refusals_before_the_cluster_is_asked_anything(
     assert bad.code == 2
     assert "weights add up to 110, not 100" in bad.err
     assert "mlops.yaml:" in bad.err  # located in the file
-    assert _requests(kube_cluster, mark) == []
+    assert kube_cluster.requests(mark) == []
 
 
 def test_a_missing_secret_or_key_is_reported_before_anything_is_applied(
@@ -110,7 +102,7 @@ def test_an_ungated_model_is_refused_unless_forced_and_a_never_blessed_one_alway
     assert result.code == 1
     assert "did not pass the gate" in result.err
     assert "--force" in result.err
-    assert _requests(kube_cluster, mark) == []
+    assert kube_cluster.requests(mark) == []
     forced = mlops("deploy", "--force", "--json")
     assert forced.code == 0, forced.err
     assert "--force overrides" in forced.err
@@ -183,4 +175,4 @@ def test_a_missing_kubeconfig_option_is_not_replaced_by_the_kubeconfig_variable(
     assert result.code == 1
     (line,) = result.err.strip().splitlines()
     assert str(missing) in line
-    assert _requests(kube_cluster, mark) == []  # not even a read
+    assert kube_cluster.requests(mark) == []  # not even a read
